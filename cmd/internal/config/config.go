@@ -1,0 +1,132 @@
+package config
+
+import (
+	"time"
+)
+
+// Config is the whole configuration file. Field tags are the YAML keys of
+// DESIGN.md §3; they are a contract with operators and must not be renamed.
+type Config struct {
+	Listeners     []Listener    `yaml:"listeners"`
+	TLS           TLS           `yaml:"tls"`
+	Auth          Auth          `yaml:"auth"`
+	Upstream      Upstream      `yaml:"upstream"`
+	Policy        Policy        `yaml:"policy"`
+	State         State         `yaml:"state"`
+	Limits        Limits        `yaml:"limits"`
+	POP3          POP3          `yaml:"pop3"`
+	ShutdownGrace time.Duration `yaml:"shutdown_grace"`
+	Log           Log           `yaml:"log"`
+	Metrics       Metrics       `yaml:"metrics"`
+}
+
+// Listener is one address popbridge accepts POP3 clients on.
+type Listener struct {
+	Address       string `yaml:"address"`
+	TLS           string `yaml:"tls"` // none | starttls | implicit
+	ProxyProtocol bool   `yaml:"proxy_protocol"`
+}
+
+// TLS holds the server certificate for STLS and implicit-TLS listeners.
+type TLS struct {
+	CertFile   string `yaml:"cert_file"`
+	KeyFile    string `yaml:"key_file"`
+	MinVersion string `yaml:"min_version"`
+}
+
+// Auth is the client-facing login policy.
+type Auth struct {
+	AllowPlaintext bool          `yaml:"allow_plaintext"`
+	Mechanisms     []string      `yaml:"mechanisms"`
+	FailureDelay   time.Duration `yaml:"failure_delay"`
+}
+
+// Upstream is the IMAP server popbridge logs in to.
+type Upstream struct {
+	Address            string        `yaml:"address"`
+	TLS                string        `yaml:"tls"` // none | starttls | implicit
+	CAFile             string        `yaml:"ca_file"`
+	InsecureSkipVerify bool          `yaml:"insecure_skip_verify"`
+	Mailbox            string        `yaml:"mailbox"`
+	ConnectTimeout     time.Duration `yaml:"connect_timeout"`
+	CommandTimeout     time.Duration `yaml:"command_timeout"`
+	MasterUser         string        `yaml:"master_user"`
+	MasterPassword     string        `yaml:"master_password" secret:"true"`
+}
+
+// Policy says what POP3 actions do upstream.
+type Policy struct {
+	OnDele       string `yaml:"on_dele"` // expunge | trash | hide | keep
+	TrashMailbox string `yaml:"trash_mailbox"`
+	MarkSeen     bool   `yaml:"mark_seen"`
+	Lock         string `yaml:"lock"` // exclusive | none
+	UIDLFormat   string `yaml:"uidl_format"`
+}
+
+// State is where uidmap keeps UIDLs and leave-on-server marks.
+type State struct {
+	Driver string `yaml:"driver"` // bolt | postgres
+	Path   string `yaml:"path"`
+	DSN    string `yaml:"dsn" secret:"true"`
+}
+
+// Limits protect the proxy and the upstream from single clients.
+type Limits struct {
+	MaxConnections      int           `yaml:"max_connections"`
+	MaxConnectionsPerIP int           `yaml:"max_connections_per_ip"`
+	IdleTimeout         time.Duration `yaml:"idle_timeout"`
+	AuthFailuresPerIP   int           `yaml:"auth_failures_per_ip"`
+	TrustedProxies      []string      `yaml:"trusted_proxies"`
+}
+
+// POP3 holds client workarounds.
+type POP3 struct {
+	// OutlookNoNULs sends NUL bytes in messages as 0x80, as Dovecot's
+	// pop3_client_workarounds=outlook-no-nuls does: Outlook hangs on NULs.
+	OutlookNoNULs bool `yaml:"outlook_no_nuls"`
+}
+
+// Log configures zap.
+type Log struct {
+	Level  string `yaml:"level"`
+	Format string `yaml:"format"` // json | console
+}
+
+// Metrics configures the Prometheus and health endpoint.
+type Metrics struct {
+	Address string `yaml:"address"`
+}
+
+// Default returns the configuration used for every key a file leaves out.
+func Default() *Config {
+	return &Config{
+		Listeners: []Listener{{Address: "0.0.0.0:110", TLS: "none"}},
+		TLS:       TLS{MinVersion: "1.2"},
+		Auth: Auth{
+			Mechanisms:   []string{"PLAIN", "LOGIN", "OAUTHBEARER", "XOAUTH2"},
+			FailureDelay: 2 * time.Second,
+		},
+		Upstream: Upstream{
+			TLS:            "implicit",
+			Mailbox:        "INBOX",
+			ConnectTimeout: 10 * time.Second,
+			CommandTimeout: 60 * time.Second,
+		},
+		Policy: Policy{
+			OnDele:       "expunge",
+			TrashMailbox: "Trash",
+			MarkSeen:     true,
+			Lock:         "exclusive",
+			UIDLFormat:   "dovecot",
+		},
+		State: State{Driver: "bolt", Path: "/var/lib/popbridge/state.db"},
+		Limits: Limits{
+			MaxConnections:      10000,
+			MaxConnectionsPerIP: 50,
+			IdleTimeout:         10 * time.Minute,
+			AuthFailuresPerIP:   10,
+		},
+		ShutdownGrace: 30 * time.Second,
+		Log:           Log{Level: "info", Format: "json"},
+	}
+}

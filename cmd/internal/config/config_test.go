@@ -1,0 +1,124 @@
+package config
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+const minimal = `
+upstream:
+  address: imap.example.net:993
+state:
+  path: /tmp/state.db
+`
+
+func TestDefaults(t *testing.T) {
+	cfg, err := Parse([]byte(minimal), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Upstream.TLS != "implicit" || cfg.Upstream.Mailbox != "INBOX" || cfg.Policy.OnDele != "expunge" ||
+		!cfg.Policy.MarkSeen || cfg.Limits.IdleTimeout != 10*time.Minute || cfg.Auth.FailureDelay != 2*time.Second ||
+		cfg.Policy.UIDLFormat != "dovecot" || cfg.Listeners[0].Address != "0.0.0.0:110" {
+		t.Fatalf("defaults not applied: %+v", cfg)
+	}
+}
+
+func TestEnvironmentWins(t *testing.T) {
+	env := []string{
+		"POPBRIDGE_UPSTREAM_ADDRESS=other:143",
+		"POPBRIDGE_UPSTREAM_CONNECT_TIMEOUT=3s",
+		"POPBRIDGE_POLICY_MARK_SEEN=false",
+		"POPBRIDGE_LIMITS_MAX_CONNECTIONS_PER_IP=7",
+		"POPBRIDGE_AUTH_MECHANISMS=plain, xoauth2",
+		"POPBRIDGE_LISTENERS_0_ADDRESS=127.0.0.1:1110",
+		"POPBRIDGE_CONFIG=/ignored",
+		"HOME=/root",
+	}
+	cfg, err := Parse([]byte(minimal), env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Upstream.Address != "other:143" || cfg.Upstream.ConnectTimeout != 3*time.Second || cfg.Policy.MarkSeen ||
+		cfg.Limits.MaxConnectionsPerIP != 7 || strings.Join(cfg.Auth.Mechanisms, ",") != "PLAIN,XOAUTH2" ||
+		cfg.Listeners[0].Address != "127.0.0.1:1110" {
+		t.Fatalf("environment not applied: %+v", cfg)
+	}
+}
+
+func TestEnvironmentErrors(t *testing.T) {
+	_, err := Parse([]byte(minimal), []string{"POPBRIDGE_UPSTREAM_NOPE=1", "POPBRIDGE_POLICY_MARK_SEEN=maybe"})
+	var es Errors
+	if !errors.As(err, &es) || len(es) != 2 {
+		t.Fatalf("got %v, want two key errors", err)
+	}
+	if !strings.Contains(err.Error(), "POPBRIDGE_UPSTREAM_NOPE") || !strings.Contains(err.Error(), "policy.mark_seen") {
+		t.Fatalf("errors must name the variable and key: %v", err)
+	}
+}
+
+func TestValidationNamesKeyAndLine(t *testing.T) {
+	file := `upstream:
+  address: imap.example.net:993
+  tls: sometimes
+policy:
+  on_dele: shred
+listeners:
+  - address: "0.0.0.0:110"
+  - address: "nonsense"
+    tls: implicit
+state:
+  path: /tmp/x
+`
+	_, err := Parse([]byte(file), nil)
+	var es Errors
+	if !errors.As(err, &es) {
+		t.Fatalf("got %v", err)
+	}
+	want := map[string]int{"upstream.tls": 3, "policy.on_dele": 5, "listeners.1.address": 8, "tls.cert_file": 0}
+	got := map[string]int{}
+	for _, e := range es {
+		got[e.Key] = e.Line
+	}
+	for k, line := range want {
+		if l, ok := got[k]; !ok || l != line {
+			t.Errorf("key %s: got line %d (present %v), want line %d; all: %v", k, l, ok, line, err)
+		}
+	}
+}
+
+func TestUnknownKeyIsAnError(t *testing.T) {
+	_, err := Parse([]byte(minimal+"polcy:\n  on_dele: keep\n"), nil)
+	if err == nil || !strings.Contains(err.Error(), "polcy") {
+		t.Fatalf("got %v, want an error naming the misspelt key", err)
+	}
+}
+
+func TestIdleTimeoutFloor(t *testing.T) {
+	_, err := Parse([]byte(minimal+"limits:\n  idle_timeout: 1m\n"), nil)
+	if err == nil || !strings.Contains(err.Error(), "limits.idle_timeout") {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestRedacted(t *testing.T) {
+	cfg, err := Parse([]byte(minimal+"  dsn: postgres://u:hunter2@db/x\n"), []string{"POPBRIDGE_UPSTREAM_MASTER_USER=m", "POPBRIDGE_UPSTREAM_MASTER_PASSWORD=sekrit"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := cfg.Redacted()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(out), "sekrit") || strings.Contains(string(out), "hunter2") {
+		t.Fatalf("secret in output:\n%s", out)
+	}
+	if !strings.Contains(string(out), "master_user: m") || !strings.Contains(string(out), "connect_timeout: 10s") {
+		t.Fatalf("output lost non-secret values:\n%s", out)
+	}
+	if cfg.Upstream.MasterPassword != "sekrit" {
+		t.Fatal("Redacted changed the config itself")
+	}
+}

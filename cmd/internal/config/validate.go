@@ -1,0 +1,125 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// validate returns every problem in cfg; it also fills in the values an
+// empty key means (tls "" is "none").
+func (cfg *Config) validate() Errors {
+	var errs Errors
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, KeyError{Key: key, Problem: fmt.Sprintf(format, args...)})
+	}
+	oneOf := func(key, value string, allowed ...string) {
+		for _, a := range allowed {
+			if value == a {
+				return
+			}
+		}
+		bad(key, "%q is not one of %s", value, strings.Join(allowed, ", "))
+	}
+	hostPort := func(key, addr string) {
+		if _, port, err := net.SplitHostPort(addr); err != nil {
+			bad(key, "%q is not host:port: %v", addr, err)
+		} else if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
+			bad(key, "%q has no valid port", addr)
+		}
+	}
+	positive := func(key string, d time.Duration) {
+		if d <= 0 {
+			bad(key, "must be a positive duration such as 10s")
+		}
+	}
+
+	if len(cfg.Listeners) == 0 {
+		bad("listeners", "at least one listener is needed")
+	}
+	needCert := false
+	for i := range cfg.Listeners {
+		l := &cfg.Listeners[i]
+		key := "listeners." + strconv.Itoa(i)
+		hostPort(key+".address", l.Address)
+		if l.TLS == "" {
+			l.TLS = "none"
+		}
+		oneOf(key+".tls", l.TLS, "none", "starttls", "implicit")
+		if l.TLS != "none" {
+			needCert = true
+		}
+	}
+	if needCert && (cfg.TLS.CertFile == "" || cfg.TLS.KeyFile == "") {
+		bad("tls.cert_file", "a listener uses TLS, so tls.cert_file and tls.key_file are required")
+	}
+	oneOf("tls.min_version", cfg.TLS.MinVersion, "1.0", "1.1", "1.2", "1.3")
+	for i, m := range cfg.Auth.Mechanisms {
+		cfg.Auth.Mechanisms[i] = strings.ToUpper(m)
+		oneOf("auth.mechanisms."+strconv.Itoa(i), cfg.Auth.Mechanisms[i], "PLAIN", "LOGIN", "OAUTHBEARER", "XOAUTH2")
+	}
+	if cfg.Auth.FailureDelay < 0 {
+		bad("auth.failure_delay", "must not be negative")
+	}
+
+	if cfg.Upstream.Address == "" {
+		bad("upstream.address", "required: the IMAP server to log in to, as host:port")
+	} else {
+		hostPort("upstream.address", cfg.Upstream.Address)
+	}
+	oneOf("upstream.tls", cfg.Upstream.TLS, "none", "starttls", "implicit")
+	if cfg.Upstream.Mailbox == "" {
+		bad("upstream.mailbox", "must not be empty")
+	}
+	positive("upstream.connect_timeout", cfg.Upstream.ConnectTimeout)
+	positive("upstream.command_timeout", cfg.Upstream.CommandTimeout)
+	if (cfg.Upstream.MasterUser == "") != (cfg.Upstream.MasterPassword == "") {
+		bad("upstream.master_user", "master_user and master_password go together")
+	}
+
+	oneOf("policy.on_dele", cfg.Policy.OnDele, "expunge", "trash", "hide", "keep")
+	if cfg.Policy.OnDele == "trash" && cfg.Policy.TrashMailbox == "" {
+		bad("policy.trash_mailbox", "required when policy.on_dele is trash")
+	}
+	oneOf("policy.lock", cfg.Policy.Lock, "exclusive", "none")
+	if cfg.Policy.UIDLFormat != "dovecot" {
+		bad("policy.uidl_format", "%q: only dovecot is supported", cfg.Policy.UIDLFormat)
+	}
+
+	oneOf("state.driver", cfg.State.Driver, "bolt", "postgres", "memory")
+	if cfg.State.Driver == "bolt" && cfg.State.Path == "" {
+		bad("state.path", "required for the bolt driver")
+	}
+	if cfg.State.Driver == "postgres" && cfg.State.DSN == "" {
+		bad("state.dsn", "required for the postgres driver")
+	}
+
+	if cfg.Limits.MaxConnections < 1 {
+		bad("limits.max_connections", "must be at least 1")
+	}
+	if cfg.Limits.MaxConnectionsPerIP < 1 {
+		bad("limits.max_connections_per_ip", "must be at least 1")
+	}
+	if cfg.Limits.IdleTimeout < 10*time.Minute {
+		bad("limits.idle_timeout", "%s is below the 10 minutes RFC 1939 requires", cfg.Limits.IdleTimeout)
+	}
+	if cfg.Limits.AuthFailuresPerIP < 0 {
+		bad("limits.auth_failures_per_ip", "must not be negative")
+	}
+	for i, p := range cfg.Limits.TrustedProxies {
+		if _, _, err := net.ParseCIDR(p); err != nil && net.ParseIP(p) == nil {
+			bad("limits.trusted_proxies."+strconv.Itoa(i), "%q is neither an IP address nor a CIDR", p)
+		}
+	}
+	if cfg.ShutdownGrace < 0 {
+		bad("shutdown_grace", "must not be negative")
+	}
+	oneOf("log.level", cfg.Log.Level, "debug", "info", "warn", "error")
+	oneOf("log.format", cfg.Log.Format, "json", "console")
+	if cfg.Metrics.Address != "" {
+		hostPort("metrics.address", cfg.Metrics.Address)
+	}
+	return errs
+}

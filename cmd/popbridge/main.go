@@ -1,0 +1,85 @@
+// Command popbridge is an IMAP-to-POP3 bridging proxy: it speaks POP3 to
+// clients and serves their maildrops from an existing IMAP server.
+//
+// Usage:
+//
+//	popbridge serve [-config FILE]
+//	popbridge demo
+//	popbridge check-config [-config FILE]
+//	popbridge version
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
+const defaultConfigPath = "/etc/popbridge/config.yaml"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run is the whole command line, separated from main so tests can drive it.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		usage(stderr)
+		return 2
+	}
+	var err error
+	switch args[0] {
+	case "serve":
+		err = cmdServe(ctx, args[1:], stderr)
+	case "demo":
+		err = cmdDemo(ctx, args[1:], stdout, stderr)
+	case "check-config":
+		err = cmdCheckConfig(args[1:], stdout)
+	case "version", "-version", "--version":
+		fmt.Fprintf(stdout, "popbridge %s\n", version)
+	case "help", "-h", "-help", "--help":
+		usage(stdout)
+	default:
+		fmt.Fprintf(stderr, "popbridge: unknown command %q\n", args[0])
+		usage(stderr)
+		return 2
+	}
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 2
+		}
+		fmt.Fprintf(stderr, "popbridge: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+func usage(w io.Writer) {
+	fmt.Fprint(w, `usage: popbridge <command> [flags]
+
+commands:
+  serve [-config FILE]         run the proxy (default FILE: $POPBRIDGE_CONFIG or `+defaultConfigPath+`)
+  demo                         zero-setup demo: in-memory IMAP upstream, POP3 on 127.0.0.1:1110, user demo/demo
+  check-config [-config FILE]  validate the config and print it with secrets redacted
+  version                      print the version
+`)
+}
+
+// configFlag adds -config to fs with the documented default.
+func configFlag(fs *flag.FlagSet) *string {
+	def := os.Getenv("POPBRIDGE_CONFIG")
+	if def == "" {
+		def = defaultConfigPath
+	}
+	return fs.String("config", def, "configuration file (env POPBRIDGE_CONFIG)")
+}

@@ -1,0 +1,292 @@
+package imapupstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/emersion/go-imap/v2"
+	"go.uber.org/zap"
+)
+
+// DeleteMode says what Delete does upstream.
+type DeleteMode string
+
+// The delete modes (policy.on_dele; "hide" is the proxy's business and never
+// reaches this package).
+const (
+	DeleteExpunge DeleteMode = "expunge" // remove the messages
+	DeleteTrash   DeleteMode = "trash"   // move them to the trash mailbox
+	DeleteKeep    DeleteMode = "keep"    // change nothing
+)
+
+// How Delete removed messages, as logged in the field "method".
+const (
+	methodUIDExpunge   = "uid-expunge"          // UID STORE \Deleted + UID EXPUNGE (UIDPLUS)
+	methodMove         = "uid-move"             // UID MOVE (MOVE)
+	methodPlainExpunge = "plain-expunge"        // no UIDPLUS, and no other message was \Deleted
+	methodShieldOthers = "plain-expunge-shield" // no UIDPLUS: others' \Deleted cleared around EXPUNGE
+	methodCopyPrefix   = "uid-copy+"            // trash without MOVE: UID COPY, then one of the above
+	methodKeep         = "keep"                 // nothing
+)
+
+// maxShieldRounds bounds the UID SEARCH DELETED rounds of expungeShielded.
+const maxShieldRounds = 3
+
+const (
+	logDeleteMsg       = "upstream messages deleted"
+	logFallbackMsg     = "upstream lacks UIDPLUS: expunging with plain EXPUNGE"
+	logShieldLostFlags = "could not restore \\Deleted on other clients' messages after EXPUNGE"
+)
+
+// Delete applies mode to the messages. It only ever removes the given UIDs:
+//
+//   - expunge: UID STORE +FLAGS.SILENT (\Deleted), then UID EXPUNGE of exactly
+//     these UIDs (UIDPLUS). Without UIDPLUS it never sends a bare EXPUNGE while
+//     another message carries \Deleted: it looks for them (UID SEARCH DELETED),
+//     clears their \Deleted, sends EXPUNGE, and sets \Deleted on them again
+//     (see expungeShielded for why, and the limits).
+//   - trash: UID MOVE to trashMailbox when MOVE is advertised; otherwise
+//     UID COPY, then as for expunge. The trash mailbox is created when the
+//     server answers [TRYCREATE].
+//   - keep: nothing.
+//
+// UIDs that no longer exist are ignored, so a retry after a failure finishes
+// the job. Long UID lists are split into several commands.
+func (c *Conn) Delete(ctx context.Context, uids []uint32, mode DeleteMode, trashMailbox string) error {
+	op := "delete (" + string(mode) + ")"
+	switch mode {
+	case DeleteKeep:
+		c.log.Debug(logDeleteMsg, zap.String("method", methodKeep), zap.Int("count", len(uids)))
+		return nil
+	case DeleteExpunge:
+	case DeleteTrash:
+		if trashMailbox == "" {
+			return fmt.Errorf("%w: delete mode trash needs a trash mailbox", ErrConfig)
+		}
+		if sameMailbox(trashMailbox, c.cfg.Mailbox) {
+			return fmt.Errorf("%w: the trash mailbox %q is the mailbox itself", ErrConfig, trashMailbox)
+		}
+	default:
+		return fmt.Errorf("%w: unknown delete mode %q", ErrConfig, mode)
+	}
+	if err := c.begin(op); err != nil {
+		return err
+	}
+	if c.mbox == nil {
+		return fmt.Errorf("imapupstream: Delete before Select")
+	}
+	sorted := sortUIDs(uids)
+	if len(sorted) == 0 {
+		return nil
+	}
+	g := c.guard(ctx, c.cfg.CommandTimeout)
+	defer g.stop()
+
+	prefix := ""
+	if mode == DeleteTrash {
+		// Decide on MOVE with go-imap's own view of the capabilities: its Move
+		// falls back to a bare EXPUNGE without MOVE, which we must not send.
+		if c.client.Caps().Has(imap.CapMove) {
+			if err := c.move(g, sorted, trashMailbox); err != nil {
+				return err
+			}
+			c.log.Info(logDeleteMsg, zap.String("method", methodMove), zap.String("trash", trashMailbox),
+				zap.Int("count", len(sorted)))
+			return nil
+		}
+		if err := c.copyTo(g, sorted, trashMailbox); err != nil {
+			return err
+		}
+		prefix = methodCopyPrefix
+	}
+	method, err := c.expunge(g, sorted)
+	if err != nil {
+		return err
+	}
+	c.log.Info(logDeleteMsg, zap.String("method", prefix+method), zap.Int("count", len(sorted)))
+	return nil
+}
+
+func sameMailbox(a, b string) bool {
+	if strings.EqualFold(a, "INBOX") && strings.EqualFold(b, "INBOX") {
+		return true
+	}
+	return a == b
+}
+
+// withTryCreate runs cmd; when the server answers NO [TRYCREATE] it creates
+// the mailbox and runs cmd once more.
+func (c *Conn) withTryCreate(g *guard, mailbox string, cmd func() error) error {
+	err := cmd()
+	var imapErr *imap.Error
+	if err == nil || !errors.As(err, &imapErr) || imapErr.Code != imap.ResponseCodeTryCreate {
+		return err
+	}
+	g.progress()
+	if cerr := c.client.Create(mailbox, nil).Wait(); cerr != nil {
+		var ce *imap.Error
+		if !errors.As(cerr, &ce) || ce.Code != imap.ResponseCodeAlreadyExists {
+			return c.fail("CREATE", cerr)
+		}
+	}
+	c.log.Info("upstream mailbox created", zap.String("mailbox", mailbox))
+	g.progress()
+	return cmd()
+}
+
+// move runs UID MOVE, one command per UID set.
+func (c *Conn) move(g *guard, sorted []uint32, mailbox string) error {
+	const op = "UID MOVE"
+	for _, set := range uidSets(sorted) {
+		g.progress()
+		err := c.withTryCreate(g, mailbox, func() error {
+			_, err := c.client.Move(set, mailbox).Wait()
+			return err
+		})
+		if err != nil {
+			return c.fail(op, err)
+		}
+	}
+	return nil
+}
+
+// copyTo runs UID COPY, one command per UID set.
+func (c *Conn) copyTo(g *guard, sorted []uint32, mailbox string) error {
+	const op = "UID COPY"
+	for _, set := range uidSets(sorted) {
+		g.progress()
+		err := c.withTryCreate(g, mailbox, func() error {
+			_, err := c.client.Copy(set, mailbox).Wait()
+			return err
+		})
+		if err != nil {
+			return c.fail(op, err)
+		}
+	}
+	return nil
+}
+
+// expunge removes exactly the sorted UIDs and says how.
+func (c *Conn) expunge(g *guard, sorted []uint32) (method string, err error) {
+	if err := c.storeFlags(g, `UID STORE +FLAGS.SILENT (\Deleted)`, sorted, imap.StoreFlagsAdd, imap.FlagDeleted); err != nil {
+		return "", err
+	}
+	if c.client.Caps().Has(imap.CapUIDPlus) {
+		for _, set := range uidSets(sorted) {
+			g.progress()
+			if err := c.client.UIDExpunge(set).Close(); err != nil {
+				return "", c.fail("UID EXPUNGE", err)
+			}
+		}
+		return methodUIDExpunge, nil
+	}
+	return c.expungeShielded(g, sorted)
+}
+
+// expungeShielded expunges the sorted UIDs (already \Deleted) on a server
+// without UIDPLUS, where the only way is a plain EXPUNGE, which removes every
+// \Deleted message of the mailbox, including other clients' ones.
+//
+// Method: UID SEARCH DELETED. If only our messages carry \Deleted, EXPUNGE.
+// Otherwise clear \Deleted on the others ("shield" them), search again until
+// only ours are left (another client may be flagging meanwhile; we give up
+// after a few rounds), EXPUNGE, then set \Deleted on the shielded messages
+// again, even if EXPUNGE failed.
+//
+// Why this one: the other methods lose mail or do not delete. Refusing to
+// expunge would leave our messages in place although the POP3 client was
+// told they are deleted; a bare EXPUNGE would destroy messages another
+// client only marked (and may still undelete). Shielding keeps both promises.
+// What can still go wrong, and how it fails: (a) if the connection dies
+// between clearing and restoring, the shielded messages keep living without
+// their \Deleted flag — they reappear, nothing is lost, and we log their
+// UIDs; (b) a message that another client flags \Deleted in the one round
+// trip between our last SEARCH and the EXPUNGE is expunged with ours — which
+// is what \Deleted asks of any EXPUNGE, and the window is as small as the
+// protocol allows without UIDPLUS.
+func (c *Conn) expungeShielded(g *guard, sorted []uint32) (method string, err error) {
+	var shielded []uint32
+	clean := false
+	for round := 0; round < maxShieldRounds; round++ {
+		g.progress()
+		deleted, err := c.searchDeleted()
+		if err != nil {
+			c.restoreShielded(g, shielded)
+			return "", err
+		}
+		others := notIn(deleted, sorted)
+		if len(others) == 0 {
+			clean = true
+			break
+		}
+		if err := c.storeFlags(g, `UID STORE -FLAGS.SILENT (\Deleted)`, others, imap.StoreFlagsDel, imap.FlagDeleted); err != nil {
+			c.restoreShielded(g, append(shielded, others...))
+			return "", err
+		}
+		shielded = sortUIDs(append(shielded, others...))
+	}
+	if !clean {
+		c.restoreShielded(g, shielded)
+		return "", fmt.Errorf("imapupstream: no UIDPLUS and other messages keep getting \\Deleted; not sending EXPUNGE")
+	}
+
+	method = methodPlainExpunge
+	if len(shielded) > 0 {
+		method = methodShieldOthers
+	}
+	c.log.Warn(logFallbackMsg, zap.String("method", method), zap.Int("count", len(sorted)),
+		zap.Int("shielded", len(shielded)))
+	g.progress()
+	expErr := c.client.Expunge().Close()
+	if expErr != nil {
+		expErr = c.fail("EXPUNGE", expErr)
+	}
+	if err := c.restoreShielded(g, shielded); err != nil && expErr == nil {
+		expErr = err
+	}
+	if expErr != nil {
+		return "", expErr
+	}
+	return method, nil
+}
+
+// restoreShielded sets \Deleted again on messages whose flag we cleared.
+func (c *Conn) restoreShielded(g *guard, shielded []uint32) error {
+	if len(shielded) == 0 {
+		return nil
+	}
+	err := c.storeFlags(g, `UID STORE +FLAGS.SILENT (\Deleted)`, shielded, imap.StoreFlagsAdd, imap.FlagDeleted)
+	if err != nil {
+		c.log.Error(logShieldLostFlags, zap.Uint32s("uids", shielded), zap.Error(err))
+	}
+	return err
+}
+
+// searchDeleted returns the UIDs of all \Deleted messages, sorted.
+func (c *Conn) searchDeleted() ([]uint32, error) {
+	data, err := c.client.UIDSearch(&imap.SearchCriteria{Flag: []imap.Flag{imap.FlagDeleted}}, nil).Wait()
+	if err != nil {
+		return nil, c.fail("UID SEARCH DELETED", err)
+	}
+	uids := data.AllUIDs()
+	out := make([]uint32, len(uids))
+	for i, u := range uids {
+		out[i] = uint32(u)
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+// notIn returns the elements of a (sorted) that are not in b (sorted).
+func notIn(a, b []uint32) []uint32 {
+	var out []uint32
+	for _, x := range a {
+		if _, found := slices.BinarySearch(b, x); !found {
+			out = append(out, x)
+		}
+	}
+	return out
+}

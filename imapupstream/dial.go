@@ -1,0 +1,204 @@
+package imapupstream
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+	"github.com/emersion/go-sasl"
+	"go.uber.org/zap"
+)
+
+// Dialer opens logged-in upstream connections. It is safe for concurrent use.
+type Dialer struct {
+	cfg Config
+	tls *tls.Config // nil for TLSNone
+	log *zap.Logger
+
+	// trace, when set (tests only), receives the raw protocol, credentials
+	// included.
+	trace io.Writer
+}
+
+// NewDialer validates cfg, fills in defaults and loads CAFile (once).
+// A nil log discards logging.
+func NewDialer(cfg Config, log *zap.Logger) (*Dialer, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = zap.NewNop()
+	}
+	d := &Dialer{cfg: cfg, log: log}
+	if cfg.TLS != TLSNone {
+		if d.tls, err = cfg.tlsConfig(); err != nil {
+			return nil, err
+		}
+	}
+	return d, nil
+}
+
+// Config returns the effective configuration (defaults filled in).
+func (d *Dialer) Config() Config { return d.cfg }
+
+// Login dials the upstream, secures the connection per Config.TLS (the
+// certificate is verified against the name in Address unless
+// InsecureSkipVerify), waits for the greeting and authenticates, all within
+// ConnectTimeout (and ctx). It makes exactly one upstream connection.
+//
+// Errors wrap ErrAuthFailed, ErrInUse, ErrUnavailable or ErrConfig.
+func (d *Dialer) Login(ctx context.Context, cred Credentials) (*Conn, error) {
+	start := time.Now()
+	log := d.log.With(zap.String("upstream", d.cfg.Address), zap.String("user", cred.Username))
+	if cred.Username == "" {
+		return nil, fmt.Errorf("%w: empty user name", ErrAuthFailed)
+	}
+
+	cctx, cancel := context.WithTimeoutCause(ctx, d.cfg.ConnectTimeout,
+		fmt.Errorf("connect timeout (%v): %w", d.cfg.ConnectTimeout, context.DeadlineExceeded))
+	defer cancel()
+
+	var nd net.Dialer
+	raw, err := nd.DialContext(cctx, "tcp", d.cfg.Address)
+	if err != nil {
+		if cause := context.Cause(cctx); cause != nil {
+			err = fmt.Errorf("%w (%w)", cause, err)
+		}
+		log.Warn("upstream connect failed", zap.Error(err))
+		return nil, fmt.Errorf("%w: connect %s: %w", ErrUnavailable, d.cfg.Address, err)
+	}
+
+	c := &Conn{log: log, cfg: d.cfg, raw: raw}
+	// Everything below is bounded by cctx: when it ends, the socket is closed
+	// and whatever blocks returns.
+	g := c.guard(cctx, d.cfg.ConnectTimeout+time.Second)
+	mech, err := d.connect(cctx, c, cred)
+	g.stop()
+	if err != nil {
+		if c.client != nil {
+			c.kill(errConnClosed)
+			c.client.Close()
+		} else {
+			raw.Close()
+		}
+		if errors.Is(err, ErrAuthFailed) {
+			log.Info("upstream login refused", zap.String("mechanism", mech), zap.Error(err))
+		} else {
+			log.Warn("upstream login failed", zap.String("mechanism", mech), zap.Error(err))
+		}
+		return nil, err
+	}
+	log.Debug("upstream login ok", zap.String("mechanism", mech), zap.String("tls", string(d.cfg.TLS)),
+		zap.Duration("took", time.Since(start)))
+	return c, nil
+}
+
+// connect runs TLS, greeting and authentication on c.raw. It returns the
+// mechanism used (for logs).
+func (d *Dialer) connect(ctx context.Context, c *Conn, cred Credentials) (mech string, err error) {
+	opts := &imapclient.Options{DebugWriter: d.trace}
+	step := func(what string, err error) error {
+		if cause := c.deadCause(); cause != nil {
+			return fmt.Errorf("%w: %s: %w", ErrUnavailable, what, cause)
+		}
+		return fmt.Errorf("%w: %s: %w", ErrUnavailable, what, err)
+	}
+
+	switch d.cfg.TLS {
+	case TLSImplicit:
+		tc := d.tls.Clone()
+		tc.NextProtos = []string{"imap"}
+		tlsConn := tls.Client(c.raw, tc)
+		if err := tlsConn.HandshakeContext(ctx); err != nil {
+			return "", step("TLS handshake", err)
+		}
+		c.client = imapclient.New(tlsConn, opts)
+	case TLSStartTLS:
+		opts.TLSConfig = d.tls.Clone()
+		client, err := imapclient.NewStartTLS(c.raw, opts)
+		if err != nil {
+			// NewStartTLS closed the connection; go-imap's reader ends by itself.
+			return "", step("STARTTLS", err)
+		}
+		c.client = client
+	default:
+		c.client = imapclient.New(c.raw, opts)
+	}
+
+	if err := c.client.WaitGreeting(); err != nil {
+		return "", step("greeting", err)
+	}
+	switch c.client.State() {
+	case imap.ConnStateNotAuthenticated:
+	case imap.ConnStateAuthenticated:
+		// PREAUTH: the server decided who we are; that need not be this user.
+		return "", fmt.Errorf("%w: the server greeted with PREAUTH; refusing to use a session it authenticated by other means", ErrUnavailable)
+	default:
+		return "", step("greeting", errors.New("unexpected state after greeting"))
+	}
+
+	caps := c.client.Caps()
+	if caps == nil {
+		return "", step("CAPABILITY", errors.New("no capabilities"))
+	}
+
+	host, portStr, _ := net.SplitHostPort(d.cfg.Address)
+	port, _ := strconv.Atoi(portStr)
+	var saslClient sasl.Client
+	switch {
+	case d.cfg.MasterUser != "":
+		mech = "PLAIN (master user)"
+		saslClient = sasl.NewPlainClient(cred.Username, d.cfg.MasterUser, d.cfg.MasterPassword)
+	case strings.EqualFold(cred.Mechanism, sasl.OAuthBearer):
+		mech = sasl.OAuthBearer
+		saslClient = &oauthBearerClient{Client: sasl.NewOAuthBearerClient(&sasl.OAuthBearerOptions{
+			Username: cred.Username, Token: cred.Token, Host: host, Port: port,
+		})}
+	case strings.EqualFold(cred.Mechanism, Xoauth2):
+		mech = Xoauth2
+		saslClient = NewXOAUTH2Client(cred.Username, cred.Token)
+	case strings.EqualFold(cred.Mechanism, sasl.Plain),
+		cred.Mechanism == "" && caps.Has(imap.CapLoginDisabled):
+		mech = sasl.Plain
+		saslClient = sasl.NewPlainClient("", cred.Username, cred.Password)
+	case cred.Mechanism == "":
+		mech = "LOGIN"
+	default:
+		return cred.Mechanism, fmt.Errorf("%w: unsupported mechanism %q", ErrConfig, cred.Mechanism)
+	}
+
+	if saslClient == nil {
+		err = c.client.Login(cred.Username, cred.Password).Wait()
+	} else {
+		err = c.client.Authenticate(saslClient)
+	}
+	if err != nil {
+		if cause := c.deadCause(); cause != nil {
+			return mech, fmt.Errorf("%w: login: %w", ErrUnavailable, cause)
+		}
+		var imapErr *imap.Error
+		if !errors.As(err, &imapErr) {
+			// Not the server's answer: the connection failed, or the SASL
+			// exchange broke off midway (the server still waits for us).
+			return mech, step("login", err)
+		}
+		return mech, classifyAuth("login", err)
+	}
+	// (No check of c.client.State() here: go-imap completes Wait before it
+	// updates its state.)
+	caps = c.client.Caps() // new ones after login
+	if caps == nil {
+		return mech, step("CAPABILITY", errors.New("no capabilities"))
+	}
+	c.caps = capsFrom(caps)
+	return mech, nil
+}

@@ -1,0 +1,53 @@
+// Package imapupstream is popbridge's IMAP side: one logged-in upstream
+// connection per POP3 session, and the few operations a POP3 maildrop needs.
+// It knows nothing of POP3.
+//
+// A session goes:
+//
+//	d, _ := imapupstream.NewDialer(cfg, log)   // once, at start-up
+//	conn, err := d.Login(ctx, cred)            // dial, TLS, greeting, LOGIN/AUTHENTICATE
+//	mb, err := conn.Select(ctx)                // SELECT (read-write), UIDVALIDITY
+//	msgs, err := conn.Snapshot(ctx)            // UID FETCH 1:* (UID RFC822.SIZE), one round trip
+//	r, err := conn.Fetch(ctx, uid)             // BODY.PEEK[] streamed from the literal
+//	r, err := conn.Top(ctx, uid, lines)        // BODY.PEEK[HEADER] + partial BODY.PEEK[TEXT]
+//	err = conn.MarkSeen(ctx, uids)             // after RETR, if wanted
+//	err = conn.Delete(ctx, uids, mode, trash)  // in UPDATE: expunge / trash / keep
+//	conn.Close()                               // LOGOUT, close
+//
+// # Guarantees
+//
+//   - Nothing here sets \Seen except MarkSeen: bodies are fetched with
+//     BODY.PEEK only.
+//   - Delete touches exactly the UIDs it is given: UID EXPUNGE with UIDPLUS,
+//     and without it never a bare EXPUNGE that would take other clients'
+//     \Deleted messages along (see Conn.Delete).
+//   - Message readers stream from the IMAP literal (no message is held in
+//     memory), end with io.EOF only after the exact literal size arrived and
+//     the server completed the command, and otherwise fail with ErrUnavailable.
+//   - A message expunged by someone else gives ErrNoSuchMessage and the
+//     connection stays usable.
+//
+// # Errors and timeouts
+//
+// Errors wrap ErrAuthFailed, ErrInUse, ErrUnavailable, ErrNoSuchMessage,
+// ErrMailboxChanged, ErrNoMailbox or ErrConfig (use errors.Is); the server's
+// *imap.Error stays in the chain. Login is bounded by Config.ConnectTimeout;
+// each command, and each stall while a literal streams, by
+// Config.CommandTimeout. When a timeout fires or the context of the call is
+// cancelled the connection is closed (go-imap's commands cannot be abandoned
+// otherwise), the call returns ErrUnavailable wrapping
+// context.DeadlineExceeded (or the context's error), and the Conn is done.
+//
+// # Concurrency
+//
+// A Dialer is safe for concurrent use; a Conn belongs to one goroutine at a
+// time. Cancel a call's context to interrupt it from elsewhere.
+//
+// # Logging
+//
+// The zap logger given to NewDialer gets the user name, the upstream address,
+// mechanisms, timings and how deletions were done (field "method"); never a
+// password, a token or message content.
+//
+// The subpackage dovecottest runs a throw-away Dovecot for tests.
+package imapupstream

@@ -1,0 +1,244 @@
+package imapupstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+)
+
+// Fetch streams the whole message, UID FETCH uid (UID BODY.PEEK[]), straight
+// from the server's literal: nothing marks it \Seen and it is never held in
+// memory. The reader yields exactly RFC822.SIZE octets and then io.EOF, once
+// the server has completed the command. If the connection dies or the literal
+// is cut short, Read returns an error wrapping ErrUnavailable, never a clean
+// io.EOF. Close drains what was not read and waits for the command's end; the
+// reader must be closed before the Conn is used for anything else (another
+// call closes it first).
+//
+// ctx bounds the whole read: cancelling it ends the connection. A Read that
+// gets nothing from the server for CommandTimeout ends it too.
+//
+// If the server answers without the message (another client expunged it),
+// the error wraps ErrNoSuchMessage and the Conn stays usable.
+func (c *Conn) Fetch(ctx context.Context, uid uint32) (io.ReadCloser, error) {
+	op := fmt.Sprintf("UID FETCH %d (BODY.PEEK[])", uid)
+	if err := c.begin(op); err != nil {
+		return nil, err
+	}
+	s, err := c.startFetch(ctx, op, uid, &imap.FetchItemBodySection{Peek: true}, false)
+	if err != nil {
+		return nil, err
+	}
+	c.reader = s
+	return s, nil
+}
+
+// fetchStream is one UID FETCH command in flight whose answer carries one
+// body-section literal that is being read.
+type fetchStream struct {
+	c         *Conn
+	op        string
+	g         *guard
+	cmd       *imapclient.FetchCommand
+	lit       imap.LiteralReader // nil when the section came back NIL
+	litDone   bool               // lit returned an error (io.EOF included): never read it again
+	size      int64              // the literal's size
+	remaining int64
+	err       error // sticky: io.EOF once complete, or the failure
+	closed    bool
+}
+
+// litRead reads the literal. Once the literal has returned an error (even
+// io.EOF) go-imap's reading goroutine goes on with the same buffered reader,
+// so the literal must not be read again.
+func (s *fetchStream) litRead(p []byte) (int, error) {
+	if s.litDone {
+		return 0, io.EOF
+	}
+	n, err := s.lit.Read(p)
+	if err != nil {
+		s.litDone = true
+	}
+	return n, err
+}
+
+// drainLit reads the literal to its end (or error), which lets go-imap's
+// reading goroutine go on.
+func (s *fetchStream) drainLit() error {
+	if s.lit == nil || s.litDone {
+		return nil
+	}
+	_, err := io.Copy(io.Discard, litReader{s})
+	return err
+}
+
+type litReader struct{ s *fetchStream }
+
+func (r litReader) Read(p []byte) (int, error) { return r.s.litRead(p) }
+
+// startFetch sends UID FETCH uid (UID section) and waits until the section's
+// literal starts. With nilIsEmpty, a section answered NIL (or a message
+// answered without it) counts as empty rather than as a missing message; a
+// message missing from the answer altogether is always ErrNoSuchMessage.
+func (c *Conn) startFetch(ctx context.Context, op string, uid uint32, section *imap.FetchItemBodySection, nilIsEmpty bool) (*fetchStream, error) {
+	g := c.guard(ctx, c.cfg.CommandTimeout)
+	cmd := c.client.Fetch(imap.UIDSetNum(imap.UID(uid)), &imap.FetchOptions{
+		UID:         true,
+		BodySection: []*imap.FetchItemBodySection{section},
+	})
+	s := &fetchStream{c: c, op: op, g: g, cmd: cmd}
+	gotMsg := false
+	for {
+		msg := cmd.Next()
+		if msg == nil {
+			break
+		}
+		gotMsg = true
+		for {
+			item := msg.Next()
+			if item == nil {
+				break
+			}
+			body, ok := item.(imapclient.FetchItemDataBodySection)
+			if !ok || body.Literal == nil {
+				continue
+			}
+			// The literal is ours to read now; go-imap's reader waits
+			// until we have read it to the end. It set a 5-minute read
+			// deadline for the whole literal: our guard takes over, per
+			// Read, so a slow consumer is not the server's fault.
+			c.raw.SetReadDeadline(time.Time{})
+			s.lit = body.Literal
+			s.size = body.Literal.Size()
+			s.remaining = s.size
+			g.pause() // until the first Read: the consumer may be busy
+			return s, nil
+		}
+	}
+	err := cmd.Close()
+	g.stop()
+	if err != nil {
+		return nil, c.fail(op, err)
+	}
+	if gotMsg && nilIsEmpty {
+		s.err = io.EOF
+		s.closed = true
+		return s, nil
+	}
+	return nil, fmt.Errorf("%w: UID %d (%s answered without it)", ErrNoSuchMessage, uid, op)
+}
+
+func (s *fetchStream) Read(p []byte) (int, error) {
+	if s.err != nil {
+		return 0, s.err
+	}
+	if s.remaining == 0 {
+		s.err = s.finish()
+		return 0, s.err
+	}
+	if int64(len(p)) > s.remaining {
+		p = p[:s.remaining]
+	}
+	s.g.resume()
+	n, err := s.litRead(p)
+	s.g.pause()
+	s.remaining -= int64(n)
+	switch {
+	case s.remaining == 0:
+		// All of it: complete the command now, so that the caller's last
+		// Read already knows whether the server agreed.
+		if ferr := s.finish(); ferr != io.EOF {
+			s.err = ferr
+			return n, ferr
+		}
+		s.err = io.EOF
+		if n > 0 {
+			return n, nil
+		}
+		return 0, io.EOF
+	case err == io.EOF:
+		// The literal ended early: the connection broke off.
+		s.err = s.broken(io.ErrUnexpectedEOF)
+		return n, s.err
+	case err != nil:
+		s.err = s.broken(err)
+		return n, s.err
+	}
+	return n, nil
+}
+
+// broken ends the connection after a failed read and returns the error to report.
+func (s *fetchStream) broken(cause error) error {
+	s.c.kill(cause)
+	s.release()
+	return fmt.Errorf("%w: %s: reading the message: %w", ErrUnavailable, s.op, s.c.deadCause())
+}
+
+// finish waits for the end of the command after the literal was read in
+// full; io.EOF means all went well.
+func (s *fetchStream) finish() error {
+	s.g.resume()
+	// Reading the literal's EOF tells go-imap's reader to go on (even for an
+	// empty literal); then read the rest of the response and the tagged OK.
+	if err := s.drainLit(); err != nil {
+		return s.broken(err)
+	}
+	err := s.cmd.Close()
+	if isConnError(err) {
+		s.c.kill(err)
+	}
+	s.release()
+	if err != nil {
+		return s.c.fail(s.op, err)
+	}
+	return io.EOF
+}
+
+// release ends the stream's hold on the Conn.
+func (s *fetchStream) release() {
+	if s.closed {
+		return
+	}
+	s.closed = true
+	s.g.stop()
+	if s.c.reader == s {
+		s.c.reader = nil
+	}
+	if s.c.deadCause() != nil {
+		// go-imap's reader may still wait for the literal to be consumed,
+		// or for the command to be.
+		s.drainLit()
+		s.cmd.Close()
+	}
+}
+
+// Close drains whatever was not read and waits for the command's end. It
+// returns nil when the Conn is still usable.
+func (s *fetchStream) Close() error {
+	if s.closed {
+		if errors.Is(s.err, io.EOF) || s.err == nil {
+			return nil
+		}
+		return s.err
+	}
+	_, err := io.Copy(io.Discard, s)
+	if err != nil {
+		return err
+	}
+	return nil
+}
+
+// abandon gives the stream up after the connection was ended (Conn.Close):
+// reads fail at once, which unblocks go-imap's reader.
+func (s *fetchStream) abandon() {
+	if s.closed {
+		return
+	}
+	s.err = fmt.Errorf("%w: %w", ErrUnavailable, errConnClosed)
+	s.release()
+}

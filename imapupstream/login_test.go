@@ -1,0 +1,238 @@
+package imapupstream
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+
+	"github.com/popbridge/popbridge/imapupstream/dovecottest"
+)
+
+func TestLoginSelect(t *testing.T) {
+	e := newEnv(t)
+	e.append(t, msg("one", "x"))
+	trace := &wire{}
+	c, mb := e.open(t, e.config(), trace)
+	if mb.Name != "INBOX" || mb.UIDValidity == 0 || mb.NumMessages != 1 || mb.UIDNext != 2 {
+		t.Fatalf("mailbox %+v", mb)
+	}
+	if !mb.CanStoreFlag(`\Deleted`) || !mb.CanStoreFlag(`\Seen`) {
+		t.Fatalf("permanent flags %v", mb.PermanentFlags)
+	}
+	caps := c.Caps()
+	if !caps.UIDPlus || !caps.Move || !caps.Has("uidplus") || len(caps.All) == 0 {
+		t.Fatalf("caps %+v", caps)
+	}
+	// The UIDVALIDITY that Dovecot reports elsewhere.
+	status, err := e.srv.Client(t, e.user).Status("INBOX", &imap.StatusOptions{UIDValidity: true}).Wait()
+	if err != nil || status.UIDValidity != mb.UIDValidity {
+		t.Fatalf("STATUS UIDVALIDITY %v (%v), Select %d", status.UIDValidity, err, mb.UIDValidity)
+	}
+	if n := trace.countCommands("SELECT INBOX"); n != 1 || trace.countCommands("EXAMINE") != 0 {
+		t.Fatalf("SELECT sent %d times; commands %q", n, trace.commands())
+	}
+	if n := trace.countCommands("LOGIN "); n != 1 {
+		t.Fatalf("LOGIN sent %d times", n)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	if trace.countCommands("LOGOUT") != 1 {
+		t.Fatalf("no LOGOUT: %q", trace.commands())
+	}
+	if _, err := c.Snapshot(context.Background()); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("Snapshot after Close: %v", err)
+	}
+	assertNoSecretLogged(t, e, e.srv.Password)
+}
+
+// assertNoSecretLogged fails if secret appears in any log entry.
+func assertNoSecretLogged(t *testing.T, e *env, secret string) {
+	t.Helper()
+	for _, entry := range e.logs.All() {
+		if strings.Contains(fmt.Sprint(entry.Message, entry.ContextMap()), secret) {
+			t.Fatalf("secret logged: %v", entry)
+		}
+	}
+}
+
+func TestLoginWrongPassword(t *testing.T) {
+	e := newEnv(t)
+	d := e.dialer(t, e.config(), nil)
+	_, err := d.Login(context.Background(), Credentials{Username: e.user, Password: "Wr0ng-Pa55"})
+	if !errors.Is(err, ErrAuthFailed) || errors.Is(err, ErrUnavailable) {
+		t.Fatalf("err = %v, want ErrAuthFailed", err)
+	}
+	var imapErr *imap.Error
+	if !errors.As(err, &imapErr) || imapErr.Code != imap.ResponseCodeAuthenticationFailed {
+		t.Fatalf("server's answer not kept: %v", err)
+	}
+	assertNoSecretLogged(t, e, "Wr0ng-Pa55")
+	// AUTHENTICATE PLAIN too.
+	_, err = d.Login(context.Background(), Credentials{Username: e.user, Password: "Wr0ng-Pa55", Mechanism: "PLAIN"})
+	if !errors.Is(err, ErrAuthFailed) {
+		t.Fatalf("PLAIN: err = %v, want ErrAuthFailed", err)
+	}
+	c, err := d.Login(context.Background(), Credentials{Username: e.user, Password: e.srv.Password, Mechanism: "PLAIN"})
+	if err != nil {
+		t.Fatalf("PLAIN with the right password: %v", err)
+	}
+	c.Close()
+}
+
+func TestLoginUnreachable(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	d, err := NewDialer(Config{Address: addr, TLS: TLSNone}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	_, err = d.Login(context.Background(), Credentials{Username: "u", Password: "p"})
+	if !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("err = %v, want ErrUnavailable", err)
+	}
+	if took := time.Since(start); took > time.Second {
+		t.Fatalf("took %v", took)
+	}
+}
+
+func TestLoginTLS(t *testing.T) {
+	e := newEnv(t, dovecottest.WithTLS())
+	e.append(t, msg("tls", "x"))
+	_, port, _ := net.SplitHostPort(e.srv.IMAPSAddr)
+	_, plainPort, _ := net.SplitHostPort(e.srv.IMAPAddr)
+
+	cases := []struct {
+		name    string
+		cfg     Config
+		wantErr bool
+	}{
+		{"implicit/CAFile", Config{Address: e.srv.IMAPSAddr, TLS: TLSImplicit, CAFile: e.srv.CAFile}, false},
+		{"implicit/CAFile/localhost", Config{Address: "localhost:" + port, TLS: TLSImplicit, CAFile: e.srv.CAFile}, false},
+		{"starttls/CAFile", Config{Address: e.srv.IMAPAddr, TLS: TLSStartTLS, CAFile: e.srv.CAFile}, false},
+		{"implicit/system-roots", Config{Address: e.srv.IMAPSAddr, TLS: TLSImplicit}, true},
+		{"starttls/system-roots", Config{Address: e.srv.IMAPAddr, TLS: TLSStartTLS}, true},
+		{"implicit/insecure", Config{Address: e.srv.IMAPSAddr, TLS: TLSImplicit, InsecureSkipVerify: true}, false},
+		{"starttls/insecure", Config{Address: "localhost:" + plainPort, TLS: TLSStartTLS, InsecureSkipVerify: true}, false},
+		{"implicit/on-plain-port", Config{Address: e.srv.IMAPAddr, TLS: TLSImplicit, CAFile: e.srv.CAFile, ConnectTimeout: 2 * time.Second}, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			trace := &wire{}
+			d := e.dialer(t, tc.cfg, trace)
+			c, err := d.Login(context.Background(), Credentials{Username: e.user, Password: e.srv.Password})
+			if tc.wantErr {
+				if !errors.Is(err, ErrUnavailable) {
+					t.Fatalf("err = %v, want ErrUnavailable", err)
+				}
+				if strings.Contains(trace.String(), e.srv.Password) {
+					t.Fatal("password sent over an unverified connection")
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Login: %v", err)
+			}
+			defer c.Close()
+			if tc.cfg.TLS == TLSStartTLS && !strings.Contains(trace.String(), "STARTTLS") {
+				t.Fatal("no STARTTLS on the wire")
+			}
+			if _, err := c.Select(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+
+	// A certificate for another name is refused.
+	d := e.dialer(t, Config{Address: e.srv.IMAPSAddr, TLS: TLSImplicit, CAFile: e.srv.CAFile}, nil)
+	d.tls.ServerName = "imap.example.org"
+	_, err := d.Login(context.Background(), Credentials{Username: e.user, Password: e.srv.Password})
+	var verr *tls.CertificateVerificationError
+	if !errors.Is(err, ErrUnavailable) || !errors.As(err, &verr) {
+		t.Fatalf("wrong name: err = %v", err)
+	}
+}
+
+func TestNewDialerConfig(t *testing.T) {
+	for _, cfg := range []Config{
+		{},
+		{Address: "no-port"},
+		{Address: "h:1", TLS: "ssl"},
+		{Address: "h:1", CAFile: "/nonexistent/ca.pem"},
+		{Address: "h:1", MasterUser: "m"},
+		{Address: "h:1", CommandTimeout: -1},
+	} {
+		if _, err := NewDialer(cfg, nil); !errors.Is(err, ErrConfig) {
+			t.Errorf("%+v: err = %v, want ErrConfig", cfg, err)
+		}
+	}
+	d, err := NewDialer(Config{Address: "h:1"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := d.Config()
+	if got.TLS != TLSImplicit || got.Mailbox != "INBOX" || got.ConnectTimeout != DefaultConnectTimeout || got.CommandTimeout != DefaultCommandTimeout {
+		t.Fatalf("defaults: %+v", got)
+	}
+}
+
+func TestLoginMasterUser(t *testing.T) {
+	e := newEnv(t, dovecottest.WithMasterUser("admin", "masterpw"))
+	e.append(t, msg("for the user", "x"))
+	cfg := e.config()
+	cfg.MasterUser, cfg.MasterPassword = "admin", "masterpw"
+	trace := &wire{}
+	c, mb := e.open(t, cfg, trace)
+	if mb.NumMessages != 1 {
+		t.Fatalf("master login sees %d messages, want the user's 1", mb.NumMessages)
+	}
+	if trace.countCommands("AUTHENTICATE PLAIN") != 1 || trace.countCommands("LOGIN") != 0 {
+		t.Fatalf("commands %q", trace.commands())
+	}
+	c.Close()
+
+	cfg.MasterPassword = "wrong"
+	_, err := e.dialer(t, cfg, nil).Login(context.Background(), Credentials{Username: e.user})
+	if !errors.Is(err, ErrAuthFailed) {
+		t.Fatalf("wrong master password: %v", err)
+	}
+}
+
+func TestCredentialsNeverPrinted(t *testing.T) {
+	cred := Credentials{Username: "u", Password: "hunter2", Token: "tok3n"}
+	for _, s := range []string{cred.String(), cred.GoString()} {
+		if strings.Contains(s, "hunter2") || strings.Contains(s, "tok3n") {
+			t.Fatalf("secret printed: %s", s)
+		}
+	}
+}
+
+func TestXOAUTH2InitialResponse(t *testing.T) {
+	c := NewXOAUTH2Client("user@example.org", "ya29.token")
+	mech, ir, err := c.Start()
+	if err != nil || mech != "XOAUTH2" || string(ir) != "user=user@example.org\x01auth=Bearer ya29.token\x01\x01" {
+		t.Fatalf("%q %q %v", mech, ir, err)
+	}
+	resp, err := c.Next([]byte(`{"status":"401"}`))
+	if err != nil || len(resp) != 0 {
+		t.Fatalf("Next: %q %v", resp, err)
+	}
+	if _, err := c.Next(nil); err == nil {
+		t.Fatal("second challenge accepted")
+	}
+}

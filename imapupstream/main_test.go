@@ -1,0 +1,169 @@
+package imapupstream
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+	"go.uber.org/goleak"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/popbridge/popbridge/imapupstream/dovecottest"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// wire records the raw protocol (Dialer.trace) for assertions.
+type wire struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (w *wire) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.Write(p)
+}
+
+func (w *wire) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.String()
+}
+
+// commands returns the command lines the client sent (tagged "T<n> ...").
+func (w *wire) commands() []string {
+	var out []string
+	for _, line := range strings.Split(w.String(), "\n") {
+		line = strings.TrimRight(line, "\r")
+		if len(line) > 1 && line[0] == 'T' && line[1] >= '0' && line[1] <= '9' {
+			_, rest, ok := strings.Cut(line, " ")
+			// Tagged responses look alike: skip them.
+			if ok && !strings.HasPrefix(rest, "OK") && !strings.HasPrefix(rest, "NO ") && !strings.HasPrefix(rest, "BAD ") {
+				out = append(out, rest)
+			}
+		}
+	}
+	return out
+}
+
+// countCommands counts the commands that start with prefix.
+func (w *wire) countCommands(prefix string) int {
+	n := 0
+	for _, c := range w.commands() {
+		if strings.HasPrefix(c, prefix) {
+			n++
+		}
+	}
+	return n
+}
+
+// env is a Dovecot, a user of it and a way to make Dialers for it.
+type env struct {
+	srv  *dovecottest.Server
+	user string
+	logs *observer.ObservedLogs
+	log  *zap.Logger
+}
+
+func newEnv(t *testing.T, opts ...dovecottest.Option) *env {
+	t.Helper()
+	core, logs := observer.New(zap.DebugLevel)
+	return &env{srv: dovecottest.Start(t, opts...), user: dovecottest.User(t), logs: logs, log: zap.New(core)}
+}
+
+func (e *env) config() Config {
+	return Config{
+		Address:        e.srv.IMAPAddr,
+		TLS:            TLSNone,
+		ConnectTimeout: 10 * time.Second,
+		CommandTimeout: 20 * time.Second,
+	}
+}
+
+func (e *env) dialer(t *testing.T, cfg Config, trace *wire) *Dialer {
+	t.Helper()
+	d, err := NewDialer(cfg, e.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if trace != nil {
+		d.trace = trace
+	}
+	return d
+}
+
+// open logs in as the env's user with cfg, selects and returns the Conn
+// (closed at cleanup).
+func (e *env) open(t *testing.T, cfg Config, trace *wire) (*Conn, *Mailbox) {
+	t.Helper()
+	c, err := e.dialer(t, cfg, trace).Login(context.Background(), Credentials{Username: e.user, Password: e.srv.Password})
+	if err != nil {
+		t.Fatalf("Login: %v", err)
+	}
+	t.Cleanup(func() { c.Close() })
+	mb, err := c.Select(context.Background())
+	if err != nil {
+		t.Fatalf("Select: %v", err)
+	}
+	return c, mb
+}
+
+func (e *env) append(t *testing.T, msg string, flags ...imap.Flag) uint32 {
+	t.Helper()
+	return e.srv.Append(t, e.user, "INBOX", []byte(msg), flags...)
+}
+
+// other returns another client of the same user, INBOX selected.
+func (e *env) other(t *testing.T) *imapclient.Client {
+	t.Helper()
+	c := e.srv.Client(t, e.user)
+	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// state returns UID → flags of the user's mailbox, seen by another client.
+func (e *env) state(t *testing.T, mailbox string) map[uint32][]imap.Flag {
+	t.Helper()
+	c := e.srv.Client(t, e.user)
+	data, err := c.Select(mailbox, &imap.SelectOptions{ReadOnly: true}).Wait()
+	if err != nil {
+		t.Fatalf("EXAMINE %s: %v", mailbox, err)
+	}
+	out := map[uint32][]imap.Flag{}
+	if data.NumMessages == 0 {
+		return out
+	}
+	msgs, err := c.Fetch(imap.SeqSet{imap.SeqRange{Start: 1, Stop: 0}}, &imap.FetchOptions{UID: true, Flags: true}).Collect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range msgs {
+		out[uint32(m.UID)] = m.Flags
+	}
+	return out
+}
+
+func hasFlag(flags []imap.Flag, f imap.Flag) bool { return slices.Contains(flags, f) }
+
+// msg builds a small message with CRLF line ends.
+func msg(subject string, bodyLines ...string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "From: a@example.org\r\nTo: b@example.org\r\nSubject: %s\r\nMessage-ID: <%s@example.org>\r\n\r\n", subject, strings.ReplaceAll(subject, " ", "."))
+	for _, l := range bodyLines {
+		b.WriteString(l + "\r\n")
+	}
+	return b.String()
+}

@@ -1,0 +1,183 @@
+package imapupstream
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+
+	"github.com/emersion/go-imap/v2"
+)
+
+// Partial TEXT fetches for Top start at topFirstChunk bytes (or about
+// topBytesPerLine per requested line, up to topMaxFirstChunk) and double, up
+// to topMaxChunk, only while the requested lines are not there yet and the
+// body goes on.
+const (
+	topFirstChunk    = 4 << 10
+	topBytesPerLine  = 128
+	topMaxFirstChunk = 256 << 10
+	topMaxChunk      = 8 << 20
+)
+
+// Top streams the header, the blank line after it and the first lines of the
+// body: UID FETCH uid (UID BODY.PEEK[HEADER]), then, only if lines > 0,
+// UID FETCH uid (UID BODY.PEEK[TEXT]<offset.N>) in growing chunks until lines
+// lines (a line is up to and including LF) or the end of the body. Nothing
+// marks the message \Seen. The reader behaves like Fetch's (errors, Close,
+// ctx, one open reader per Conn). If the message is gone, the error wraps
+// ErrNoSuchMessage.
+func (c *Conn) Top(ctx context.Context, uid uint32, lines int) (io.ReadCloser, error) {
+	op := fmt.Sprintf("UID FETCH %d (BODY.PEEK[HEADER])", uid)
+	if err := c.begin(op); err != nil {
+		return nil, err
+	}
+	if lines < 0 {
+		lines = 0
+	}
+	hdr, err := c.startFetch(ctx, op, uid,
+		&imap.FetchItemBodySection{Specifier: imap.PartSpecifierHeader, Peek: true}, false)
+	if err != nil {
+		return nil, err
+	}
+	chunk := int64(lines) * topBytesPerLine
+	chunk = max(chunk, topFirstChunk)
+	chunk = min(chunk, topMaxFirstChunk)
+	r := &topReader{c: c, ctx: ctx, uid: uid, linesLeft: lines, cur: hdr, chunk: chunk}
+	c.reader = r
+	return r, nil
+}
+
+// topReader yields the header stream, then the text streams truncated after
+// the requested number of lines.
+type topReader struct {
+	c         *Conn
+	ctx       context.Context
+	uid       uint32
+	linesLeft int
+	cur       *fetchStream // the stream being read; nil between streams
+	inText    bool         // cur is a TEXT partial
+	offset    int64        // of the next TEXT partial
+	chunk     int64        // size of the next TEXT partial
+	textDone  bool         // no more TEXT to fetch
+	err       error
+}
+
+func (r *topReader) Read(p []byte) (int, error) {
+	for r.err == nil {
+		if r.cur == nil {
+			if !r.nextText() {
+				continue // r.err is set
+			}
+		}
+		n, err := r.cur.Read(p)
+		if r.inText && n > 0 {
+			n = r.countLines(p[:n])
+		}
+		if err == io.EOF || (err == nil && r.inText && r.linesLeft == 0) {
+			r.endStream()
+		} else if err != nil {
+			r.err = err
+			r.cur = nil
+		}
+		if n > 0 {
+			return n, nil
+		}
+	}
+	return 0, r.err
+}
+
+// countLines counts the LFs in b against linesLeft and returns how much of b
+// to deliver (up to and including the last wanted LF).
+func (r *topReader) countLines(b []byte) int {
+	n := 0
+	for r.linesLeft > 0 {
+		i := bytes.IndexByte(b[n:], '\n')
+		if i < 0 {
+			return len(b)
+		}
+		n += i + 1
+		r.linesLeft--
+	}
+	return n
+}
+
+// endStream completes the current stream (draining a TEXT partial that went
+// past the wanted lines) and decides what comes next.
+func (r *topReader) endStream() {
+	cur := r.cur
+	r.cur = nil
+	if err := cur.Close(); err != nil {
+		r.err = err
+		return
+	}
+	if !r.inText {
+		// The header is done: the text follows, if any lines are wanted.
+		r.inText = true
+		r.textDone = r.linesLeft == 0
+		return
+	}
+	if r.linesLeft == 0 || cur.size < r.chunk {
+		// Enough lines, or the body ended within this partial.
+		r.textDone = true
+		return
+	}
+	r.offset += cur.size
+	r.chunk = min(r.chunk*2, topMaxChunk)
+}
+
+// nextText starts the next TEXT partial, or ends the reader.
+func (r *topReader) nextText() bool {
+	if r.textDone {
+		r.finish(io.EOF)
+		return false
+	}
+	op := fmt.Sprintf("UID FETCH %d (BODY.PEEK[TEXT]<%d.%d>)", r.uid, r.offset, r.chunk)
+	s, err := r.c.startFetch(r.ctx, op, r.uid, &imap.FetchItemBodySection{
+		Specifier: imap.PartSpecifierText,
+		Peek:      true,
+		Partial:   &imap.SectionPartial{Offset: r.offset, Size: r.chunk},
+	}, true)
+	if err != nil {
+		r.finish(err)
+		return false
+	}
+	r.cur = s
+	return true
+}
+
+func (r *topReader) finish(err error) {
+	r.err = err
+	if r.c.reader == r {
+		r.c.reader = nil
+	}
+}
+
+// Close drains the stream being read, if any, and lets the Conn go on.
+func (r *topReader) Close() error {
+	if r.c.reader == r {
+		r.c.reader = nil
+	}
+	if r.cur != nil {
+		cur := r.cur
+		r.cur = nil
+		if err := cur.Close(); err != nil {
+			r.err = err
+			return err
+		}
+	}
+	if r.err == nil || r.err == io.EOF {
+		r.err = io.EOF
+		return nil
+	}
+	return r.err
+}
+
+// abandon gives the reader up after Conn.Close ended the connection.
+func (r *topReader) abandon() {
+	if r.cur != nil {
+		r.cur.abandon()
+		r.cur = nil
+	}
+	r.err = fmt.Errorf("%w: %w", ErrUnavailable, errConnClosed)
+}

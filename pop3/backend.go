@@ -1,0 +1,80 @@
+package pop3
+
+import (
+	"context"
+	"crypto/tls"
+	"io"
+	"net"
+)
+
+// Backend authenticates clients and opens their maildrops. It is called once
+// per successful-looking credential exchange; everything else a session does
+// goes through the Session it returns.
+type Backend interface {
+	// Login checks the credentials and opens the maildrop. It must not return
+	// a Session before the maildrop can really be served: the client gets
+	// +OK only when Login succeeds. Errors should be *Error values (or wrap
+	// one) so that the client gets the right response code; any other error
+	// is answered as [SYS/TEMP].
+	Login(ctx context.Context, conn *ConnInfo, cred *Credentials) (Session, error)
+}
+
+// Session is one opened maildrop in the TRANSACTION state. Message numbers
+// are 1-based indexes into the slice returned by Messages and stay valid for
+// the whole session. Deletion marks (DELE/RSET) are kept by the server, not
+// the backend; the backend only learns of them in Update.
+type Session interface {
+	// Messages returns the maildrop snapshot taken at login. It is called
+	// once, right after Login, and must not change afterwards.
+	Messages() []Message
+
+	// Retrieve returns the whole message n (1-based), exactly Size octets.
+	// The server streams it through the dot-stuffing writer and closes it.
+	// A read error part-way closes the client connection without the
+	// terminating ".", so a truncated message is never taken as complete.
+	Retrieve(ctx context.Context, n int) (io.ReadCloser, error)
+
+	// Top returns the header of message n, the blank line that ends it and
+	// at most lines lines of the body.
+	Top(ctx context.Context, n int, lines int) (io.ReadCloser, error)
+
+	// Retrieved is called after message n was sent completely (RETR only,
+	// after the terminating "." was flushed to the client).
+	Retrieved(ctx context.Context, n int)
+
+	// Update applies the deletions after QUIT. deleted holds the message
+	// numbers marked with DELE, in ascending order (possibly empty). An
+	// error is reported to the client as -ERR and nothing may be reported
+	// deleted that was not.
+	Update(ctx context.Context, deleted []int) error
+
+	// Close releases the session's resources (upstream connection, lock).
+	// It is always called exactly once, after Update or when the connection
+	// ends any other way, in which case nothing must change upstream.
+	Close() error
+}
+
+// Message is one entry of a maildrop snapshot.
+type Message struct {
+	Size int64  // octets, as RETR sends them before dot-stuffing
+	UIDL string // unique-id listing: 1-70 octets in 0x21-0x7E
+}
+
+// Credentials is what a client presented to log in.
+type Credentials struct {
+	// Mechanism is "USER" for USER/PASS, or the SASL mechanism name in
+	// upper case ("PLAIN", "LOGIN", "OAUTHBEARER", "XOAUTH2").
+	Mechanism string
+	Username  string // authentication identity
+	AuthzID   string // authorization identity, if the mechanism carried one
+	Password  string // for USER, PLAIN, LOGIN
+	Token     string // bearer token for OAUTHBEARER, XOAUTH2
+}
+
+// ConnInfo describes the client connection a login arrives on.
+type ConnInfo struct {
+	ID         string   // session id, unique per connection, for logs
+	RemoteAddr net.Addr // the client (after PROXY protocol, when used)
+	LocalAddr  net.Addr
+	TLS        *tls.ConnectionState // nil on a plaintext connection
+}

@@ -1,0 +1,29 @@
+package pop3
+
+// capabilities lists what CAPA (RFC 2449) announces on this connection in
+// its current state. Only what works here and now is listed: some clients
+// refuse a server that offers USER and then refuses it.
+func (c *conn) capabilities() []string {
+	caps := []string{"TOP", "UIDL", "RESP-CODES", "PIPELINING", "AUTH-RESP-CODE"}
+	if c.state == stateAuthorization && c.plaintextAllowed() {
+		caps = append(caps, "USER")
+	}
+	// Phase 2 adds here: STLS (on TLSStartTLS listeners before TLS) and
+	// "SASL <mechanisms>" (before login, filtered like USER).
+	if c.lim.implementation != "" {
+		caps = append(caps, "IMPLEMENTATION "+c.lim.implementation)
+	}
+	return caps
+}
+
+func (c *conn) cmdCAPA(rest string) {
+	if !c.noArgs(rest) {
+		return
+	}
+	c.ok("capability list follows")
+	for _, line := range c.capabilities() {
+		c.writeString(line)
+		c.writeString("\r\n")
+	}
+	c.writeString(".\r\n")
+}

@@ -1,0 +1,196 @@
+package pop3
+
+import (
+	"errors"
+	"strconv"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// plaintextAllowed reports whether a password may be sent on this
+// connection as it is now. TLS always allows it; otherwise
+// Server.AllowPlaintext decides.
+func (c *conn) plaintextAllowed() bool {
+	if c.info.TLS != nil || c.srv.AllowPlaintext == nil {
+		return true
+	}
+	return c.srv.AllowPlaintext(&c.info)
+}
+
+// refusePlaintext answers USER/PASS where plaintext login is not allowed,
+// with Dovecot's wording, which clients and admins know.
+func (c *conn) refusePlaintext() bool {
+	if c.plaintextAllowed() {
+		return false
+	}
+	c.fail(CodeAuth, "Plaintext authentication disallowed on non-secure connections")
+	c.badCommand()
+	return true
+}
+
+func (c *conn) cmdUSER(rest string) {
+	if c.refusePlaintext() {
+		return
+	}
+	if rest == "" {
+		c.fail("", "missing user name")
+		c.badCommand()
+		return
+	}
+	// Taken verbatim like PASS: the backend decides what a valid name is.
+	c.user, c.haveUser = rest, true
+	c.ok("send PASS")
+}
+
+func (c *conn) cmdPASS(rest string) {
+	if c.refusePlaintext() {
+		return
+	}
+	if !c.haveUser {
+		c.fail("", "send USER first")
+		c.badCommand()
+		return
+	}
+	// RFC 1939: after a failed PASS the client starts again with USER.
+	user := c.user
+	c.user, c.haveUser = "", false
+	if rest == "" {
+		c.fail("", "missing password")
+		c.badCommand()
+		return
+	}
+	c.login(&Credentials{Mechanism: "USER", Username: user, Password: rest})
+}
+
+// login calls Backend.Login and enters TRANSACTION on success. It is shared
+// by USER/PASS and, later, AUTH.
+func (c *conn) login(cred *Credentials) {
+	log := c.log.With(zap.String("user", cred.Username), zap.String("mechanism", cred.Mechanism))
+	c.flush() // answers to earlier pipelined commands go out before we wait
+	sess, err := c.srv.Backend.Login(c.ctx, &c.info, cred)
+	switch {
+	case err == nil && sess == nil:
+		err = errors.New("pop3: Backend.Login returned neither a session nor an error")
+	case err != nil && sess != nil:
+		// Not the contract, but a session handed out must be closed.
+		c.sess = sess
+		c.closeSession()
+	}
+	if err != nil {
+		e := asError(err)
+		if e.Code == "" {
+			// We announce AUTH-RESP-CODE (RFC 3206): a refusal without
+			// a code of its own is a credentials problem.
+			e = &Error{Code: CodeAuth, Message: e.Message, Close: e.Close, Err: e.Err}
+		}
+		if e.Code != CodeAuth {
+			log.Warn("login failed", zap.Error(err))
+			c.failError(e)
+			return
+		}
+		log.Info("login failed: bad credentials", zap.Error(err))
+		if !c.sleep(c.lim.failureDelay) {
+			c.closing = true // the server is closing
+			return
+		}
+		c.failError(e)
+		c.badCommand()
+		return
+	}
+
+	c.sess = sess // first, so that Close is called even if Messages panics
+	msgs := sess.Messages()
+	if err := checkMessages(msgs); err != nil {
+		// A malformed listing would corrupt the protocol (a UIDL with a
+		// space or CRLF in it); refuse loudly rather than serve it.
+		log.Error("backend returned an invalid maildrop listing", zap.Error(err))
+		c.closeSession()
+		c.fail(CodeSysPerm, "maildrop listing is invalid")
+		c.closing = true
+		return
+	}
+	c.msgs = msgs
+	for _, m := range msgs {
+		c.total += m.Size
+	}
+	c.deleted = make([]bool, len(msgs))
+	c.state = stateTransaction
+	c.bad = 0
+	count, size := c.stats()
+	log.Info("logged in", zap.Int("messages", count), zap.Int64("octets", size))
+	c.ok("maildrop has " + strconv.Itoa(count) + " messages (" + strconv.FormatInt(size, 10) + " octets)")
+}
+
+// sleep waits for d, or reports false if the connection's context ends
+// first.
+func (c *conn) sleep(d time.Duration) bool {
+	if d <= 0 {
+		return c.ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-c.ctx.Done():
+		return false
+	}
+}
+
+// checkMessages validates a snapshot from the backend.
+func checkMessages(msgs []Message) error {
+	for i, m := range msgs {
+		if m.Size < 0 {
+			return errors.New("message " + strconv.Itoa(i+1) + ": negative size")
+		}
+		if !validUIDL(m.UIDL) {
+			return errors.New("message " + strconv.Itoa(i+1) + ": UIDL is not 1-70 octets of 0x21-0x7E")
+		}
+	}
+	return nil
+}
+
+// validUIDL reports whether s is a unique-id of RFC 1939 section 7.
+func validUIDL(s string) bool {
+	if len(s) < 1 || len(s) > 70 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x21 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+// cmdQUIT ends the session. In TRANSACTION it enters UPDATE: the backend
+// applies the deletions, then the session is closed (releasing the maildrop
+// lock) before the client gets +OK, so a client that reconnects at once
+// does not find its maildrop still in use.
+func (c *conn) cmdQUIT(string) {
+	// Arguments are ignored: refusing "QUIT x" would leave a client that
+	// wants to leave stuck in the session.
+	c.closing = true
+	if c.state != stateTransaction {
+		c.ok("bye")
+		return
+	}
+	c.state = stateUpdate
+	deleted := make([]int, 0, c.countDeleted())
+	for i, d := range c.deleted {
+		if d {
+			deleted = append(deleted, i+1)
+		}
+	}
+	c.flush()
+	err := c.sess.Update(c.ctx, deleted)
+	c.closeSession()
+	if err != nil {
+		c.log.Warn("update failed", zap.Error(err), zap.Int("deleted", len(deleted)))
+		c.failError(asError(err))
+		return
+	}
+	c.log.Info("session ended with QUIT", zap.Int("deleted", len(deleted)))
+	c.ok("bye")
+}

@@ -1,0 +1,428 @@
+package pop3
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"strconv"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// state is a session state of RFC 1939 section 3.
+type state int
+
+const (
+	stateAuthorization state = iota
+	stateTransaction
+	stateUpdate
+)
+
+func (s state) String() string {
+	switch s {
+	case stateAuthorization:
+		return "AUTHORIZATION"
+	case stateTransaction:
+		return "TRANSACTION"
+	case stateUpdate:
+		return "UPDATE"
+	}
+	return "state(" + strconv.Itoa(int(s)) + ")"
+}
+
+// conn is one client connection. All its fields are owned by its goroutine,
+// except raw, which Server.Close may close at any time.
+type conn struct {
+	srv *Server
+	raw net.Conn // as accepted; closing it ends everything
+	nc  net.Conn // raw, or the TLS connection over it
+	lc  ListenerConfig
+	lim limits
+	log *zap.Logger
+
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	br   *bufio.Reader
+	bw   *bufio.Writer
+	line []byte // the current command line, capacity lim.maxLine
+	num  []byte // scratch for formatting numbers
+	dw   dotWriter
+
+	info ConnInfo
+
+	state    state
+	user     string // from USER, waiting for PASS
+	haveUser bool
+	sess     Session // non-nil from login until closeSession
+	msgs     []Message
+	total    int64  // octets of all of msgs
+	deleted  []bool // deleted[i] marks message i+1
+	delCount int    // how many are marked
+	delSize  int64  // and their octets
+
+	bad       int   // bad commands in the current state
+	closing   bool  // end the connection once the answer is flushed
+	streaming bool  // inside a multi-line body: never write a status line
+	werr      error // first write error; the connection is dead
+	cmdOK     bool  // status of the current command's answer, for logs
+}
+
+// newConn makes the connection that trackConn registers. It runs under the
+// server's lock, so the rest of the setup waits for the connection's own
+// goroutine (setup).
+func newConn(s *Server, nc net.Conn, lc ListenerConfig) *conn {
+	ctx, cancel := context.WithCancel(s.ctx)
+	return &conn{srv: s, raw: nc, nc: nc, lc: lc, ctx: ctx, cancel: cancel}
+}
+
+// setup prepares everything else, in the connection's goroutine.
+func (c *conn) setup() {
+	c.lim = c.srv.limits()
+	if c.lc.TLS == TLSImplicit {
+		c.nc = tls.Server(c.raw, c.srv.TLSConfig)
+	}
+	c.info = ConnInfo{
+		ID:         newSessionID(),
+		RemoteAddr: c.raw.RemoteAddr(),
+		LocalAddr:  c.raw.LocalAddr(),
+	}
+	remote := ""
+	if c.info.RemoteAddr != nil {
+		remote = c.info.RemoteAddr.String()
+	}
+	c.log = c.srv.logger().With(zap.String("session", c.info.ID), zap.String("remote", remote))
+}
+
+// newSessionID returns 12 random hex digits: short enough to read in logs,
+// random enough not to repeat among the sessions one would ever compare.
+func newSessionID() string {
+	var b [6]byte
+	_, _ = rand.Read(b[:]) // never fails since Go 1.24
+	return hex.EncodeToString(b[:])
+}
+
+// serve runs the connection until it ends. It never panics: a panic in the
+// backend or here closes this connection only.
+func (c *conn) serve() {
+	defer c.finish()
+	c.setup()
+	c.log.Debug("connection opened", zap.Stringer("tls", c.lc.TLS))
+	if !c.handshake() {
+		return
+	}
+	c.br = bufio.NewReader(c.nc)
+	c.bw = bufio.NewWriter(deadlineWriter{c.nc, c.lim.writeTimeout})
+	c.line = make([]byte, 0, c.lim.maxLine)
+
+	c.ok(c.lim.greeting)
+	for !c.closing && c.werr == nil {
+		// PIPELINING: answers wait in bw while more commands are already
+		// here, so a burst of commands costs one flush.
+		if c.br.Buffered() == 0 && !c.flush() {
+			break
+		}
+		line, tooLong, err := c.readLine()
+		if err != nil {
+			c.readFailed(err)
+			break
+		}
+		if tooLong {
+			c.cmdOK = false
+			c.fail("", "line too long")
+			c.log.Debug("command", zap.String("cmd", "?"), zap.Bool("ok", false), zap.String("error", "line too long"))
+			c.badCommand()
+			continue
+		}
+		c.handle(line)
+	}
+	c.flush()
+}
+
+// handshake completes TLS on a TLS connection before the greeting, bounded
+// by AuthTimeout, and records the connection state for the backend.
+func (c *conn) handshake() bool {
+	tc, ok := c.nc.(*tls.Conn)
+	if !ok {
+		return true
+	}
+	if c.lim.authTimeout > 0 {
+		_ = tc.SetDeadline(time.Now().Add(c.lim.authTimeout))
+	}
+	if err := tc.HandshakeContext(c.ctx); err != nil {
+		c.log.Debug("TLS handshake failed", zap.Error(err))
+		return false
+	}
+	_ = tc.SetDeadline(time.Time{})
+	cs := tc.ConnectionState()
+	c.info.TLS = &cs
+	return true
+}
+
+// finish ends the connection: it recovers a panic, closes the session
+// (without Update unless QUIT already ran it) and the network connection.
+func (c *conn) finish() {
+	r := recover()
+	if c.log == nil { // setup itself failed
+		c.log = zap.NewNop()
+	}
+	if r != nil {
+		c.log.Error("panic in POP3 session; connection closed",
+			zap.Any("panic", r), zap.Stack("stack"), zap.Stringer("state", c.state))
+		// A status line in the middle of a message body would be taken
+		// for message text; there the client only sees the connection end
+		// without the terminating ".".
+		if !c.streaming && c.bw != nil && c.werr == nil {
+			c.fail(CodeSysTemp, "internal server error")
+			c.flush()
+		}
+	}
+	c.closeSession()
+	if r != nil || c.werr != nil || c.streaming {
+		// Not a clean end: skip the TLS close_notify, which could wait
+		// on a client that stopped reading, and which would make a
+		// truncated message end like a complete stream.
+		_ = c.raw.Close()
+	} else {
+		_ = c.nc.Close()
+	}
+	c.cancel()
+	c.log.Debug("connection closed")
+	c.srv.untrackConn(c)
+}
+
+// closeSession calls Session.Close exactly once, if there is a session.
+func (c *conn) closeSession() {
+	sess := c.sess
+	if sess == nil {
+		return
+	}
+	c.sess = nil
+	defer func() {
+		if r := recover(); r != nil {
+			c.log.Error("panic in Session.Close", zap.Any("panic", r), zap.Stack("stack"))
+		}
+	}()
+	if err := sess.Close(); err != nil {
+		c.log.Warn("closing session failed", zap.Error(err))
+	}
+}
+
+// readLine reads one command line into c.line without its line ending (CRLF
+// or a bare LF). A line longer than maxLine octets, its line ending included,
+// is read up to its LF and dropped: tooLong is then true.
+func (c *conn) readLine() (line []byte, tooLong bool, err error) {
+	timeout := c.lim.idleTimeout
+	if c.state == stateAuthorization {
+		timeout = c.lim.authTimeout
+	}
+	var deadline time.Time
+	if timeout > 0 {
+		deadline = time.Now().Add(timeout)
+	}
+	if err := c.nc.SetReadDeadline(deadline); err != nil {
+		return nil, false, err
+	}
+
+	c.line = c.line[:0]
+	for {
+		frag, err := c.br.ReadSlice('\n')
+		if !tooLong {
+			if len(c.line)+len(frag) > c.lim.maxLine {
+				tooLong = true
+				c.line = c.line[:0]
+			} else {
+				c.line = append(c.line, frag...)
+			}
+		}
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, bufio.ErrBufferFull) {
+			return nil, false, err // a partial last line is dropped
+		}
+	}
+	if tooLong {
+		return nil, true, nil
+	}
+	line = c.line[:len(c.line)-1]
+	if n := len(line); n > 0 && line[n-1] == '\r' {
+		line = line[:n-1]
+	}
+	return line, false, nil
+}
+
+// readFailed handles the end of the input.
+func (c *conn) readFailed(err error) {
+	switch {
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		c.log.Info("idle timeout; closing", zap.Stringer("state", c.state))
+		c.fail("", "disconnected for inactivity")
+	case errors.Is(err, io.EOF):
+		c.log.Debug("client closed the connection", zap.Stringer("state", c.state))
+	default:
+		c.log.Debug("read failed", zap.Error(err))
+	}
+}
+
+// badCommand counts a client error and, at the state's limit, says so and
+// ends the connection.
+func (c *conn) badCommand() {
+	c.bad++
+	limit := c.lim.maxBad
+	if c.state == stateAuthorization {
+		limit = c.lim.maxBadAuth
+	}
+	if limit > 0 && c.bad >= limit {
+		c.log.Info("too many bad commands; closing", zap.Int("count", c.bad), zap.Stringer("state", c.state))
+		c.fail("", "too many bad commands")
+		c.closing = true
+	}
+}
+
+// Writing. Errors are remembered in c.werr; once set, nothing more is
+// written and the main loop ends.
+
+func (c *conn) writeString(s string) {
+	if c.werr != nil {
+		return
+	}
+	if _, err := c.bw.WriteString(s); err != nil {
+		c.werr = err
+	}
+}
+
+func (c *conn) writeBytes(b []byte) {
+	if c.werr != nil {
+		return
+	}
+	if _, err := c.bw.Write(b); err != nil {
+		c.werr = err
+	}
+}
+
+func (c *conn) flush() bool {
+	if c.werr != nil {
+		return false
+	}
+	if err := c.bw.Flush(); err != nil {
+		c.werr = err
+		c.log.Debug("write failed", zap.Error(err))
+		return false
+	}
+	return true
+}
+
+// ok writes "+OK text".
+func (c *conn) ok(text string) {
+	c.cmdOK = true
+	if text == "" {
+		c.writeString("+OK\r\n")
+		return
+	}
+	c.writeString("+OK ")
+	c.writeString(text)
+	c.writeString("\r\n")
+}
+
+// fail writes "-ERR [code] text". Both are sanitized: they may come from a
+// backend, and a CR or LF in them would let it forge protocol lines.
+func (c *conn) fail(code, text string) {
+	c.cmdOK = false
+	c.writeString("-ERR ")
+	if code = sanitizeCode(code); code != "" {
+		c.writeString("[")
+		c.writeString(code)
+		c.writeString("] ")
+	}
+	if text = sanitizeText(text); text == "" {
+		text = "failed"
+	}
+	c.writeString(text)
+	c.writeString("\r\n")
+}
+
+// failError answers with e and ends the connection if e asks for it.
+func (c *conn) failError(e *Error) {
+	c.fail(e.Code, e.Message)
+	if e.Close {
+		c.closing = true
+	}
+}
+
+// writeNumLine writes "a b\r\n" for LIST and STAT, without allocating.
+func (c *conn) writeNumLine(prefix string, a int64, b int64) {
+	c.num = append(c.num[:0], prefix...)
+	c.num = strconv.AppendInt(c.num, a, 10)
+	c.num = append(c.num, ' ')
+	c.num = strconv.AppendInt(c.num, b, 10)
+	c.num = append(c.num, '\r', '\n')
+	c.writeBytes(c.num)
+}
+
+// writeNumStrLine writes "prefix a s\r\n" for UIDL.
+func (c *conn) writeNumStrLine(prefix string, a int64, s string) {
+	c.num = append(c.num[:0], prefix...)
+	c.num = strconv.AppendInt(c.num, a, 10)
+	c.num = append(c.num, ' ')
+	c.num = append(c.num, s...)
+	c.num = append(c.num, '\r', '\n')
+	c.writeBytes(c.num)
+}
+
+// sanitizeText makes s safe for a status line: control characters (CR and
+// LF above all) become spaces.
+func sanitizeText(s string) string {
+	clean := true
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] == 0x7f {
+			clean = false
+			break
+		}
+	}
+	if clean {
+		return s
+	}
+	b := []byte(s)
+	for i, ch := range b {
+		if ch < 0x20 || ch == 0x7f {
+			b[i] = ' '
+		}
+	}
+	return string(b)
+}
+
+// sanitizeCode keeps a response code to printable ASCII without brackets and
+// spaces (RFC 2449 section 8); anything else drops the code.
+func sanitizeCode(code string) string {
+	for i := 0; i < len(code); i++ {
+		if ch := code[i]; ch <= 0x20 || ch >= 0x7f || ch == '[' || ch == ']' {
+			return ""
+		}
+	}
+	return code
+}
+
+// deadlineWriter gives every write to the client its own deadline, so a
+// client that stops reading is dropped after WriteTimeout even in the middle
+// of a long message (bufio.Writer flushes by itself when full).
+type deadlineWriter struct {
+	nc      net.Conn
+	timeout time.Duration
+}
+
+func (w deadlineWriter) Write(p []byte) (int, error) {
+	if w.timeout > 0 {
+		if err := w.nc.SetWriteDeadline(time.Now().Add(w.timeout)); err != nil {
+			return 0, err
+		}
+	}
+	return w.nc.Write(p)
+}

@@ -1,0 +1,90 @@
+package pop3
+
+import (
+	"bufio"
+	"bytes"
+)
+
+// dotWriter writes a message as the body of a POP3 multi-line response
+// (RFC 1939 section 3), streaming, without allocating:
+//
+//   - A line that begins with "." gets one more "." in front (byte-stuffing),
+//     so no line of the message can look like the terminator.
+//   - A bare LF becomes CRLF. The message's own CRLFs pass through byte for
+//     byte, also when the CR and the LF arrive in different writes.
+//   - A CR not followed by LF is left alone. Only LF ends a line, for the
+//     stuffing as for the client, so a lone CR can neither start a line nor
+//     fake the terminator, and leaving it keeps the octets the backend
+//     counted in the message size.
+//   - Close ends a non-empty message that does not end with a line ending
+//     with CRLF (a trailing lone CR is data, so it gets a CRLF after it),
+//     then writes the terminating ".\r\n". An empty message is just ".\r\n".
+//
+// It writes into a bufio.Writer so that each line costs a few copies into
+// the buffer and nothing else.
+type dotWriter struct {
+	w   *bufio.Writer
+	bol bool // the next byte starts a line
+	cr  bool // the last byte written was a CR, so an LF now completes CRLF
+}
+
+// reset prepares d for a new message written to w.
+func (d *dotWriter) reset(w *bufio.Writer) {
+	*d = dotWriter{w: w, bol: true}
+}
+
+// Write stuffs p and writes it. On error it returns how much of p was
+// consumed; the bufio.Writer keeps the error.
+func (d *dotWriter) Write(p []byte) (int, error) {
+	total := len(p)
+	for len(p) > 0 {
+		if d.bol && p[0] == '.' {
+			if err := d.w.WriteByte('.'); err != nil {
+				return total - len(p), err
+			}
+		}
+		i := bytes.IndexByte(p, '\n')
+		if i < 0 {
+			// No line end in p: all of it is the middle of a line.
+			if _, err := d.w.Write(p); err != nil {
+				return total - len(p), err
+			}
+			d.bol = false
+			d.cr = p[len(p)-1] == '\r'
+			return total, nil
+		}
+		if i > 0 {
+			if _, err := d.w.Write(p[:i]); err != nil {
+				return total - len(p), err
+			}
+			d.cr = p[i-1] == '\r'
+		}
+		// At i == 0 the byte before the LF came in an earlier write,
+		// which d.cr remembers.
+		var err error
+		if d.cr {
+			err = d.w.WriteByte('\n')
+		} else {
+			_, err = d.w.WriteString("\r\n")
+		}
+		if err != nil {
+			return total - len(p), err
+		}
+		d.bol, d.cr = true, false
+		p = p[i+1:]
+	}
+	return total, nil
+}
+
+// Close completes the last line if needed and writes the terminator. It
+// does not flush.
+func (d *dotWriter) Close() error {
+	if !d.bol {
+		if _, err := d.w.WriteString("\r\n"); err != nil {
+			return err
+		}
+	}
+	_, err := d.w.WriteString(".\r\n")
+	d.bol, d.cr = true, false
+	return err
+}

@@ -1,0 +1,402 @@
+package pop3
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// ErrServerClosed is returned by Serve and ServeListener after Shutdown or
+// Close.
+var ErrServerClosed = errors.New("pop3: server closed")
+
+// Defaults for the zero values of the Server fields.
+const (
+	DefaultMaxLineLength      = 2048 // octets including CRLF, as Dovecot
+	DefaultAuthTimeout        = 3 * time.Minute
+	DefaultIdleTimeout        = 10 * time.Minute // RFC 1939 section 3: at least 10 minutes
+	DefaultWriteTimeout       = time.Minute
+	DefaultMaxBadCommandsAuth = 3 // before login, as Dovecot
+	DefaultMaxBadCommands     = 20
+	DefaultGreeting           = "POP3 server ready"
+)
+
+// minLineLength keeps MaxLineLength from going below what RFC 2449 section 4
+// allows a client to send (255 octets), so no valid command is refused.
+const minLineLength = 256
+
+// TLSMode says how a listener uses TLS.
+type TLSMode int
+
+const (
+	// TLSNone serves plaintext POP3 and offers no STLS. A client that sends
+	// STLS anyway gets a clear -ERR.
+	TLSNone TLSMode = iota
+	// TLSStartTLS serves plaintext POP3 and offers STLS (RFC 2595).
+	// Reserved: ServeListener refuses it until STLS is implemented.
+	TLSStartTLS
+	// TLSImplicit starts TLS at connect, before the greeting (port 995,
+	// RFC 8314), with Server.TLSConfig.
+	TLSImplicit
+)
+
+func (m TLSMode) String() string {
+	switch m {
+	case TLSNone:
+		return "none"
+	case TLSStartTLS:
+		return "starttls"
+	case TLSImplicit:
+		return "implicit"
+	}
+	return fmt.Sprintf("TLSMode(%d)", int(m))
+}
+
+// ListenerConfig holds what differs between the listeners of one Server.
+type ListenerConfig struct {
+	TLS TLSMode
+}
+
+// Server is a POP3 server. Set its fields before the first call to Serve and
+// do not change them afterwards; a zero field means its default. One Server
+// may serve several listeners at once.
+type Server struct {
+	// Backend authenticates clients and opens their maildrops. Required.
+	Backend Backend
+
+	// Logger receives the server's logs; each connection logs through a
+	// child carrying "session" and "remote" fields. nil means no logs.
+	Logger *zap.Logger
+
+	// Implementation is announced as CAPA IMPLEMENTATION when not empty.
+	Implementation string
+
+	// Greeting is the text of the +OK greeting (DefaultGreeting if empty).
+	Greeting string
+
+	// TLSConfig is used by TLSImplicit listeners (and, later, STLS). Use
+	// GetCertificate to reload certificates without a restart.
+	TLSConfig *tls.Config
+
+	// FailureDelay is how long a failed login waits before its
+	// -ERR [AUTH] answer, to slow down password guessing. Only credential
+	// failures are delayed; [IN-USE], [SYS/TEMP] and the like are answered
+	// at once. Zero means no delay.
+	FailureDelay time.Duration
+
+	// MaxLineLength is the longest command line accepted, in octets
+	// including CRLF (DefaultMaxLineLength if zero; at least 256). Longer
+	// lines are answered with -ERR and skipped.
+	MaxLineLength int
+
+	// AuthTimeout bounds how long the server waits for a command line
+	// before login, IdleTimeout after login, WriteTimeout for each write to
+	// the client (a client that stops reading). Zero means the default, a
+	// negative value no limit.
+	AuthTimeout  time.Duration
+	IdleTimeout  time.Duration
+	WriteTimeout time.Duration
+
+	// MaxBadCommandsAuth and MaxBadCommands are how many bad commands
+	// (unknown, malformed, not valid in the state, over-long lines, failed
+	// logins) a connection may send before and after login; the one that
+	// reaches the limit gets its -ERR, then "-ERR too many bad commands"
+	// and the connection is closed. Errors that are the backend's doing
+	// (such as [SYS/TEMP]) do not count. The count starts again at login.
+	// Zero means the default, a negative value no limit.
+	MaxBadCommandsAuth int
+	MaxBadCommands     int
+
+	// AllowPlaintext reports whether a password may be sent in the clear
+	// on conn, which is never called for a TLS connection (there a password
+	// is always allowed). nil allows it everywhere. Where it returns false,
+	// CAPA does not offer USER and USER/PASS are refused, so that clients
+	// never see a capability that does not work. A typical policy:
+	//
+	//	AllowPlaintext: func(c *pop3.ConnInfo) bool {
+	//		return cfg.AllowPlaintext || pop3.IsLoopback(c.RemoteAddr)
+	//	}
+	AllowPlaintext func(conn *ConnInfo) bool
+
+	mu         sync.Mutex
+	listeners  map[*net.Listener]struct{}
+	conns      map[*conn]struct{}
+	wg         sync.WaitGroup // one per tracked connection
+	inShutdown bool           // no new listeners or connections
+	ctx        context.Context
+	cancel     context.CancelFunc // cancels ctx, on Close
+	bufPool    sync.Pool          // *[]byte of streamBufSize, for RETR/TOP
+}
+
+// Serve accepts connections on l and serves each in its own goroutine, in
+// plaintext (TLSNone). It returns ErrServerClosed after Shutdown or Close,
+// or the error that made l.Accept fail for good.
+func (s *Server) Serve(l net.Listener) error {
+	return s.ServeListener(l, ListenerConfig{})
+}
+
+// ServeTLS is Serve with implicit TLS (TLSImplicit), using s.TLSConfig.
+func (s *Server) ServeTLS(l net.Listener) error {
+	return s.ServeListener(l, ListenerConfig{TLS: TLSImplicit})
+}
+
+// ServeListener is Serve with a per-listener configuration. Serve closes l
+// when it returns.
+//
+// A listener that hands out *tls.Conn values itself (tls.NewListener) also
+// works with TLSNone: the handshake is then completed before the greeting
+// and the connection counts as TLS.
+func (s *Server) ServeListener(l net.Listener, lc ListenerConfig) error {
+	switch lc.TLS {
+	case TLSNone:
+	case TLSImplicit:
+		if s.TLSConfig == nil {
+			return errors.New("pop3: implicit TLS needs Server.TLSConfig")
+		}
+	case TLSStartTLS:
+		return errors.New("pop3: STLS is not implemented yet")
+	default:
+		return fmt.Errorf("pop3: unknown TLS mode %v", lc.TLS)
+	}
+	if s.Backend == nil {
+		return errors.New("pop3: Server.Backend is nil")
+	}
+	if !s.trackListener(&l, true) {
+		_ = l.Close()
+		return ErrServerClosed
+	}
+	defer s.trackListener(&l, false)
+	defer l.Close()
+
+	var backoff time.Duration
+	for {
+		nc, err := l.Accept()
+		if err != nil {
+			if s.shuttingDown() {
+				return ErrServerClosed
+			}
+			// Out of file descriptors and the like pass; back off as
+			// net/http does instead of spinning or giving up.
+			var te interface{ Temporary() bool }
+			if errors.As(err, &te) && te.Temporary() {
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				s.logger().Warn("accept failed; retrying", zap.Error(err), zap.Duration("delay", backoff))
+				time.Sleep(backoff)
+				continue
+			}
+			return fmt.Errorf("pop3: accept: %w", err)
+		}
+		backoff = 0
+		c := s.trackConn(nc, lc)
+		if c == nil {
+			_ = nc.Close()
+			continue // shutting down: the next Accept fails
+		}
+		go c.serve()
+	}
+}
+
+// Shutdown stops accepting connections, waits for open sessions to end on
+// their own until ctx is done, then closes the ones left (see Close) and
+// returns ctx.Err(). A session cut off this way gets Session.Close only,
+// never Update: nothing changes upstream. Like Close, it returns only when
+// every connection goroutine has finished, which is prompt as long as the
+// backend honours its context.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.inShutdown = true
+	lerr := s.closeListenersLocked()
+	s.mu.Unlock()
+
+	// No connection can be added any more (trackConn checks inShutdown
+	// under mu), so waiting on wg here is safe.
+	idle := make(chan struct{})
+	go func() {
+		s.wg.Wait()
+		close(idle)
+	}()
+	select {
+	case <-idle:
+		_ = s.Close()
+		return lerr
+	case <-ctx.Done():
+		_ = s.Close()
+		<-idle
+		return ctx.Err()
+	}
+}
+
+// Close closes the listeners and every connection at once, cancels the
+// context passed to the backend, and waits until every connection goroutine
+// has finished, so that all Session.Close calls (which release maildrop
+// locks) are done when it returns. It must not be called from a Backend or
+// Session method.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	s.initLocked()
+	s.inShutdown = true
+	err := s.closeListenersLocked()
+	for c := range s.conns {
+		_ = c.raw.Close()
+	}
+	s.cancel()
+	s.mu.Unlock()
+
+	s.wg.Wait()
+	return err
+}
+
+// initLocked sets up what a zero Server lacks.
+func (s *Server) initLocked() {
+	if s.ctx == nil {
+		s.ctx, s.cancel = context.WithCancel(context.Background())
+		s.listeners = make(map[*net.Listener]struct{})
+		s.conns = make(map[*conn]struct{})
+	}
+}
+
+func (s *Server) shuttingDown() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.inShutdown
+}
+
+func (s *Server) trackListener(l *net.Listener, add bool) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.initLocked()
+	if !add {
+		delete(s.listeners, l)
+		return true
+	}
+	if s.inShutdown {
+		return false
+	}
+	s.listeners[l] = struct{}{}
+	return true
+}
+
+func (s *Server) closeListenersLocked() error {
+	var errs []error
+	for l := range s.listeners {
+		if err := (*l).Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+			errs = append(errs, err)
+		}
+		delete(s.listeners, l)
+	}
+	return errors.Join(errs...)
+}
+
+// trackConn registers a new connection, or returns nil when the server is
+// shutting down. Registration happens before the goroutine starts so that
+// Close and Shutdown never miss a connection.
+func (s *Server) trackConn(nc net.Conn, lc ListenerConfig) *conn {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.initLocked()
+	if s.inShutdown {
+		return nil
+	}
+	c := newConn(s, nc, lc)
+	s.conns[c] = struct{}{}
+	s.wg.Add(1)
+	return c
+}
+
+func (s *Server) untrackConn(c *conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+	s.wg.Done()
+}
+
+func (s *Server) logger() *zap.Logger {
+	if s.Logger == nil {
+		return zap.NewNop()
+	}
+	return s.Logger
+}
+
+// streamBufSize is the chunk read from a backend message reader at a time.
+const streamBufSize = 16 << 10
+
+func (s *Server) getBuf() *[]byte {
+	if b, ok := s.bufPool.Get().(*[]byte); ok {
+		return b
+	}
+	b := make([]byte, streamBufSize)
+	return &b
+}
+
+func (s *Server) putBuf(b *[]byte) { s.bufPool.Put(b) }
+
+// limits resolves the zero-means-default fields once per connection.
+type limits struct {
+	maxLine        int
+	authTimeout    time.Duration
+	idleTimeout    time.Duration
+	writeTimeout   time.Duration
+	maxBadAuth     int // <= 0: no limit
+	maxBad         int
+	failureDelay   time.Duration
+	greeting       string
+	implementation string
+}
+
+func (s *Server) limits() limits {
+	l := limits{
+		maxLine:        s.MaxLineLength,
+		authTimeout:    orDefault(s.AuthTimeout, DefaultAuthTimeout),
+		idleTimeout:    orDefault(s.IdleTimeout, DefaultIdleTimeout),
+		writeTimeout:   orDefault(s.WriteTimeout, DefaultWriteTimeout),
+		maxBadAuth:     orDefault(s.MaxBadCommandsAuth, DefaultMaxBadCommandsAuth),
+		maxBad:         orDefault(s.MaxBadCommands, DefaultMaxBadCommands),
+		failureDelay:   max(s.FailureDelay, 0),
+		greeting:       sanitizeText(s.Greeting),
+		implementation: sanitizeText(s.Implementation),
+	}
+	if l.maxLine == 0 {
+		l.maxLine = DefaultMaxLineLength
+	}
+	l.maxLine = max(l.maxLine, minLineLength)
+	if l.greeting == "" {
+		l.greeting = DefaultGreeting
+	}
+	return l
+}
+
+// orDefault maps zero to def and negative values to 0 ("no limit").
+func orDefault[T int | time.Duration](v, def T) T {
+	switch {
+	case v == 0:
+		return def
+	case v < 0:
+		return 0
+	}
+	return v
+}
+
+// IsLoopback reports whether addr is a loopback IP address (127.0.0.0/8,
+// ::1): a connection that never leaves the machine, which Dovecot treats as
+// secure for plaintext login. Anything else, Unix sockets included (they may
+// be fed by a proxy), is not.
+func IsLoopback(addr net.Addr) bool {
+	switch a := addr.(type) {
+	case *net.TCPAddr:
+		return a.IP.IsLoopback()
+	case nil:
+		return false
+	}
+	host, _, err := net.SplitHostPort(addr.String())
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}

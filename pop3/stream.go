@@ -1,0 +1,90 @@
+package pop3
+
+import (
+	"errors"
+	"io"
+
+	"go.uber.org/zap"
+)
+
+// sendBody answers RETR or TOP from the backend's reader r: "+OK status",
+// the body through the dot-stuffing writer, then ".". It closes r and
+// returns the octets read from r and whether the whole response was
+// written (to the buffer; the caller flushes).
+//
+// The status line is written only once r has produced its first bytes (or
+// a clean EOF), so a backend that fails at once still gets a plain -ERR and
+// the session goes on. A failure after that ends the connection without the
+// terminating ".": the client must never take a truncated message for a
+// complete one.
+func (c *conn) sendBody(cmd string, n int, status string, r io.ReadCloser) (sent int64, complete bool) {
+	defer func() {
+		if err := r.Close(); err != nil {
+			c.log.Debug("closing message reader failed", zap.String("cmd", cmd), zap.Int("msg", n), zap.Error(err))
+		}
+	}()
+	bp := c.srv.getBuf()
+	defer c.srv.putBuf(bp)
+	buf := *bp
+
+	nr, rerr := readSome(r, buf)
+	if nr == 0 && rerr != nil && rerr != io.EOF {
+		c.backendFailed(cmd, n, rerr)
+		return 0, false
+	}
+
+	c.ok(status)
+	c.streaming = true
+	c.dw.reset(c.bw)
+	for {
+		if nr > 0 {
+			sent += int64(nr)
+			if _, err := c.dw.Write(buf[:nr]); err != nil {
+				c.werr = err
+				return sent, false
+			}
+		}
+		if rerr != nil {
+			break
+		}
+		nr, rerr = readSome(r, buf)
+	}
+	if rerr != io.EOF {
+		c.log.Warn("message stream failed part-way; closing the connection without the terminating dot",
+			zap.String("cmd", cmd), zap.Int("msg", n), zap.Int64("sent", sent), zap.Error(rerr))
+		c.closing = true
+		c.cmdOK = false
+		return sent, false
+	}
+	if err := c.dw.Close(); err != nil {
+		c.werr = err
+		return sent, false
+	}
+	c.streaming = false
+	c.cmdOK = true
+	return sent, true
+}
+
+// readSome reads into buf until it gets at least one byte or an error; a
+// reader that keeps returning nothing is an error, as in bufio.
+func readSome(r io.Reader, buf []byte) (int, error) {
+	for range 100 {
+		n, err := r.Read(buf)
+		if n > 0 || err != nil {
+			return n, err
+		}
+	}
+	return 0, io.ErrNoProgress
+}
+
+// backendFailed answers a failed RETR or TOP with the backend's error code.
+// The session goes on unless the error asks to close.
+func (c *conn) backendFailed(cmd string, n int, err error) {
+	e := asError(err)
+	if errors.Is(err, ErrNoSuchMessage) {
+		c.log.Info("message gone upstream", zap.String("cmd", cmd), zap.Int("msg", n))
+	} else {
+		c.log.Warn("backend failed", zap.String("cmd", cmd), zap.Int("msg", n), zap.Error(err))
+	}
+	c.failError(e)
+}

@@ -1,0 +1,127 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/popbridge/popbridge/imapupstream"
+	"github.com/popbridge/popbridge/pop3"
+	"github.com/popbridge/popbridge/uidmap"
+)
+
+// Options configure a Backend.
+type Options struct {
+	Dialer *imapupstream.Dialer
+	// UpstreamID names the upstream in uidmap keys (its address), so that
+	// two upstreams' users never share state.
+	UpstreamID string
+	Mailbox    string
+	Map        *uidmap.Map
+	Policy     Policy
+	Logger     *zap.Logger
+}
+
+// Backend implements pop3.Backend on an IMAP upstream.
+type Backend struct {
+	opts Options
+	log  *zap.Logger
+}
+
+var _ pop3.Backend = (*Backend)(nil)
+
+// New returns a Backend.
+func New(opts Options) (*Backend, error) {
+	if opts.Dialer == nil || opts.Map == nil {
+		return nil, errors.New("proxy: Dialer and Map are required")
+	}
+	if opts.Mailbox == "" {
+		opts.Mailbox = "INBOX"
+	}
+	if opts.Policy.OnDele == "" {
+		opts.Policy.OnDele = imapupstream.DeleteExpunge
+	}
+	log := opts.Logger
+	if log == nil {
+		log = zap.NewNop()
+	}
+	return &Backend{opts: opts, log: log}, nil
+}
+
+// Login implements pop3.Backend. The order matters: the upstream checks the
+// credentials first (so an unauthenticated client never learns whether a
+// maildrop is locked), then the lock is taken, the mailbox SELECTed and
+// snapshotted and every message named. Only then does the client get +OK.
+func (b *Backend) Login(ctx context.Context, ci *pop3.ConnInfo, cred *pop3.Credentials) (_ pop3.Session, err error) {
+	start := time.Now()
+	log := b.log.With(zap.String("session", ci.ID), zap.String("user", cred.Username), zap.String("mech", cred.Mechanism))
+	defer func() {
+		if err != nil {
+			log.Info("login failed", zap.Error(err), zap.Duration("took", time.Since(start)))
+		}
+	}()
+	if cred.AuthzID != "" && cred.AuthzID != cred.Username {
+		// Logging in as someone else needs the upstream's master-user
+		// support, which is the operator's choice (upstream.master_user),
+		// not the client's.
+		return nil, &pop3.Error{Code: pop3.CodeAuth, Message: "authorization identity not allowed"}
+	}
+	upCred := imapupstream.Credentials{Username: cred.Username}
+	switch cred.Mechanism {
+	case "OAUTHBEARER", "XOAUTH2":
+		upCred.Token, upCred.Mechanism = cred.Token, cred.Mechanism
+	default:
+		upCred.Password = cred.Password
+	}
+	conn, err := b.opts.Dialer.Login(ctx, upCred)
+	if err != nil {
+		return nil, clientError(err)
+	}
+	s := &session{
+		backend: b,
+		conn:    conn,
+		log:     log,
+		key:     uidmap.Key{Upstream: b.opts.UpstreamID, User: cred.Username, Mailbox: b.opts.Mailbox},
+		seen:    make(map[uint32]struct{}),
+	}
+	defer func() {
+		if err != nil {
+			s.Close()
+		}
+	}()
+	if b.opts.Policy.Exclusive {
+		release, err := b.opts.Map.Store().Lock(ctx, s.key, ci.ID)
+		if err != nil {
+			return nil, clientError(err)
+		}
+		s.release = release
+	}
+	mbox, err := conn.Select(ctx)
+	if err != nil {
+		return nil, clientError(err)
+	}
+	metas, err := conn.Snapshot(ctx)
+	if err != nil {
+		return nil, clientError(err)
+	}
+	msgs := make([]uidmap.Message, len(metas))
+	for i, m := range metas {
+		msgs[i] = uidmap.Message{UID: m.UID, Size: m.Size}
+	}
+	uidls, err := b.opts.Map.Resolve(ctx, s.key, mbox.UIDValidity, msgs)
+	if err != nil {
+		return nil, clientError(fmt.Errorf("proxy: %w", err))
+	}
+	s.uids = make([]uint32, len(metas))
+	s.messages = make([]pop3.Message, len(metas))
+	for i, m := range metas {
+		s.uids[i] = m.UID
+		s.messages[i] = pop3.Message{Size: m.Size, UIDL: uidls[i]}
+	}
+	log.Info("login", zap.Int("messages", len(metas)), zap.Uint32("uidvalidity", mbox.UIDValidity),
+		zap.Duration("took", time.Since(start)))
+	return s, nil
+}

@@ -1,0 +1,8 @@
+// Package proxy is where the POP3 front end, the IMAP upstream and the UID
+// map meet: Backend implements pop3.Backend by logging in to the upstream as
+// the POP3 user, taking the maildrop lock, snapshotting the mailbox and
+// naming its messages through uidmap, then serving the session's commands
+// from that snapshot and applying deletions per the configured policy.
+//
+// It is the only package that imports both pop3 and imapupstream.
+package proxy

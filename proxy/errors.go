@@ -1,0 +1,37 @@
+package proxy
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/popbridge/popbridge/imapupstream"
+	"github.com/popbridge/popbridge/pop3"
+	"github.com/popbridge/popbridge/uidmap"
+)
+
+// clientError turns an upstream or store failure into what the POP3 client
+// is told. The cause stays in Err for the log; the client sees only the
+// response code and a fixed text, never upstream wording that might carry
+// account details.
+func clientError(err error) error {
+	if err == nil {
+		return nil
+	}
+	e := &pop3.Error{Err: err}
+	switch {
+	case errors.Is(err, imapupstream.ErrAuthFailed):
+		// pop3.ErrAuthFailed gets the failure delay and counts as a bad
+		// login; the upstream's own words stay in the log.
+		return fmt.Errorf("%w: %w", pop3.ErrAuthFailed, err)
+	case errors.Is(err, imapupstream.ErrInUse), errors.Is(err, uidmap.ErrLocked):
+		// Never shown as a wrong password (REFERENCES: failed bridges did).
+		e.Code, e.Message = pop3.CodeInUse, "maildrop is in use by another session"
+	case errors.Is(err, imapupstream.ErrNoSuchMessage):
+		return errors.Join(pop3.ErrNoSuchMessage, err)
+	case errors.Is(err, imapupstream.ErrMailboxChanged):
+		e.Code, e.Message, e.Close = pop3.CodeSysTemp, "mailbox changed upstream, please reconnect", true
+	default:
+		e.Code, e.Message = pop3.CodeSysTemp, "mail server temporarily unavailable, try again later"
+	}
+	return e
+}

@@ -1,0 +1,194 @@
+package proxy_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/popbridge/popbridge/imapupstream"
+	"github.com/popbridge/popbridge/imapupstream/dovecottest"
+	"github.com/popbridge/popbridge/pop3"
+	"github.com/popbridge/popbridge/pop3/pop3test"
+	"github.com/popbridge/popbridge/proxy"
+	"github.com/popbridge/popbridge/uidmap"
+)
+
+// bridge is popbridge in-process: a pop3.Server with the proxy backend in
+// front of a real Dovecot.
+type bridge struct {
+	Addr  string
+	DV    *dovecottest.Server
+	Store uidmap.Store
+	Logs  *observer.ObservedLogs
+	srv   *pop3.Server
+}
+
+type bridgeOption func(*proxy.Options, *imapupstream.Config, *pop3.Server)
+
+func withPolicy(p proxy.Policy) bridgeOption {
+	return func(o *proxy.Options, _ *imapupstream.Config, _ *pop3.Server) { o.Policy = p }
+}
+
+func defaultPolicy() proxy.Policy {
+	return proxy.Policy{OnDele: imapupstream.DeleteExpunge, TrashMailbox: "Trash", MarkSeen: true, Exclusive: true}
+}
+
+func startBridge(t *testing.T, dv *dovecottest.Server, opts ...bridgeOption) *bridge {
+	t.Helper()
+	core, logs := observer.New(zap.DebugLevel)
+	log := zap.New(core)
+	ucfg := imapupstream.Config{
+		Address:        dv.IMAPAddr,
+		TLS:            imapupstream.TLSMode("none"),
+		Mailbox:        "INBOX",
+		ConnectTimeout: 5 * time.Second,
+		CommandTimeout: 20 * time.Second,
+	}
+	store := uidmap.NewMemoryStore()
+	popts := proxy.Options{UpstreamID: dv.IMAPAddr, Mailbox: "INBOX", Map: uidmap.New(store, nil), Policy: defaultPolicy(), Logger: log}
+	srv := &pop3.Server{Logger: log, Implementation: "popbridge", FailureDelay: 50 * time.Millisecond}
+	for _, o := range opts {
+		o(&popts, &ucfg, srv)
+	}
+	dialer, err := imapupstream.NewDialer(ucfg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	popts.Dialer = dialer
+	backend, err := proxy.New(popts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Backend = backend
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(l)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+	})
+	return &bridge{Addr: l.Addr().String(), DV: dv, Store: store, Logs: logs, srv: srv}
+}
+
+// login opens a POP3 session as user.
+func (b *bridge) login(t *testing.T, user string) *pop3test.Client {
+	t.Helper()
+	c, err := pop3test.Dial(b.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if err := c.Login(user, b.DV.Password); err != nil {
+		t.Fatalf("login %s: %v", user, err)
+	}
+	return c
+}
+
+// imapMessage is what the IMAP server holds for one message.
+type imapMessage struct {
+	UID   uint32
+	Size  int64
+	Body  []byte
+	Flags []imap.Flag
+}
+
+// imapState reads the mailbox over a separate IMAP connection: the
+// reference every POP3 answer is compared with.
+func imapState(t *testing.T, dv *dovecottest.Server, user, mailbox string) (uidValidity uint32, msgs []imapMessage) {
+	t.Helper()
+	c := dv.Client(t, user)
+	sel, err := c.Select(mailbox, &imap.SelectOptions{ReadOnly: true}).Wait()
+	if err != nil {
+		t.Fatalf("select %s: %v", mailbox, err)
+	}
+	defer func() { c.Unselect().Wait() }()
+	if sel.NumMessages == 0 {
+		return sel.UIDValidity, nil
+	}
+	var all imap.UIDSet
+	all.AddRange(1, 0)
+	bufs, err := c.Fetch(all, &imap.FetchOptions{
+		UID: true, RFC822Size: true, Flags: true,
+		BodySection: []*imap.FetchItemBodySection{{Peek: true}},
+	}).Collect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range bufs {
+		var body []byte
+		for _, s := range b.BodySection {
+			body = s.Bytes
+		}
+		msgs = append(msgs, imapMessage{UID: uint32(b.UID), Size: b.RFC822Size, Body: body, Flags: b.Flags})
+	}
+	sort.Slice(msgs, func(i, j int) bool { return msgs[i].UID < msgs[j].UID })
+	return sel.UIDValidity, msgs
+}
+
+func hasFlag(m imapMessage, f imap.Flag) bool {
+	for _, g := range m.Flags {
+		if strings.EqualFold(string(g), string(f)) {
+			return true
+		}
+	}
+	return false
+}
+
+// message builds an RFC 5322 message with CRLF line ends.
+func message(subject, body string) []byte {
+	s := fmt.Sprintf("From: sender@example.org\nTo: rcpt@example.org\nSubject: %s\nMessage-ID: <%s@test>\n\n%s", subject, strings.ReplaceAll(subject, " ", "."), body)
+	return []byte(strings.ReplaceAll(s, "\n", "\r\n"))
+}
+
+// wantRETR is what RETR must deliver for an IMAP message body: the same
+// octets, plus a CRLF where the message does not end with one.
+func wantRETR(body []byte) []byte {
+	if bytes.HasSuffix(body, []byte("\r\n")) {
+		return body
+	}
+	return append(append([]byte(nil), body...), '\r', '\n')
+}
+
+func errCode(err error) string {
+	var e *pop3test.ErrResponse
+	if errors.As(err, &e) {
+		return e.Code()
+	}
+	return ""
+}
+
+// loginEventually logs in, retrying briefly while the previous session of
+// the same user is still being torn down by the server.
+func (b *bridge) loginEventually(t *testing.T, user string) *pop3test.Client {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		c, err := pop3test.Dial(b.Addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = c.Login(user, b.DV.Password)
+		if err == nil {
+			t.Cleanup(func() { c.Close() })
+			return c
+		}
+		c.Close()
+		if errCode(err) != "IN-USE" || time.Now().After(deadline) {
+			t.Fatalf("login %s: %v", user, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

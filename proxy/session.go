@@ -1,0 +1,113 @@
+package proxy
+
+import (
+	"context"
+	"io"
+	"slices"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/popbridge/popbridge/imapupstream"
+	"github.com/popbridge/popbridge/pop3"
+	"github.com/popbridge/popbridge/uidmap"
+)
+
+// session is one POP3 session on one upstream connection. The pop3 server
+// calls it from the connection's goroutine only.
+type session struct {
+	backend  *Backend
+	conn     *imapupstream.Conn
+	log      *zap.Logger
+	key      uidmap.Key
+	release  func()
+	uids     []uint32 // upstream UID of message n at uids[n-1]
+	messages []pop3.Message
+	// seen holds RETRieved messages whose \Seen is not yet stored: it is
+	// written in one command at UPDATE or when the session ends, not one
+	// round trip per RETR.
+	seen      map[uint32]struct{}
+	retrieved int
+	closed    bool
+}
+
+func (s *session) Messages() []pop3.Message { return s.messages }
+
+func (s *session) Retrieve(ctx context.Context, n int) (io.ReadCloser, error) {
+	r, err := s.conn.Fetch(ctx, s.uids[n-1])
+	return r, clientError(err)
+}
+
+func (s *session) Top(ctx context.Context, n int, lines int) (io.ReadCloser, error) {
+	r, err := s.conn.Top(ctx, s.uids[n-1], lines)
+	return r, clientError(err)
+}
+
+func (s *session) Retrieved(_ context.Context, n int) {
+	s.retrieved++
+	if s.backend.opts.Policy.MarkSeen {
+		s.seen[s.uids[n-1]] = struct{}{}
+	}
+}
+
+// flushSeen stores \Seen on the messages retrieved so far.
+func (s *session) flushSeen(ctx context.Context) error {
+	if len(s.seen) == 0 {
+		return nil
+	}
+	uids := make([]uint32, 0, len(s.seen))
+	for uid := range s.seen {
+		uids = append(uids, uid)
+	}
+	slices.Sort(uids)
+	if err := s.conn.MarkSeen(ctx, uids); err != nil {
+		return err
+	}
+	clear(s.seen)
+	return nil
+}
+
+func (s *session) Update(ctx context.Context, deleted []int) error {
+	start := time.Now()
+	// \Seen first, so that a message moved to Trash arrives there read.
+	if err := s.flushSeen(ctx); err != nil {
+		s.log.Warn("storing \\Seen failed", zap.Error(err))
+		return clientError(err)
+	}
+	uids := make([]uint32, len(deleted))
+	for i, n := range deleted {
+		uids[i] = s.uids[n-1]
+	}
+	p := s.backend.opts.Policy
+	if len(uids) > 0 {
+		if err := s.conn.Delete(ctx, uids, p.OnDele, p.TrashMailbox); err != nil {
+			s.log.Warn("update failed", zap.Error(err), zap.Int("deleted", len(uids)))
+			return clientError(err)
+		}
+	}
+	s.log.Info("update", zap.String("on_dele", string(p.OnDele)), zap.Int("deleted", len(uids)),
+		zap.Int("retrieved", s.retrieved), zap.Duration("took", time.Since(start)))
+	return nil
+}
+
+func (s *session) Close() error {
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	// A session that ends without QUIT changes nothing but \Seen, which
+	// Dovecot's own POP3 writes in that case too: the client did get those
+	// messages whole.
+	if len(s.seen) > 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := s.flushSeen(ctx); err != nil {
+			s.log.Debug("storing \\Seen at close failed", zap.Error(err))
+		}
+		cancel()
+	}
+	err := s.conn.Close()
+	if s.release != nil {
+		s.release()
+	}
+	return err
+}

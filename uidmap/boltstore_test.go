@@ -1,0 +1,64 @@
+package uidmap_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/popbridge/popbridge/uidmap"
+	"github.com/popbridge/popbridge/uidmap/storetest"
+)
+
+func openBolt(t *testing.T, path string) *uidmap.BoltStore {
+	t.Helper()
+	s, err := uidmap.OpenBolt(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func TestBoltStore(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) uidmap.Store {
+		return openBolt(t, filepath.Join(t.TempDir(), "state.db"))
+	})
+}
+
+func TestBoltStoreSurvivesReopen(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "state.db")
+	s, err := uidmap.OpenBolt(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Assign(ctx, key, 9, []uidmap.Entry{{UID: 4, UIDL: "kept"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	d, err := openBolt(t, path).Load(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.UIDValidity != 9 || d.UIDLs[4] != "kept" {
+		t.Fatalf("after reopen: %+v", d)
+	}
+}
+
+func TestBoltStoreRefusesGarbage(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db")
+	if err := os.WriteFile(path, []byte("this is not a bbolt file, and must not be replaced by an empty one"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if s, err := uidmap.OpenBolt(path); err == nil {
+		s.Close()
+		t.Fatal("a damaged store was opened")
+	}
+	data, _ := os.ReadFile(path)
+	if string(data[:8]) != "this is " {
+		t.Fatal("the damaged file was overwritten")
+	}
+}

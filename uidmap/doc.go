@@ -1,0 +1,10 @@
+// Package uidmap gives every message of a maildrop a POP3 unique-id (UIDL)
+// that never changes once a client has seen it, and keeps the per-maildrop
+// state POP3 needs on top of IMAP: which UIDL belongs to which upstream
+// message and the maildrop lock that keeps two sessions apart.
+//
+// The state lives behind the Store interface so that an embedded store (one
+// instance) and a shared database store (several instances) are
+// interchangeable; MemoryStore is the in-process implementation used by the
+// demo and by unit tests.
+package uidmap
