@@ -126,4 +126,3 @@ func (s *BoltStore) Lock(ctx context.Context, key Key, owner string) (func(), er
 
 // Close implements Store.
 func (s *BoltStore) Close() error { return s.db.Close() }
-

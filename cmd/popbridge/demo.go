@@ -103,7 +103,6 @@ func startDemoUpstream() (addr string, stop func(), err error) {
 	return ln.Addr().String(), func() { srv.Close() }, nil
 }
 
-
 type discardLogger struct{}
 
 func (discardLogger) Printf(string, ...any) {}
