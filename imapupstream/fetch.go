@@ -210,10 +210,13 @@ func (s *fetchStream) release() {
 		s.c.reader = nil
 	}
 	if s.c.deadCause() != nil {
-		// go-imap's reader may still wait for the literal to be consumed,
-		// or for the command to be.
+		// go-imap's reading goroutine may still wait for the literal to be
+		// consumed: reading it now fails fast and releases it. Nothing else
+		// of the command may be touched: once the literal has failed, go-imap
+		// would re-read it (to discard it) while its own goroutine goes on
+		// with the same reader. The goroutine ends by itself on the closed
+		// connection, and Conn.Close waits for it.
 		s.drainLit()
-		s.cmd.Close()
 	}
 }
 
