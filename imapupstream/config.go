@@ -41,8 +41,9 @@ type Config struct {
 	CommandTimeout time.Duration
 	// MasterUser and MasterPassword, when set, log in as every user with SASL
 	// PLAIN (authzid = the user, authcid = MasterUser). Credentials.Password
-	// and Token are then not used: whoever calls Login has already checked
-	// the user's own credentials.
+	// and Token are then NOT checked by anyone upstream: whoever calls Login
+	// must have authenticated the user by other means, or any password opens
+	// any mailbox.
 	MasterUser, MasterPassword string
 }
 

@@ -51,6 +51,7 @@ func methodsLogged(e *env) []string {
 }
 
 func TestDeleteExpunge(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name        string
 		opts        []dovecottest.Option
@@ -67,6 +68,7 @@ func TestDeleteExpunge(t *testing.T) {
 			wantCmd: "EXPUNGE", notCmd: "UID EXPUNGE", wantMethod: "warn:plain-expunge", otherUnflag: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			e := newEnv(t, tc.opts...)
 			uids := deleteFixture(t, e)
 			if tc.otherUnflag {
@@ -123,6 +125,7 @@ func TestDeleteExpunge(t *testing.T) {
 }
 
 func TestDeleteTrash(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name       string
 		opts       []dovecottest.Option
@@ -139,6 +142,7 @@ func TestDeleteTrash(t *testing.T) {
 			wantMethod: "info:uid-copy+plain-expunge-shield"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			e := newEnv(t, tc.opts...)
 			uids := deleteFixture(t, e)
 			trace := &wire{}
@@ -184,6 +188,7 @@ func TestDeleteTrash(t *testing.T) {
 }
 
 func TestDeleteKeepAndErrors(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	uids := deleteFixture(t, e)
 	trace := &wire{}

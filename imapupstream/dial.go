@@ -23,9 +23,11 @@ type Dialer struct {
 	tls *tls.Config // nil for TLSNone
 	log *zap.Logger
 
-	// trace, when set (tests only), receives the raw protocol, credentials
-	// included.
-	trace io.Writer
+	// Test hooks. trace receives the raw protocol both ways, credentials
+	// included; wrapConn wraps the connection under go-imap (above implicit
+	// TLS).
+	trace    io.Writer
+	wrapConn func(net.Conn) net.Conn
 }
 
 // NewDialer validates cfg, fills in defaults and loads CAFile (once).
@@ -39,6 +41,10 @@ func NewDialer(cfg Config, log *zap.Logger) (*Dialer, error) {
 		log = zap.NewNop()
 	}
 	d := &Dialer{cfg: cfg, log: log}
+	if cfg.MasterUser != "" {
+		log.Warn("upstream master user configured: the upstream will not check users' own passwords or tokens; popbridge must authenticate users itself",
+			zap.String("master_user", cfg.MasterUser))
+	}
 	if cfg.TLS != TLSNone {
 		if d.tls, err = cfg.tlsConfig(); err != nil {
 			return nil, err
@@ -121,17 +127,17 @@ func (d *Dialer) connect(ctx context.Context, c *Conn, cred Credentials) (mech s
 		if err := tlsConn.HandshakeContext(ctx); err != nil {
 			return "", step("TLS handshake", err)
 		}
-		c.client = imapclient.New(tlsConn, opts)
+		c.client = imapclient.New(d.wrap(tlsConn), opts)
 	case TLSStartTLS:
 		opts.TLSConfig = d.tls.Clone()
-		client, err := imapclient.NewStartTLS(c.raw, opts)
+		client, err := imapclient.NewStartTLS(d.wrap(c.raw), opts)
 		if err != nil {
 			// NewStartTLS closed the connection; go-imap's reader ends by itself.
 			return "", step("STARTTLS", err)
 		}
 		c.client = client
 	default:
-		c.client = imapclient.New(c.raw, opts)
+		c.client = imapclient.New(d.wrap(c.raw), opts)
 	}
 
 	if err := c.client.WaitGreeting(); err != nil {
@@ -201,4 +207,11 @@ func (d *Dialer) connect(ctx context.Context, c *Conn, cred Credentials) (mech s
 	}
 	c.caps = capsFrom(caps)
 	return mech, nil
+}
+
+func (d *Dialer) wrap(conn net.Conn) net.Conn {
+	if d.wrapConn == nil {
+		return conn
+	}
+	return d.wrapConn(conn)
 }

@@ -80,7 +80,9 @@ func (fc *fakeConn) serve(script func(tag, cmd, line string) bool) {
 	}
 }
 
-func newFake(t *testing.T, handle func(fc *fakeConn)) string {
+func newFake(t *testing.T, handle func(fc *fakeConn)) string { return newFakeB(t, handle) }
+
+func newFakeB(t testing.TB, handle func(fc *fakeConn)) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -16,6 +16,7 @@ import (
 )
 
 func TestLoginSelect(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.append(t, msg("one", "x"))
 	trace := &wire{}
@@ -67,6 +68,7 @@ func assertNoSecretLogged(t *testing.T, e *env, secret string) {
 }
 
 func TestLoginWrongPassword(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	d := e.dialer(t, e.config(), nil)
 	_, err := d.Login(context.Background(), Credentials{Username: e.user, Password: "Wr0ng-Pa55"})
@@ -112,6 +114,7 @@ func TestLoginUnreachable(t *testing.T) {
 }
 
 func TestLoginTLS(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, dovecottest.WithTLS())
 	e.append(t, msg("tls", "x"))
 	_, port, _ := net.SplitHostPort(e.srv.IMAPSAddr)
@@ -192,6 +195,7 @@ func TestNewDialerConfig(t *testing.T) {
 }
 
 func TestLoginMasterUser(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, dovecottest.WithMasterUser("admin", "masterpw"))
 	e.append(t, msg("for the user", "x"))
 	cfg := e.config()
@@ -234,5 +238,41 @@ func TestXOAUTH2InitialResponse(t *testing.T) {
 	}
 	if _, err := c.Next(nil); err == nil {
 		t.Fatal("second challenge accepted")
+	}
+}
+
+func TestLoginBearerTokens(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, dovecottest.WithOAuth2())
+	e.append(t, msg("token", "x"))
+	token := e.srv.IssueToken(e.user)
+	for _, mech := range []string{"XOAUTH2", "OAUTHBEARER"} {
+		t.Run(mech, func(t *testing.T) {
+			trace := &wire{}
+			d := e.dialer(t, e.config(), trace)
+			c, err := d.Login(context.Background(), Credentials{Username: e.user, Token: token, Mechanism: mech})
+			if err != nil {
+				t.Fatalf("Login: %v", err)
+			}
+			mb, err := c.Select(context.Background())
+			c.Close()
+			if err != nil || mb.NumMessages != 1 {
+				t.Fatalf("Select: %v %+v", err, mb)
+			}
+			if trace.countCommands("AUTHENTICATE "+mech) != 1 {
+				t.Fatalf("commands %q", trace.commands())
+			}
+
+			// A bad token is refused cleanly (the error challenge answered).
+			start := time.Now()
+			_, err = d.Login(context.Background(), Credentials{Username: e.user, Token: "not-a-token", Mechanism: mech})
+			if !errors.Is(err, ErrAuthFailed) {
+				t.Fatalf("bad token: %v", err)
+			}
+			if took := time.Since(start); took > 5*time.Second {
+				t.Fatalf("bad token took %v", took)
+			}
+			assertNoSecretLogged(t, e, token)
+		})
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net"
 	"slices"
 	"strings"
 	"sync"
@@ -23,10 +24,12 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-// wire records the raw protocol (Dialer.trace) for assertions.
+// wire records the raw protocol: both ways mixed (as go-imap's DebugWriter
+// sees it) and, separately, what the client sent.
 type wire struct {
 	mu  sync.Mutex
-	buf bytes.Buffer
+	buf bytes.Buffer // both ways
+	out bytes.Buffer // client to server (plaintext unless STARTTLS)
 }
 
 func (w *wire) Write(p []byte) (int, error) {
@@ -41,15 +44,38 @@ func (w *wire) String() string {
 	return w.buf.String()
 }
 
-// commands returns the command lines the client sent (tagged "T<n> ...").
+// wrap records what the client writes on conn.
+func (w *wire) wrap(conn net.Conn) net.Conn { return &wireConn{Conn: conn, w: w} }
+
+type wireConn struct {
+	net.Conn
+	w *wire
+}
+
+func (c *wireConn) Write(p []byte) (int, error) {
+	c.w.mu.Lock()
+	c.w.out.Write(p)
+	c.w.mu.Unlock()
+	return c.Conn.Write(p)
+}
+
+// sent returns what the client wrote.
+func (w *wire) sent() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.out.String()
+}
+
+// commands returns the command lines the client sent, without their tags.
 func (w *wire) commands() []string {
+	w.mu.Lock()
+	sent := w.out.String()
+	w.mu.Unlock()
 	var out []string
-	for _, line := range strings.Split(w.String(), "\n") {
+	for _, line := range strings.Split(sent, "\n") {
 		line = strings.TrimRight(line, "\r")
 		if len(line) > 1 && line[0] == 'T' && line[1] >= '0' && line[1] <= '9' {
-			_, rest, ok := strings.Cut(line, " ")
-			// Tagged responses look alike: skip them.
-			if ok && !strings.HasPrefix(rest, "OK") && !strings.HasPrefix(rest, "NO ") && !strings.HasPrefix(rest, "BAD ") {
+			if _, rest, ok := strings.Cut(line, " "); ok {
 				out = append(out, rest)
 			}
 		}
@@ -99,6 +125,7 @@ func (e *env) dialer(t *testing.T, cfg Config, trace *wire) *Dialer {
 	}
 	if trace != nil {
 		d.trace = trace
+		d.wrapConn = trace.wrap
 	}
 	return d
 }

@@ -32,9 +32,7 @@ func (c *Conn) Top(ctx context.Context, uid uint32, lines int) (io.ReadCloser, e
 	if err := c.begin(op); err != nil {
 		return nil, err
 	}
-	if lines < 0 {
-		lines = 0
-	}
+	lines = min(max(lines, 0), 1<<30) // "TOP n 99999999" means all of it
 	hdr, err := c.startFetch(ctx, op, uid,
 		&imap.FetchItemBodySection{Specifier: imap.PartSpecifierHeader, Peek: true}, false)
 	if err != nil {

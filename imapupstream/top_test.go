@@ -45,6 +45,7 @@ func readTop(t *testing.T, c *Conn, uid uint32, lines int) string {
 }
 
 func TestTop(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	short := msg("top", "line 1", "line 2", "line 3", "line 4", "line 5")
 	noFinalCRLF := "Subject: nocrlf\r\n\r\nl1\r\nl2\r\nunterminated"
@@ -68,7 +69,7 @@ func TestTop(t *testing.T) {
 	if got := readTop(t, c, uShort, 0); got != wantTop(short, 0) {
 		t.Fatalf("TOP 0: %q", got)
 	}
-	if strings.Contains(trace.String(), "[TEXT]") {
+	if strings.Contains(trace.sent(), "[TEXT]") {
 		t.Fatalf("TOP n 0 fetched the body: %q", trace.commands())
 	}
 	if n := trace.countCommands("UID FETCH") - before; n != 1 {
@@ -95,17 +96,17 @@ func TestTop(t *testing.T) {
 		{"whole message (fetchmail 99999999)", uMany, manyLines, 99999999, 2},
 	}
 	for _, tc := range cases {
-		before := strings.Count(trace.String(), "PEEK[TEXT]<")
+		before := strings.Count(trace.sent(), "PEEK[TEXT]<")
 		got := readTop(t, c, tc.uid, tc.lines)
 		if want := wantTop(tc.msg, tc.lines); got != want {
 			t.Fatalf("%s: got %d bytes %q…, want %d bytes", tc.name, len(got), trunc(got), len(want))
 		}
-		n := strings.Count(trace.String(), "PEEK[TEXT]<") - before
+		n := strings.Count(trace.sent(), "PEEK[TEXT]<") - before
 		if n < 1 || n > tc.maxFetchs {
 			t.Fatalf("%s: %d TEXT fetches, want 1..%d", tc.name, n, tc.maxFetchs)
 		}
 	}
-	if !strings.Contains(trace.String(), "BODY.PEEK[TEXT]<4096.8192>") {
+	if !strings.Contains(trace.sent(), "BODY.PEEK[TEXT]<4096.8192>") {
 		t.Fatalf("no doubling seen: %q", trace.commands())
 	}
 

@@ -12,7 +12,9 @@ const Xoauth2 = "XOAUTH2"
 // NewXOAUTH2Client returns a SASL client for XOAUTH2: the initial response is
 // "user=" user ^A "auth=Bearer " token ^A ^A. On failure the server sends a
 // JSON error as a challenge; the client answers it with an empty response,
-// as the mechanism requires, so that the server ends the exchange with NO.
+// as the mechanism requires, so that the server ends the exchange. (go-imap
+// sends an empty response as "=", which some servers, Dovecot among them,
+// answer with BAD rather than NO; Login reports either as ErrAuthFailed.)
 func NewXOAUTH2Client(username, token string) sasl.Client {
 	return &xoauth2Client{username: username, token: token}
 }

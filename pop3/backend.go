@@ -60,7 +60,17 @@ type Message struct {
 	UIDL string // unique-id listing: 1-70 octets in 0x21-0x7E
 }
 
-// Credentials is what a client presented to log in.
+// Credentials is what a client presented to log in. The fields are as the
+// client sent them (any octets but NUL for PLAIN); the server logs
+// Username and Mechanism, never Password or Token.
+//
+//   - USER/PASS: Username, Password.
+//   - PLAIN (RFC 4616): AuthzID (often empty, or equal to Username),
+//     Username, Password.
+//   - LOGIN: Username, Password.
+//   - OAUTHBEARER (RFC 7628): Username from the gs2 header's "a=" (empty if
+//     the client left it out), Token. AuthzID stays empty.
+//   - XOAUTH2: Username from "user=", Token.
 type Credentials struct {
 	// Mechanism is "USER" for USER/PASS, or the SASL mechanism name in
 	// upper case ("PLAIN", "LOGIN", "OAUTHBEARER", "XOAUTH2").
@@ -76,5 +86,5 @@ type ConnInfo struct {
 	ID         string   // session id, unique per connection, for logs
 	RemoteAddr net.Addr // the client (after PROXY protocol, when used)
 	LocalAddr  net.Addr
-	TLS        *tls.ConnectionState // nil on a plaintext connection
+	TLS        *tls.ConnectionState // nil on a plaintext connection; set by implicit TLS or STLS
 }

@@ -5,11 +5,21 @@ package pop3
 // refuse a server that offers USER and then refuses it.
 func (c *conn) capabilities() []string {
 	caps := []string{"TOP", "UIDL", "RESP-CODES", "PIPELINING", "AUTH-RESP-CODE"}
-	if c.state == stateAuthorization && c.plaintextAllowed() {
-		caps = append(caps, "USER")
+	if c.stlsOffered() {
+		caps = append(caps, "STLS")
 	}
-	// Phase 2 adds here: STLS (on TLSStartTLS listeners before TLS) and
-	// "SASL <mechanisms>" (before login, filtered like USER).
+	if c.state == stateAuthorization {
+		if c.plaintextAllowed() {
+			caps = append(caps, "USER")
+		}
+		if mechs := c.usableMechanisms(); len(mechs) > 0 {
+			line := "SASL"
+			for _, m := range mechs {
+				line += " " + m.name
+			}
+			caps = append(caps, line)
+		}
+	}
 	if c.lim.implementation != "" {
 		caps = append(caps, "IMPLEMENTATION "+c.lim.implementation)
 	}

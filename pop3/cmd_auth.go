@@ -18,13 +18,18 @@ func (c *conn) plaintextAllowed() bool {
 	return c.srv.AllowPlaintext(&c.info)
 }
 
-// refusePlaintext answers USER/PASS where plaintext login is not allowed,
-// with Dovecot's wording, which clients and admins know.
+// refusePlaintext answers USER, PASS and AUTH where plaintext login is not
+// allowed, with Dovecot's wording, which clients and admins know, and says
+// how to do better where it can.
 func (c *conn) refusePlaintext() bool {
 	if c.plaintextAllowed() {
 		return false
 	}
-	c.fail(CodeAuth, "Plaintext authentication disallowed on non-secure connections")
+	msg := "Plaintext authentication disallowed on non-secure connections"
+	if c.stlsOffered() {
+		msg += "; use STLS first"
+	}
+	c.fail(CodeAuth, msg)
 	c.badCommand()
 	return true
 }
@@ -60,13 +65,24 @@ func (c *conn) cmdPASS(rest string) {
 		c.badCommand()
 		return
 	}
-	c.login(&Credentials{Mechanism: "USER", Username: user, Password: rest})
+	c.login(&Credentials{Mechanism: "USER", Username: user, Password: rest}, nil)
 }
 
 // login calls Backend.Login and enters TRANSACTION on success. It is shared
-// by USER/PASS and, later, AUTH.
-func (c *conn) login(cred *Credentials) {
+// by USER/PASS and AUTH. errorChallenge is the bearer mechanisms' failure
+// continuation (see mechanism.errorChallenge), nil for the others. Nothing
+// here logs the password or token.
+func (c *conn) login(cred *Credentials, errorChallenge []byte) {
 	log := c.log.With(zap.String("user", cred.Username), zap.String("mechanism", cred.Mechanism))
+	limiter := c.srv.LoginLimiter
+	if limiter != nil {
+		if ok, retry := limiter.Allow(c.info.RemoteAddr); !ok {
+			log.Info("login refused: too many failed logins from this address", zap.Duration("retry_after", retry))
+			c.fail(CodeLoginDelay, loginDelayText(retry))
+			c.closing = true
+			return
+		}
+	}
 	c.flush() // answers to earlier pipelined commands go out before we wait
 	sess, err := c.srv.Backend.Login(c.ctx, &c.info, cred)
 	switch {
@@ -90,8 +106,14 @@ func (c *conn) login(cred *Credentials) {
 			return
 		}
 		log.Info("login failed: bad credentials", zap.Error(err))
+		if limiter != nil {
+			limiter.Failed(c.info.RemoteAddr)
+		}
 		if !c.sleep(c.lim.failureDelay) {
 			c.closing = true // the server is closing
+			return
+		}
+		if errorChallenge != nil && !c.bearerFailure(errorChallenge) {
 			return
 		}
 		c.failError(e)
@@ -117,9 +139,24 @@ func (c *conn) login(cred *Credentials) {
 	c.deleted = make([]bool, len(msgs))
 	c.state = stateTransaction
 	c.bad = 0
+	if cap(c.line) > c.lim.maxLine {
+		// A long AUTH line grew it; after login lines are short again.
+		// (Nothing refers to the old buffer any more: the command's
+		// arguments were copied.)
+		c.line = make([]byte, 0, c.lim.maxLine)
+	}
 	count, size := c.stats()
 	log.Info("logged in", zap.Int("messages", count), zap.Int64("octets", size))
 	c.ok("maildrop has " + strconv.Itoa(count) + " messages (" + strconv.FormatInt(size, 10) + " octets)")
+}
+
+// loginDelayText is the text of the LoginLimiter's refusal.
+func loginDelayText(retry time.Duration) string {
+	if retry <= 0 {
+		return "too many failed logins, try again later"
+	}
+	secs := int64((retry + time.Second - 1) / time.Second)
+	return "too many failed logins, try again in " + strconv.FormatInt(secs, 10) + " seconds"
 }
 
 // sleep waits for d, or reports false if the connection's context ends

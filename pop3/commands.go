@@ -129,11 +129,9 @@ func (c *conn) dispatch(name, rest string) {
 			// Not counted as bad: clients try it first and fall back.
 			c.fail("", "APOP not supported")
 		case "AUTH":
-			c.fail("", "AUTH not supported")
+			c.cmdAUTH(rest)
 		case "STLS":
-			// fetchmail sends STLS even when CAPA did not offer it: it
-			// needs a clear answer, and is not misbehaving.
-			c.fail("", "STLS not available on this connection")
+			c.cmdSTLS(rest)
 		default:
 			c.fail("", name+" not valid before login")
 			c.badCommand()

@@ -2,6 +2,7 @@ package pop3
 
 import (
 	"bytes"
+	"crypto/tls"
 	"io"
 	"math"
 	"net"
@@ -115,13 +116,19 @@ func (p *pipeConn) SetWriteDeadline(time.Time) error { return nil }
 // output and the logs.
 func runSession(t testing.TB, b *memBackend, input []byte, configure func(*Server)) (string, *observer.ObservedLogs) {
 	t.Helper()
+	return runSessionLC(t, b, input, ListenerConfig{}, configure)
+}
+
+// runSessionLC is runSession with a listener configuration.
+func runSessionLC(t testing.TB, b *memBackend, input []byte, lc ListenerConfig, configure func(*Server)) (string, *observer.ObservedLogs) {
+	t.Helper()
 	core, logs := observer.New(zapcore.DebugLevel)
 	srv := &Server{Backend: b, Logger: zap.New(core), MaxBadCommands: -1, MaxBadCommandsAuth: -1}
 	if configure != nil {
 		configure(srv)
 	}
 	pc := &pipeConn{in: bytes.NewReader(input)}
-	c := srv.trackConn(pc, ListenerConfig{})
+	c := srv.trackConn(pc, lc)
 	c.serve()
 	if err := srv.Close(); err != nil {
 		t.Fatal(err)
@@ -138,10 +145,19 @@ func TestRunSessionPipe(t *testing.T) {
 	}
 }
 
+// stlsStarted is the answer after which the output of a session is TLS
+// bytes (in FuzzCommand, the failed handshake's alert), not POP3 lines.
+const stlsStarted = "+OK Begin TLS negotiation\r\n"
+
 // FuzzCommand feeds arbitrary client input to a session (logged in or not)
-// and checks that it never panics, that every answer is framed, and that
-// the backend sees a sane sequence of calls.
+// on a STARTTLS listener offering every SASL mechanism, and checks that it
+// never panics, that every answer is framed, and that the backend sees a
+// sane sequence of calls. After a successful STLS the rest of the input is
+// taken for a TLS handshake, which fails: nothing pipelined behind STLS
+// may ever run.
 func FuzzCommand(f *testing.F) {
+	cert, _ := testCert(f)
+	tlsConfig := &tls.Config{Certificates: []tls.Certificate{cert}}
 	for _, s := range []string{
 		"USER alice\r\nPASS secret\r\nSTAT\r\nLIST\r\nUIDL\r\nRETR 1\r\nTOP 2 0\r\nDELE 1\r\nQUIT\r\n",
 		"USER alice\r\nPASS secret\r\nDELE 1\r\nRSET\r\nLIST 1\r\nUIDL 3\r\nRETR 3\r\n",
@@ -151,14 +167,36 @@ func FuzzCommand(f *testing.F) {
 		"APOP alice 0123456789abcdef\r\nAUTH PLAIN\r\nSTLS\r\nNOOP\r\n",
 		"USER alice\r\nPASS secret\r\n" + strings.Repeat("x", 3000) + "\r\nNOOP\r\n",
 		"\r\n\r\n \r\n",
+		"AUTH\r\nAUTH PLAIN AGFsaWNlAHNlY3JldA==\r\nSTAT\r\nQUIT\r\n",
+		"AUTH PLAIN\r\nAGFsaWNlAHNlY3JldA==\r\nRETR 1\r\n",
+		"AUTH LOGIN\r\nYWxpY2U=\r\nc2VjcmV0\r\nLIST\r\n",
+		"AUTH OAUTHBEARER bixhPWFsaWNlLAFhdXRoPUJlYXJlciB4AQE=\r\n\r\nAUTH OAUTHBEARER eSwsAQE=\r\n\r\n",
+		"AUTH XOAUTH2 dXNlcj1hbGljZQFhdXRoPUJlYXJlciB5YTI5LnRlc3QtdG9rZW4BAQ==\r\nUIDL\r\n",
+		"AUTH PLAIN =\r\nAUTH PLAIN\r\n*\r\nAUTH PLAIN !!\r\nAUTH X\r\n",
+		"STLS\r\nUSER alice\r\nPASS secret\r\nDELE 1\r\nQUIT\r\n",
+		"CAPA\r\nSTLS x\r\nUSER alice\r\nPASS secret\r\nSTLS\r\nQUIT\r\n",
 	} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, input []byte) {
 		b := newMemBackend(testMessages...)
-		out, logs := runSession(t, b, input, nil)
+		out, logs := runSessionLC(t, b, input, ListenerConfig{TLS: TLSStartTLS}, func(s *Server) {
+			s.TLSConfig = tlsConfig
+			s.Mechanisms = SupportedMechanisms()
+		})
 		if e := logs.FilterLevelExact(zapcore.ErrorLevel); e.Len() > 0 {
 			t.Fatalf("error logged: %v", e.All()[0].Message)
+		}
+		if i := strings.Index(out, stlsStarted); i >= 0 {
+			out = out[:i+len(stlsStarted)]
+		}
+		stls := false
+		for _, entry := range logs.FilterMessage("command").All() {
+			if stls {
+				t.Fatalf("command %v ran after STLS", entry.ContextMap()["cmd"])
+			}
+			m := entry.ContextMap()
+			stls = m["cmd"] == "STLS" && m["ok"] == true
 		}
 		if !strings.HasPrefix(out, "+OK ") || !strings.HasSuffix(out, "\r\n") {
 			t.Fatalf("output not framed: %q", abbrev(out))

@@ -68,6 +68,10 @@ type conn struct {
 	delCount int    // how many are marked
 	delSize  int64  // and their octets
 
+	loginDeadline time.Time // end of LoginTimeout; zero: none
+	admitted      bool      // counted by Server.admit, until release
+	ipKey         string    // the IP counted for MaxConnectionsPerIP, or ""
+
 	bad       int   // bad commands in the current state
 	closing   bool  // end the connection once the answer is flushed
 	streaming bool  // inside a multi-line body: never write a status line
@@ -86,6 +90,9 @@ func newConn(s *Server, nc net.Conn, lc ListenerConfig) *conn {
 // setup prepares everything else, in the connection's goroutine.
 func (c *conn) setup() {
 	c.lim = c.srv.limits()
+	if c.lim.loginTimeout > 0 {
+		c.loginDeadline = time.Now().Add(c.lim.loginTimeout)
+	}
 	if c.lc.TLS == TLSImplicit {
 		c.nc = tls.Server(c.raw, c.srv.TLSConfig)
 	}
@@ -115,6 +122,9 @@ func (c *conn) serve() {
 	defer c.finish()
 	c.setup()
 	c.log.Debug("connection opened", zap.Stringer("tls", c.lc.TLS))
+	if !c.admit() {
+		return
+	}
 	if !c.handshake() {
 		return
 	}
@@ -129,10 +139,17 @@ func (c *conn) serve() {
 		if c.br.Buffered() == 0 && !c.flush() {
 			break
 		}
-		line, tooLong, err := c.readLine()
+		limit := c.lim.maxLine
+		if c.state == stateAuthorization {
+			limit = c.lim.authLine // for AUTH with a long initial response
+		}
+		line, tooLong, err := c.readLine(limit)
 		if err != nil {
 			c.readFailed(err)
 			break
+		}
+		if !tooLong && len(c.line) > c.lim.maxLine && !isAUTH(line) {
+			tooLong = true
 		}
 		if tooLong {
 			c.cmdOK = false
@@ -146,16 +163,57 @@ func (c *conn) serve() {
 	c.flush()
 }
 
-// handshake completes TLS on a TLS connection before the greeting, bounded
-// by AuthTimeout, and records the connection state for the backend.
+// isAUTH reports whether line is an AUTH command, the only one that may be
+// longer than MaxLineLength.
+func isAUTH(line []byte) bool {
+	kw, _ := splitCommand(line)
+	return commandName(kw) == "AUTH"
+}
+
+// admit counts the connection against the connection limits. Over a limit,
+// the client gets one -ERR instead of the greeting (nothing on a TLS
+// connection: no handshake is spent on a refused client) and admit reports
+// false.
+func (c *conn) admit() bool {
+	why := c.srv.admit(c, ipKey(c.info.RemoteAddr))
+	if why == "" {
+		return true
+	}
+	c.log.Info("connection refused", zap.String("reason", why))
+	if _, isTLS := c.raw.(*tls.Conn); c.lc.TLS != TLSImplicit && !isTLS {
+		_ = c.raw.SetWriteDeadline(time.Now().Add(refuseWriteTimeout))
+		_, _ = io.WriteString(c.raw, "-ERR ["+CodeSysTemp+"] "+why+"\r\n")
+	}
+	return false
+}
+
+// refuseWriteTimeout bounds the write of the refusal of a connection over
+// the limits: a new connection's send buffer is empty, so it never waits
+// unless something is badly wrong.
+const refuseWriteTimeout = 5 * time.Second
+
+// authDeadline is when a wait before login must end: AuthTimeout from now,
+// and never after the LoginTimeout deadline.
+func (c *conn) authDeadline() time.Time {
+	var d time.Time
+	if c.lim.authTimeout > 0 {
+		d = time.Now().Add(c.lim.authTimeout)
+	}
+	if !c.loginDeadline.IsZero() && (d.IsZero() || c.loginDeadline.Before(d)) {
+		d = c.loginDeadline
+	}
+	return d
+}
+
+// handshake completes TLS on a TLS connection (before the greeting, or
+// after STLS), bounded like a command line before login, and records the
+// connection state for the backend.
 func (c *conn) handshake() bool {
 	tc, ok := c.nc.(*tls.Conn)
 	if !ok {
 		return true
 	}
-	if c.lim.authTimeout > 0 {
-		_ = tc.SetDeadline(time.Now().Add(c.lim.authTimeout))
-	}
+	_ = tc.SetDeadline(c.authDeadline())
 	if err := tc.HandshakeContext(c.ctx); err != nil {
 		c.log.Debug("TLS handshake failed", zap.Error(err))
 		return false
@@ -185,10 +243,13 @@ func (c *conn) finish() {
 		}
 	}
 	c.closeSession()
-	if r != nil || c.werr != nil || c.streaming {
+	c.srv.release(c)
+	if r != nil || c.werr != nil || c.streaming || c.br == nil {
 		// Not a clean end: skip the TLS close_notify, which could wait
 		// on a client that stopped reading, and which would make a
-		// truncated message end like a complete stream.
+		// truncated message end like a complete stream. (Without br the
+		// connection was refused or its TLS handshake failed: nothing to
+		// close cleanly.)
 		_ = c.raw.Close()
 	} else {
 		_ = c.nc.Close()
@@ -215,17 +276,16 @@ func (c *conn) closeSession() {
 	}
 }
 
-// readLine reads one command line into c.line without its line ending (CRLF
-// or a bare LF). A line longer than maxLine octets, its line ending included,
-// is read up to its LF and dropped: tooLong is then true.
-func (c *conn) readLine() (line []byte, tooLong bool, err error) {
-	timeout := c.lim.idleTimeout
-	if c.state == stateAuthorization {
-		timeout = c.lim.authTimeout
-	}
+// readLine reads one line into c.line and returns it without its line ending
+// (CRLF or a bare LF); c.line keeps the ending. A line longer than limit
+// octets, its line ending included, is read up to its LF and dropped:
+// tooLong is then true.
+func (c *conn) readLine(limit int) (line []byte, tooLong bool, err error) {
 	var deadline time.Time
-	if timeout > 0 {
-		deadline = time.Now().Add(timeout)
+	if c.state == stateAuthorization {
+		deadline = c.authDeadline()
+	} else if c.lim.idleTimeout > 0 {
+		deadline = time.Now().Add(c.lim.idleTimeout)
 	}
 	if err := c.nc.SetReadDeadline(deadline); err != nil {
 		return nil, false, err
@@ -235,7 +295,7 @@ func (c *conn) readLine() (line []byte, tooLong bool, err error) {
 	for {
 		frag, err := c.br.ReadSlice('\n')
 		if !tooLong {
-			if len(c.line)+len(frag) > c.lim.maxLine {
+			if len(c.line)+len(frag) > limit {
 				tooLong = true
 				c.line = c.line[:0]
 			} else {
@@ -262,6 +322,10 @@ func (c *conn) readLine() (line []byte, tooLong bool, err error) {
 // readFailed handles the end of the input.
 func (c *conn) readFailed(err error) {
 	switch {
+	case errors.Is(err, os.ErrDeadlineExceeded) && c.state == stateAuthorization &&
+		!c.loginDeadline.IsZero() && !time.Now().Before(c.loginDeadline):
+		c.log.Info("login timeout; closing")
+		c.fail("", "login timeout")
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		c.log.Info("idle timeout; closing", zap.Stringer("state", c.state))
 		c.fail("", "disconnected for inactivity")

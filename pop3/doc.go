@@ -1,15 +1,20 @@
 // Package pop3 is a POP3 server library: the protocol of RFC 1939 with the
-// CAPA and response-code extensions of RFC 2449 and RFC 3206, and nothing
-// else. It knows no IMAP and no storage; whatever a maildrop is comes from a
+// CAPA and response-code extensions of RFC 2449 and RFC 3206, STLS (RFC
+// 2595), implicit TLS (RFC 8314) and SASL AUTH (RFC 5034), and nothing else.
+// It knows no IMAP and no storage; whatever a maildrop is comes from a
 // Backend, in the spirit of github.com/emersion/go-smtp.
 //
 // A Server accepts connections and runs one goroutine per connection. Each
 // connection walks the RFC 1939 states:
 //
-//   - AUTHORIZATION: USER/PASS (APOP is refused). Once both are in, the
-//     server calls Backend.Login; only a successful Login gives the client
-//     +OK, so a client never sees success for a maildrop that could not be
-//     opened.
+//   - AUTHORIZATION: STLS on TLSStartTLS listeners, then USER/PASS or AUTH
+//     with PLAIN, LOGIN, OAUTHBEARER or XOAUTH2 (Server.Mechanisms); APOP
+//     is refused. Where Server.AllowPlaintext forbids secrets in the clear,
+//     none of these is offered or accepted before TLS. Once the credentials
+//     are in, the server calls Backend.Login; only a successful Login gives
+//     the client +OK, so a client never sees success for a maildrop that
+//     could not be opened. LoginTimeout bounds the whole state,
+//     LoginLimiter can refuse addresses that failed too often.
 //   - TRANSACTION: STAT, LIST, UIDL, RETR, TOP, DELE, RSET, NOOP and CAPA are
 //     answered from the snapshot that Session.Messages returned. DELE and RSET
 //     only change marks kept here; the backend learns of them in UPDATE.
@@ -32,5 +37,10 @@
 // Commands may be pipelined (RFC 2449 PIPELINING): answers are buffered and
 // flushed when no further command is waiting in the input, or before the
 // server blocks on the backend, so the bytes a client gets are the same as if
-// it had sent the commands one at a time.
+// it had sent the commands one at a time. The exception is STLS: what was
+// sent behind it before the TLS handshake is discarded, never executed.
+//
+// Connections over Server.MaxConnections or MaxConnectionsPerIP get one -ERR
+// line with the SYS/TEMP response code instead of the greeting (nothing on
+// implicit TLS, where no handshake is spent on them) and are closed.
 package pop3

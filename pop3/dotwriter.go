@@ -19,13 +19,17 @@ import (
 //   - Close ends a non-empty message that does not end with a line ending
 //     with CRLF (a trailing lone CR is data, so it gets a CRLF after it),
 //     then writes the terminating ".\r\n". An empty message is just ".\r\n".
+//   - With noNULs (Server.OutlookNoNULs), every NUL byte is sent as 0x80,
+//     as Dovecot's outlook-no-nuls does: one octet for one, so the size
+//     stays what LIST said.
 //
 // It writes into a bufio.Writer so that each line costs a few copies into
 // the buffer and nothing else.
 type dotWriter struct {
-	w   *bufio.Writer
-	bol bool // the next byte starts a line
-	cr  bool // the last byte written was a CR, so an LF now completes CRLF
+	w      *bufio.Writer
+	bol    bool // the next byte starts a line
+	cr     bool // the last byte written was a CR, so an LF now completes CRLF
+	noNULs bool // send NUL as 0x80; set after reset
 }
 
 // reset prepares d for a new message written to w.
@@ -46,7 +50,7 @@ func (d *dotWriter) Write(p []byte) (int, error) {
 		i := bytes.IndexByte(p, '\n')
 		if i < 0 {
 			// No line end in p: all of it is the middle of a line.
-			if _, err := d.w.Write(p); err != nil {
+			if err := d.put(p); err != nil {
 				return total - len(p), err
 			}
 			d.bol = false
@@ -54,7 +58,7 @@ func (d *dotWriter) Write(p []byte) (int, error) {
 			return total, nil
 		}
 		if i > 0 {
-			if _, err := d.w.Write(p[:i]); err != nil {
+			if err := d.put(p[:i]); err != nil {
 				return total - len(p), err
 			}
 			d.cr = p[i-1] == '\r'
@@ -74,6 +78,28 @@ func (d *dotWriter) Write(p []byte) (int, error) {
 		p = p[i+1:]
 	}
 	return total, nil
+}
+
+// put writes a piece of a line, turning NULs into 0x80 with noNULs.
+func (d *dotWriter) put(p []byte) error {
+	if !d.noNULs {
+		_, err := d.w.Write(p)
+		return err
+	}
+	for {
+		i := bytes.IndexByte(p, 0)
+		if i < 0 {
+			_, err := d.w.Write(p)
+			return err
+		}
+		if _, err := d.w.Write(p[:i]); err != nil {
+			return err
+		}
+		if err := d.w.WriteByte(0x80); err != nil {
+			return err
+		}
+		p = p[i+1:]
+	}
 }
 
 // Close completes the last line if needed and writes the terminator. It

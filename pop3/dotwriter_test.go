@@ -12,10 +12,17 @@ import (
 // stuff runs chunks through a dotWriter and returns the wire bytes.
 func stuff(t testing.TB, chunks ...string) string {
 	t.Helper()
+	return stuffOpt(t, false, chunks...)
+}
+
+// stuffOpt is stuff with the OutlookNoNULs option.
+func stuffOpt(t testing.TB, noNULs bool, chunks ...string) string {
+	t.Helper()
 	var out bytes.Buffer
 	bw := bufio.NewWriterSize(&out, 16) // small, so the buffer fills often
 	var d dotWriter
 	d.reset(bw)
+	d.noNULs = noNULs
 	for _, ch := range chunks {
 		n, err := d.Write([]byte(ch))
 		if err != nil || n != len(ch) {
@@ -134,6 +141,28 @@ func TestDotWriterRoundTrip(t *testing.T) {
 	}
 }
 
+func TestDotWriterNoNULs(t *testing.T) {
+	for _, tt := range []struct {
+		chunks []string
+		want   string
+	}{
+		{[]string{"a\x00b\r\n"}, "a\x80b\r\n.\r\n"},
+		{[]string{"\x00"}, "\x80\r\n.\r\n"},
+		{[]string{"\x00\x00\n\x00.\n"}, "\x80\x80\r\n\x80.\r\n.\r\n"},
+		{[]string{".\x00\r\n"}, "..\x80\r\n.\r\n"},
+		{[]string{"a\x00", "\x00\r", "\n\x00"}, "a\x80\x80\r\n\x80\r\n.\r\n"},
+		{[]string{"x\x80y\r\n"}, "x\x80y\r\n.\r\n"},
+	} {
+		if got := stuffOpt(t, true, tt.chunks...); got != tt.want {
+			t.Errorf("%q: got %q, want %q", tt.chunks, got, tt.want)
+		}
+		// Off, NULs pass untouched.
+		if got := stuff(t, tt.chunks...); strings.Count(got, "\x00") != strings.Count(strings.Join(tt.chunks, ""), "\x00") {
+			t.Errorf("%q without noNULs: %q", tt.chunks, got)
+		}
+	}
+}
+
 func TestDotWriterCRLFExact(t *testing.T) {
 	// A message that already is proper CRLF text with no dot lines passes
 	// through byte for byte.
@@ -182,7 +211,12 @@ func FuzzDotWriter(f *testing.F) {
 			chunks = append(chunks, string(b[:n]))
 			b = b[n:]
 		}
-		checkFraming(t, msg, stuff(t, chunks...))
+		wire := stuff(t, chunks...)
+		checkFraming(t, msg, wire)
+		// OutlookNoNULs changes NULs and nothing else.
+		if got, want := stuffOpt(t, true, chunks...), strings.ReplaceAll(wire, "\x00", "\x80"); got != want {
+			t.Fatalf("noNULs:\n got %q\nwant %q", abbrev(got), abbrev(want))
+		}
 	})
 }
 
@@ -192,14 +226,26 @@ func benchMessage() []byte {
 	return []byte(strings.Repeat(line, 100*1024/len(line)))
 }
 
-func BenchmarkDotWriter(b *testing.B) {
-	msg := benchMessage()
+func BenchmarkDotWriter(b *testing.B) { benchDotWriter(b, benchMessage(), false) }
+
+// BenchmarkDotWriterNoNULs is BenchmarkDotWriter with OutlookNoNULs on a
+// message with a NUL in every line: still no allocation.
+func BenchmarkDotWriterNoNULs(b *testing.B) { benchDotWriter(b, benchMessageNULs(), true) }
+
+// benchMessageNULs is benchMessage with a NUL in the middle of every line.
+func benchMessageNULs() []byte {
+	line := strings.Repeat("A", 38) + "\x00" + strings.Repeat("A", 37) + "\r\n"
+	return []byte(strings.Repeat(line, 100*1024/len(line)))
+}
+
+func benchDotWriter(b *testing.B, msg []byte, noNULs bool) {
 	bw := bufio.NewWriter(io.Discard)
 	var d dotWriter
 	b.SetBytes(int64(len(msg)))
 	b.ReportAllocs()
 	for b.Loop() {
 		d.reset(bw)
+		d.noNULs = noNULs
 		// Backend readers hand out chunks; 16 KiB is the server's.
 		for p := msg; len(p) > 0; {
 			n := min(streamBufSize, len(p))
@@ -216,9 +262,13 @@ func BenchmarkDotWriter(b *testing.B) {
 
 // BenchmarkSendBody measures the whole RETR body path: backend reader,
 // pooled buffer, dot-stuffing, connection buffer.
-func BenchmarkSendBody(b *testing.B) {
-	msg := benchMessage()
-	srv := &Server{Backend: newMemBackend()}
+func BenchmarkSendBody(b *testing.B) { benchSendBody(b, benchMessage(), false) }
+
+// BenchmarkSendBodyNoNULs is BenchmarkSendBody with Server.OutlookNoNULs.
+func BenchmarkSendBodyNoNULs(b *testing.B) { benchSendBody(b, benchMessageNULs(), true) }
+
+func benchSendBody(b *testing.B, msg []byte, noNULs bool) {
+	srv := &Server{Backend: newMemBackend(), OutlookNoNULs: noNULs}
 	defer srv.Close()
 	pc := &pipeConn{in: strings.NewReader("")}
 	c := srv.trackConn(pc, ListenerConfig{})

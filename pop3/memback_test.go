@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -31,8 +33,9 @@ var testMessages = []string{
 }
 
 const (
-	testUser = "alice"
-	testPass = "secret"
+	testUser  = "alice"
+	testPass  = "secret"
+	testToken = "ya29.test-token"
 )
 
 // memBackend is an in-memory Backend that records what the server does
@@ -43,7 +46,8 @@ type memBackend struct {
 
 	mu       sync.Mutex
 	users    map[string]string
-	loginErr error // returned by every Login when set
+	tokens   map[string]string // bearer tokens, for OAUTHBEARER and XOAUTH2
+	loginErr error             // returned by every Login when set
 	logins   int
 	creds    []Credentials
 	infos    []ConnInfo
@@ -51,7 +55,7 @@ type memBackend struct {
 }
 
 func newMemBackend(msgs ...string) *memBackend {
-	b := &memBackend{users: map[string]string{testUser: testPass}}
+	b := &memBackend{users: map[string]string{testUser: testPass}, tokens: map[string]string{testUser: testToken}}
 	for _, m := range msgs {
 		b.msgs = append(b.msgs, []byte(m))
 	}
@@ -67,7 +71,11 @@ func (b *memBackend) Login(_ context.Context, ci *ConnInfo, cred *Credentials) (
 	if b.loginErr != nil {
 		return nil, b.loginErr
 	}
-	if pw, ok := b.users[cred.Username]; !ok || pw != cred.Password {
+	secrets, secret := b.users, cred.Password
+	if cred.Mechanism == "OAUTHBEARER" || cred.Mechanism == "XOAUTH2" {
+		secrets, secret = b.tokens, cred.Token
+	}
+	if want, ok := secrets[cred.Username]; !ok || want != secret {
 		return nil, ErrAuthFailed
 	}
 	s := &memSession{msgs: b.msgs, closed: make(chan struct{})}
@@ -280,12 +288,22 @@ type testEnv struct {
 	srv  *Server
 	b    *memBackend
 	addr string
+	lc   ListenerConfig
+	pool *x509.CertPool // trusts the server's certificate, for TLS modes
 
 	serveDone chan struct{}
 	serveErr  error
 }
 
 func startServer(t *testing.T, b *memBackend, configure func(*Server)) *testEnv {
+	t.Helper()
+	return startServerLC(t, b, ListenerConfig{}, configure)
+}
+
+// startServerLC is startServer with a listener configuration. For TLS modes
+// it sets Server.TLSConfig (unless configure does) with a test certificate
+// for 127.0.0.1 that e.pool trusts.
+func startServerLC(t *testing.T, b *memBackend, lc ListenerConfig, configure func(*Server)) *testEnv {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -296,12 +314,18 @@ func startServer(t *testing.T, b *memBackend, configure func(*Server)) *testEnv 
 		Logger:         zaptest.NewLogger(t, zaptest.Level(zap.DebugLevel)),
 		Implementation: "popbridge-test",
 	}
+	var pool *x509.CertPool
+	if lc.TLS != TLSNone {
+		var cert tls.Certificate
+		cert, pool = testCert(t)
+		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}}
+	}
 	if configure != nil {
 		configure(srv)
 	}
-	e := &testEnv{t: t, srv: srv, b: b, addr: ln.Addr().String(), serveDone: make(chan struct{})}
+	e := &testEnv{t: t, srv: srv, b: b, lc: lc, pool: pool, addr: ln.Addr().String(), serveDone: make(chan struct{})}
 	go func() {
-		e.serveErr = srv.Serve(ln)
+		e.serveErr = srv.ServeListener(ln, lc)
 		close(e.serveDone)
 	}()
 	t.Cleanup(func() {
@@ -344,7 +368,13 @@ func (e *testEnv) dial() *client {
 // dialGreeting connects and returns the greeting line.
 func (e *testEnv) dialGreeting() (*client, string) {
 	e.t.Helper()
-	nc, err := net.Dial("tcp", e.addr)
+	var nc net.Conn
+	var err error
+	if e.lc.TLS == TLSImplicit {
+		nc, err = tls.Dial("tcp", e.addr, &tls.Config{RootCAs: e.pool})
+	} else {
+		nc, err = net.Dial("tcp", e.addr)
+	}
 	if err != nil {
 		e.t.Fatal(err)
 	}

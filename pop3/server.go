@@ -25,7 +25,16 @@ const (
 	DefaultMaxBadCommandsAuth = 3 // before login, as Dovecot
 	DefaultMaxBadCommands     = 20
 	DefaultGreeting           = "POP3 server ready"
+	DefaultLoginTimeout       = 3 * time.Minute // from connect to login, as Dovecot
 )
+
+// MaxAuthLineLength is the longest line accepted, CRLF included, for the
+// lines of a SASL exchange: an AUTH command with its initial response and
+// the client's answers to "+ " continuations. OAuth bearer tokens are often
+// a few kilobytes, base64 makes them a third longer, so these lines may be
+// longer than Server.MaxLineLength (never shorter). Every other line, and
+// every line after login, is held to MaxLineLength.
+const MaxAuthLineLength = 16 << 10
 
 // minLineLength keeps MaxLineLength from going below what RFC 2449 section 4
 // allows a client to send (255 octets), so no valid command is refused.
@@ -38,8 +47,10 @@ const (
 	// TLSNone serves plaintext POP3 and offers no STLS. A client that sends
 	// STLS anyway gets a clear -ERR.
 	TLSNone TLSMode = iota
-	// TLSStartTLS serves plaintext POP3 and offers STLS (RFC 2595).
-	// Reserved: ServeListener refuses it until STLS is implemented.
+	// TLSStartTLS serves plaintext POP3 and offers STLS (RFC 2595) before
+	// login, with Server.TLSConfig. Whatever the client sent after the STLS
+	// line before the handshake is discarded, never executed, and the
+	// session starts again in AUTHORIZATION over TLS (no new greeting).
 	TLSStartTLS
 	// TLSImplicit starts TLS at connect, before the greeting (port 995,
 	// RFC 8314), with Server.TLSConfig.
@@ -80,9 +91,19 @@ type Server struct {
 	// Greeting is the text of the +OK greeting (DefaultGreeting if empty).
 	Greeting string
 
-	// TLSConfig is used by TLSImplicit listeners (and, later, STLS). Use
-	// GetCertificate to reload certificates without a restart.
+	// TLSConfig is used by TLSImplicit listeners and by STLS on
+	// TLSStartTLS listeners. Use GetCertificate to reload certificates
+	// without a restart.
 	TLSConfig *tls.Config
+
+	// Mechanisms are the SASL mechanisms (RFC 5034 AUTH) offered, in the
+	// order CAPA lists them; names are case-insensitive. nil means PLAIN and
+	// LOGIN; an empty non-nil slice offers no SASL at all (USER/PASS only).
+	// SupportedMechanisms lists the names known: PLAIN, LOGIN, OAUTHBEARER,
+	// XOAUTH2. ServeListener refuses an unknown name. All four send a
+	// reusable secret (a password or a bearer token) and so follow
+	// AllowPlaintext exactly like USER/PASS.
+	Mechanisms []string
 
 	// FailureDelay is how long a failed login waits before its
 	// -ERR [AUTH] answer, to slow down password guessing. Only credential
@@ -122,7 +143,49 @@ type Server struct {
 	//	AllowPlaintext: func(c *pop3.ConnInfo) bool {
 	//		return cfg.AllowPlaintext || pop3.IsLoopback(c.RemoteAddr)
 	//	}
+	//
+	// The same rule covers every SASL mechanism of Mechanisms (PLAIN,
+	// LOGIN, and the bearer tokens of OAUTHBEARER and XOAUTH2, which are
+	// secrets too): where it returns false, CAPA lists neither USER nor
+	// SASL, and USER, PASS and AUTH are answered "-ERR [AUTH] Plaintext
+	// authentication disallowed on non-secure connections", with "; use
+	// STLS first" where STLS is offered.
 	AllowPlaintext func(conn *ConnInfo) bool
+
+	// LoginTimeout bounds the whole AUTHORIZATION state, from connect (TLS
+	// handshakes included) to a successful login (DefaultLoginTimeout if
+	// zero, no limit if negative), on top of the per-line AuthTimeout: a
+	// client that keeps sending CAPA or failing logins cannot stay
+	// unauthenticated for ever. Every wait for the client before login
+	// ends at that deadline (a Backend.Login under way is not cut short);
+	// the client then gets "-ERR login timeout" and the connection is
+	// closed.
+	LoginTimeout time.Duration
+
+	// MaxConnections caps the connections served at once, and
+	// MaxConnectionsPerIP those from one client IP address (as
+	// ConnInfo.RemoteAddr gives it, so after PROXY protocol; connections
+	// without an IP address, such as Unix sockets, are not counted per IP).
+	// Zero or negative means no limit. A connection over a limit gets
+	// "-ERR [SYS/TEMP] too many connections..." instead of the greeting
+	// and is closed; on TLSImplicit listeners, where nothing can be said
+	// before the handshake, it is closed at once, without spending a
+	// handshake on it.
+	MaxConnections      int
+	MaxConnectionsPerIP int
+
+	// LoginLimiter, when not nil, is asked before every login attempt
+	// (PASS, or the end of an AUTH exchange) is passed to the backend, and
+	// told of every attempt the backend refused for bad credentials. See
+	// LoginLimiter.
+	LoginLimiter LoginLimiter
+
+	// OutlookNoNULs sends every NUL byte of a RETR or TOP body as 0x80, like
+	// Dovecot's pop3_client_workarounds = outlook-no-nuls: Outlook hangs on
+	// a NUL in a message. The message keeps its size (one octet for one),
+	// so LIST and RETR still agree. It costs a scan of the body and no
+	// allocation. Off by default: it changes message bytes.
+	OutlookNoNULs bool
 
 	mu         sync.Mutex
 	listeners  map[*net.Listener]struct{}
@@ -132,6 +195,25 @@ type Server struct {
 	ctx        context.Context
 	cancel     context.CancelFunc // cancels ctx, on Close
 	bufPool    sync.Pool          // *[]byte of streamBufSize, for RETR/TOP
+	active     int                // admitted connections, for MaxConnections
+	perIP      map[string]int     // admitted connections per IP, for MaxConnectionsPerIP
+}
+
+// LoginLimiter slows down password guessing from one client address, for
+// example with a golang.org/x/time/rate limiter per address that Failed
+// spends and Allow checks. Both methods are called from many connection
+// goroutines at once. remote is ConnInfo.RemoteAddr (after PROXY protocol).
+type LoginLimiter interface {
+	// Allow is called before each login attempt goes to the backend. When
+	// it returns false, the backend is not called, the client gets
+	// "-ERR [LOGIN-DELAY] too many failed logins..." (with retryAfter
+	// rounded up to seconds, if positive) and the connection is closed.
+	Allow(remote net.Addr) (ok bool, retryAfter time.Duration)
+	// Failed is called when the backend refused an attempt for bad
+	// credentials ([AUTH]), before Server.FailureDelay. Failures of
+	// another kind ([SYS/TEMP], [IN-USE]...) are not the client's doing
+	// and are not reported.
+	Failed(remote net.Addr)
 }
 
 // Serve accepts connections on l and serves each in its own goroutine, in
@@ -152,6 +234,10 @@ func (s *Server) ServeTLS(l net.Listener) error {
 // A listener that hands out *tls.Conn values itself (tls.NewListener) also
 // works with TLSNone: the handshake is then completed before the greeting
 // and the connection counts as TLS.
+//
+// It returns a configuration error at once, before accepting anything,
+// when TLSImplicit or TLSStartTLS lacks Server.TLSConfig, when Backend is
+// nil, or when Mechanisms names an unknown mechanism.
 func (s *Server) ServeListener(l net.Listener, lc ListenerConfig) error {
 	switch lc.TLS {
 	case TLSNone:
@@ -160,12 +246,17 @@ func (s *Server) ServeListener(l net.Listener, lc ListenerConfig) error {
 			return errors.New("pop3: implicit TLS needs Server.TLSConfig")
 		}
 	case TLSStartTLS:
-		return errors.New("pop3: STLS is not implemented yet")
+		if s.TLSConfig == nil {
+			return errors.New("pop3: STLS needs Server.TLSConfig")
+		}
 	default:
 		return fmt.Errorf("pop3: unknown TLS mode %v", lc.TLS)
 	}
 	if s.Backend == nil {
 		return errors.New("pop3: Server.Backend is nil")
+	}
+	if _, err := resolveMechanisms(s.Mechanisms); err != nil {
+		return err
 	}
 	if !s.trackListener(&l, true) {
 		_ = l.Close()
@@ -309,6 +400,45 @@ func (s *Server) trackConn(nc net.Conn, lc ListenerConfig) *conn {
 	return c
 }
 
+// admit counts a new connection against MaxConnections and
+// MaxConnectionsPerIP (ip is "" when the address has none). It returns why
+// the connection is refused, or "" when it is admitted; release undoes it.
+func (s *Server) admit(c *conn, ip string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.MaxConnections > 0 && s.active >= s.MaxConnections {
+		return "too many connections, try again later"
+	}
+	if s.MaxConnectionsPerIP > 0 && ip != "" {
+		if s.perIP[ip] >= s.MaxConnectionsPerIP {
+			return "too many connections from your address, try again later"
+		}
+		if s.perIP == nil {
+			s.perIP = make(map[string]int)
+		}
+		s.perIP[ip]++
+		c.ipKey = ip
+	}
+	s.active++
+	c.admitted = true
+	return ""
+}
+
+func (s *Server) release(c *conn) {
+	if !c.admitted {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c.admitted = false
+	s.active--
+	if c.ipKey != "" {
+		if s.perIP[c.ipKey]--; s.perIP[c.ipKey] <= 0 {
+			delete(s.perIP, c.ipKey)
+		}
+	}
+}
+
 func (s *Server) untrackConn(c *conn) {
 	s.mu.Lock()
 	delete(s.conns, c)
@@ -347,6 +477,10 @@ type limits struct {
 	failureDelay   time.Duration
 	greeting       string
 	implementation string
+	loginTimeout   time.Duration // 0: none
+	authLine       int           // longest line of a SASL exchange
+	mechs          []*mechanism  // SASL mechanisms offered
+	noNULs         bool          // OutlookNoNULs
 }
 
 func (s *Server) limits() limits {
@@ -360,11 +494,16 @@ func (s *Server) limits() limits {
 		failureDelay:   max(s.FailureDelay, 0),
 		greeting:       sanitizeText(s.Greeting),
 		implementation: sanitizeText(s.Implementation),
+		loginTimeout:   orDefault(s.LoginTimeout, DefaultLoginTimeout),
+		noNULs:         s.OutlookNoNULs,
 	}
+	// Unknown names are refused by ServeListener; here they are skipped.
+	l.mechs, _ = resolveMechanisms(s.Mechanisms)
 	if l.maxLine == 0 {
 		l.maxLine = DefaultMaxLineLength
 	}
 	l.maxLine = max(l.maxLine, minLineLength)
+	l.authLine = max(l.maxLine, MaxAuthLineLength)
 	if l.greeting == "" {
 		l.greeting = DefaultGreeting
 	}
@@ -380,6 +519,28 @@ func orDefault[T int | time.Duration](v, def T) T {
 		return 0
 	}
 	return v
+}
+
+// ipKey returns the IP address of addr as MaxConnectionsPerIP counts it, or
+// "" when addr has none.
+func ipKey(addr net.Addr) string {
+	switch a := addr.(type) {
+	case *net.TCPAddr:
+		if a.IP == nil {
+			return ""
+		}
+		return a.IP.String()
+	case nil:
+		return ""
+	}
+	host, _, err := net.SplitHostPort(addr.String())
+	if err != nil {
+		return ""
+	}
+	if ip := net.ParseIP(host); ip != nil {
+		return ip.String()
+	}
+	return ""
 }
 
 // IsLoopback reports whether addr is a loopback IP address (127.0.0.0/8,

@@ -324,7 +324,7 @@ func TestIsLoopback(t *testing.T) {
 }
 
 // testCert makes a self-signed certificate for 127.0.0.1.
-func testCert(t *testing.T) (tls.Certificate, *x509.CertPool) {
+func testCert(t testing.TB) (tls.Certificate, *x509.CertPool) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {

@@ -36,6 +36,7 @@ func (c *conn) sendBody(cmd string, n int, status string, r io.ReadCloser) (sent
 	c.ok(status)
 	c.streaming = true
 	c.dw.reset(c.bw)
+	c.dw.noNULs = c.lim.noNULs
 	for {
 		if nr > 0 {
 			sent += int64(nr)

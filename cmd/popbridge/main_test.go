@@ -198,7 +198,7 @@ shutdown_grace: 2s
 func TestCheckConfig(t *testing.T) {
 	dir := t.TempDir()
 	good := filepath.Join(dir, "good.yaml")
-	os.WriteFile(good, []byte("upstream:\n  address: imap.example.net:993\n  master_user: m\n  master_password: hunter2\nstate:\n  path: /tmp/x.db\n"), 0o600)
+	os.WriteFile(good, []byte("upstream:\n  address: imap.example.net:993\nstate:\n  path: /tmp/x.db\n  dsn: postgres://popbridge:hunter2@db/popbridge\n"), 0o600)
 	var out, errOut bytes.Buffer
 	if code := run(context.Background(), []string{"check-config", "-config", good}, &out, &errOut); code != 0 {
 		t.Fatalf("good config: exit %d: %s", code, errOut.String())

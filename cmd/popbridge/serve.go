@@ -177,9 +177,18 @@ func newPOP3Server(cfg *config.Config, backend pop3.Backend, log *zap.Logger) (*
 		Implementation: "popbridge",
 		FailureDelay:   cfg.Auth.FailureDelay,
 		IdleTimeout:    cfg.Limits.IdleTimeout,
+		Mechanisms:     cfg.Auth.Mechanisms,
+		MaxConnections: cfg.Limits.MaxConnections,
+		OutlookNoNULs:  cfg.POP3.OutlookNoNULs,
+
+		MaxConnectionsPerIP: cfg.Limits.MaxConnectionsPerIP,
 		AllowPlaintext: func(c *pop3.ConnInfo) bool {
 			return cfg.Auth.AllowPlaintext || pop3.IsLoopback(c.RemoteAddr)
 		},
+	}
+	// A nil *LoginLimiter must not become a non-nil interface.
+	if l := proxy.NewLoginLimiter(cfg.Limits.AuthFailuresPerIP); l != nil {
+		srv.LoginLimiter = l
 	}
 	if cfg.TLS.CertFile != "" {
 		tc, err := loadTLS(cfg.TLS)

@@ -16,6 +16,7 @@ type configParams struct {
 	tls            bool
 	capability     string // "": Dovecot's default capability list
 	masterUser     string // "": no master user
+	oauth2         bool   // oauth2 passdb (XOAUTH2, OAUTHBEARER) against oauth2.conf
 	extra          string
 	uid, gid       int
 	instanceSuffix string
@@ -45,7 +46,11 @@ func renderConfig(p configParams) string {
 	w("shutdown_clients = yes")
 	w("disable_plaintext_auth = no")
 	w("auth_failure_delay = 0")
-	w("auth_mechanisms = plain login")
+	if p.oauth2 {
+		w("auth_mechanisms = plain login xoauth2 oauthbearer")
+	} else {
+		w("auth_mechanisms = plain login")
+	}
 	w("auth_cache_size = 0")
 	w("first_valid_uid = %d", p.uid)
 	w("first_valid_gid = %d", p.gid)
@@ -88,6 +93,15 @@ func renderConfig(p configParams) string {
 	w("  driver = static")
 	w("  args = password=%s", p.password)
 	w("}")
+	if p.oauth2 {
+		// After the static passdb: a token checked as a password there
+		// fails and falls through to here.
+		w("passdb {")
+		w("  driver = oauth2")
+		w("  mechanisms = xoauth2 oauthbearer")
+		w("  args = %s", p.dir+"/oauth2.conf")
+		w("}")
+	}
 	w("userdb {")
 	w("  driver = static")
 	w("  args = uid=%d gid=%d home=%s/home/%%u", p.uid, p.gid, p.dir)

@@ -52,6 +52,7 @@ type options struct {
 	password       string
 	masterUser     string
 	masterPassword string
+	oauth2         bool
 }
 
 // WithTLS generates a throw-away CA and a server certificate for 127.0.0.1,
@@ -107,7 +108,8 @@ type Server struct {
 	// WithoutCapabilities; nil means Dovecot's default.
 	Capabilities []string
 
-	params configParams
+	params    configParams
+	tokenInfo *tokenInfo // WithOAuth2
 
 	mu      sync.Mutex
 	proc    *exec.Cmd
@@ -167,6 +169,13 @@ func Start(t testing.TB, opts ...Option) *Server {
 		s.params.masterUser = o.masterUser
 		mustWrite(t, filepath.Join(dir, "master-users"),
 			[]byte(o.masterUser+":{PLAIN}"+o.masterPassword+"\n"), 0o644)
+	}
+
+	if o.oauth2 {
+		s.tokenInfo = newTokenInfo()
+		t.Cleanup(s.tokenInfo.srv.Close) // after Dovecot has stopped
+		s.params.oauth2 = true
+		mustWrite(t, filepath.Join(dir, "oauth2.conf"), []byte(s.tokenInfo.config()), 0o644)
 	}
 
 	// Stop Dovecot when the test ends (registered after the directory's

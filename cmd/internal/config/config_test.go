@@ -104,7 +104,7 @@ func TestIdleTimeoutFloor(t *testing.T) {
 }
 
 func TestRedacted(t *testing.T) {
-	cfg, err := Parse([]byte(minimal+"  dsn: postgres://u:hunter2@db/x\n"), []string{"POPBRIDGE_UPSTREAM_MASTER_USER=m", "POPBRIDGE_UPSTREAM_MASTER_PASSWORD=sekrit"})
+	cfg, err := Parse([]byte(minimal+"  dsn: postgres://u:sekrit@db/x\n"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,13 +112,20 @@ func TestRedacted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if strings.Contains(string(out), "sekrit") || strings.Contains(string(out), "hunter2") {
+	if strings.Contains(string(out), "sekrit") || strings.Contains(string(out), "REDACTED") == false {
 		t.Fatalf("secret in output:\n%s", out)
 	}
-	if !strings.Contains(string(out), "master_user: m") || !strings.Contains(string(out), "connect_timeout: 10s") {
+	if !strings.Contains(string(out), "address: imap.example.net:993") || !strings.Contains(string(out), "connect_timeout: 10s") {
 		t.Fatalf("output lost non-secret values:\n%s", out)
 	}
-	if cfg.Upstream.MasterPassword != "sekrit" {
+	if cfg.State.DSN != "postgres://u:sekrit@db/x" {
 		t.Fatal("Redacted changed the config itself")
+	}
+}
+
+func TestMasterUserRefused(t *testing.T) {
+	_, err := Parse([]byte(minimal), []string{"POPBRIDGE_UPSTREAM_MASTER_USER=m", "POPBRIDGE_UPSTREAM_MASTER_PASSWORD=x"})
+	if err == nil || !strings.Contains(err.Error(), "upstream.master_user") {
+		t.Fatalf("got %v: a master user without a check of the user's password must be refused", err)
 	}
 }
