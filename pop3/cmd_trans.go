@@ -24,38 +24,26 @@ func (c *conn) cmdSTAT(rest string) {
 }
 
 func (c *conn) cmdLIST(rest string) {
-	args := splitArgs(rest)
-	switch len(args) {
-	case 0:
-		count, size := c.stats()
-		c.ok(strconv.Itoa(count) + " messages (" + strconv.FormatInt(size, 10) + " octets)")
-		for i, m := range c.msgs {
-			if !c.deleted[i] {
-				c.writeNumLine("", int64(i+1), m.Size)
-			}
-		}
-		c.writeString(".\r\n")
-	case 1:
-		n, ok := c.msgArg(args[0])
-		if !ok {
-			return
-		}
-		c.cmdOK = true
-		c.writeNumLine("+OK ", int64(n), c.msgs[n-1].Size)
-	default:
-		c.fail("", "too many arguments")
-		c.badCommand()
-	}
+	count, size := c.stats()
+	c.listing(rest, strconv.Itoa(count)+" messages ("+strconv.FormatInt(size, 10)+" octets)",
+		func(prefix string, n int, m Message) { c.writeNumLine(prefix, int64(n), m.Size) })
 }
 
 func (c *conn) cmdUIDL(rest string) {
+	c.listing(rest, "unique-id listing follows",
+		func(prefix string, n int, m Message) { c.writeNumStrLine(prefix, int64(n), m.UIDL) })
+}
+
+// listing answers LIST and UIDL: without an argument a multi-line listing of
+// the messages not marked deleted, with one the single line "+OK n value".
+func (c *conn) listing(rest, header string, line func(prefix string, n int, m Message)) {
 	args := splitArgs(rest)
 	switch len(args) {
 	case 0:
-		c.ok("unique-id listing follows")
+		c.ok(header)
 		for i, m := range c.msgs {
 			if !c.deleted[i] {
-				c.writeNumStrLine("", int64(i+1), m.UIDL)
+				line("", i+1, m)
 			}
 		}
 		c.writeString(".\r\n")
@@ -65,7 +53,7 @@ func (c *conn) cmdUIDL(rest string) {
 			return
 		}
 		c.cmdOK = true
-		c.writeNumStrLine("+OK ", int64(n), c.msgs[n-1].UIDL)
+		line("+OK ", n, c.msgs[n-1])
 	default:
 		c.fail("", "too many arguments")
 		c.badCommand()

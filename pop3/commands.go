@@ -47,29 +47,14 @@ func splitArgs(rest string) []string {
 // parseNumber parses a non-negative decimal number made of ASCII digits
 // only: no sign, no spaces, no prefix, no overflow. Leading zeros are
 // allowed (they are still decimal).
-func parseNumber(s string) (int, bool) {
-	if s == "" {
-		return 0, false
-	}
-	n := 0
-	for i := 0; i < len(s); i++ {
-		ch := s[i]
-		if ch < '0' || ch > '9' {
-			return 0, false
-		}
-		d := int(ch - '0')
-		if n > (math.MaxInt-d)/10 {
-			return 0, false
-		}
-		n = n*10 + d
-	}
-	return n, true
-}
+func parseNumber(s string) (int, bool) { return parseDigits(s, false) }
 
 // parseLineCount parses the line count of TOP. Clients use huge values to
 // mean "the whole message" (fetchmail sends 99999999), so a value too large
 // for an int is clamped to math.MaxInt instead of refused.
-func parseLineCount(s string) (int, bool) {
+func parseLineCount(s string) (int, bool) { return parseDigits(s, true) }
+
+func parseDigits(s string, clamp bool) (int, bool) {
 	if s == "" {
 		return 0, false
 	}
@@ -80,10 +65,13 @@ func parseLineCount(s string) (int, bool) {
 			return 0, false
 		}
 		d := int(ch - '0')
-		if n > (math.MaxInt-d)/10 {
-			n = math.MaxInt
-		} else {
+		switch {
+		case n <= (math.MaxInt-d)/10:
 			n = n*10 + d
+		case clamp:
+			n = math.MaxInt
+		default:
+			return 0, false
 		}
 	}
 	return n, true

@@ -1,21 +1,12 @@
 package main
 
 import (
-	"flag"
 	"fmt"
 	"io"
-	"os"
-
-	"github.com/popbridge/popbridge/cmd/internal/config"
 )
 
-func cmdCheckConfig(args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("check-config", flag.ContinueOnError)
-	path := configFlag(fs)
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	cfg, err := config.Load(*path, os.Environ())
+func cmdCheckConfig(args []string, stdout, stderr io.Writer) error {
+	cfg, path, err := loadConfig("check-config", args, stderr)
 	if err != nil {
 		return err
 	}
@@ -23,7 +14,7 @@ func cmdCheckConfig(args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "# %s: OK\n", *path)
+	fmt.Fprintf(stdout, "# %s: OK\n", path)
 	_, err = stdout.Write(out)
 	return err
 }

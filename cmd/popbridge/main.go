@@ -18,6 +18,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/popbridge/popbridge/cmd/internal/config"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -44,7 +46,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "demo":
 		err = cmdDemo(ctx, args[1:], stdout, stderr)
 	case "check-config":
-		err = cmdCheckConfig(args[1:], stdout)
+		err = cmdCheckConfig(args[1:], stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintf(stdout, "popbridge %s\n", version)
 	case "help", "-h", "-help", "--help":
@@ -75,11 +77,19 @@ commands:
 `)
 }
 
-// configFlag adds -config to fs with the documented default.
-func configFlag(fs *flag.FlagSet) *string {
+// loadConfig parses a subcommand's flags (just -config) and loads the
+// configuration it names, with the environment's overrides.
+func loadConfig(name string, args []string, stderr io.Writer) (cfg *config.Config, path string, err error) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
 	def := os.Getenv("POPBRIDGE_CONFIG")
 	if def == "" {
 		def = defaultConfigPath
 	}
-	return fs.String("config", def, "configuration file (env POPBRIDGE_CONFIG)")
+	fs.StringVar(&path, "config", def, "configuration file (env POPBRIDGE_CONFIG)")
+	if err := fs.Parse(args); err != nil {
+		return nil, "", err
+	}
+	cfg, err = config.Load(path, os.Environ())
+	return cfg, path, err
 }

@@ -4,11 +4,9 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"sync"
 
 	"go.uber.org/zap"
@@ -21,13 +19,7 @@ import (
 )
 
 func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	path := configFlag(fs)
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	cfg, err := config.Load(*path, os.Environ())
+	cfg, path, err := loadConfig("serve", args, stderr)
 	if err != nil {
 		return err
 	}
@@ -36,7 +28,7 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	defer log.Sync()
-	log.Info("starting", zap.String("version", version), zap.String("config", *path))
+	log.Info("starting", zap.String("version", version), zap.String("config", path))
 	return serveConfig(ctx, cfg, log, nil)
 }
 

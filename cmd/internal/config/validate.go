@@ -83,6 +83,9 @@ func (cfg *Config) validate() Errors {
 	}
 
 	oneOf("policy.on_dele", cfg.Policy.OnDele, "expunge", "trash", "hide", "keep")
+	if cfg.Policy.OnDele == "hide" {
+		bad("policy.on_dele", "hide is planned (leave-on-server marks in uidmap), not available yet: use keep or trash")
+	}
 	if cfg.Policy.OnDele == "trash" && cfg.Policy.TrashMailbox == "" {
 		bad("policy.trash_mailbox", "required when policy.on_dele is trash")
 	}
