@@ -11,7 +11,9 @@ import (
 
 	"github.com/popbridge/popbridge/imapupstream"
 	"github.com/popbridge/popbridge/imapupstream/dovecottest"
+	"github.com/popbridge/popbridge/pop3"
 	"github.com/popbridge/popbridge/pop3/pop3test"
+	"github.com/popbridge/popbridge/proxy"
 	"github.com/popbridge/popbridge/uidmap"
 )
 
@@ -446,5 +448,22 @@ func TestExpungedDuringSession(t *testing.T) {
 	_, after := imapState(t, dv, user, "INBOX")
 	if len(after) != 1 || after[0].UID != before[0].UID {
 		t.Fatalf("after QUIT: %+v, want only message 1", after)
+	}
+}
+
+func TestMissingMailboxIsPermanent(t *testing.T) {
+	dv := dovecottest.Start(t)
+	b := startBridge(t, dv, func(o *proxy.Options, u *imapupstream.Config, _ *pop3.Server) {
+		o.Mailbox, u.Mailbox = "NoSuchFolder", "NoSuchFolder"
+	})
+	c, err := pop3test.Dial(b.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Cmd("USER %s", dovecottest.User(t))
+	_, err = c.Cmd("PASS %s", dv.Password)
+	if code := errCode(err); code != "SYS/PERM" {
+		t.Fatalf("missing upstream mailbox: %v, want -ERR [SYS/PERM]", err)
 	}
 }

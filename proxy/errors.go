@@ -28,6 +28,9 @@ func clientError(err error) error {
 		e.Code, e.Message = pop3.CodeInUse, "maildrop is in use by another session"
 	case errors.Is(err, imapupstream.ErrNoSuchMessage):
 		return errors.Join(pop3.ErrNoSuchMessage, err)
+	case errors.Is(err, imapupstream.ErrNoMailbox), errors.Is(err, imapupstream.ErrConfig):
+		// Retrying will not help: the operator has to act.
+		e.Code, e.Message = pop3.CodeSysPerm, "maildrop cannot be opened, contact your administrator"
 	case errors.Is(err, imapupstream.ErrMailboxChanged):
 		e.Code, e.Message, e.Close = pop3.CodeSysTemp, "mailbox changed upstream, please reconnect", true
 	default:
