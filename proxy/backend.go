@@ -42,7 +42,7 @@ func New(opts Options) (*Backend, error) {
 		opts.Mailbox = "INBOX"
 	}
 	if opts.Policy.OnDele == "" {
-		opts.Policy.OnDele = imapupstream.DeleteExpunge
+		opts.Policy.OnDele = OnDeleExpunge
 	}
 	log := opts.Logger
 	if log == nil {
@@ -111,17 +111,50 @@ func (b *Backend) Login(ctx context.Context, ci *pop3.ConnInfo, cred *pop3.Crede
 	for i, m := range metas {
 		msgs[i] = uidmap.Message{UID: m.UID, Size: m.Size}
 	}
-	uidls, err := b.opts.Map.Resolve(ctx, s.key, mbox.UIDValidity, msgs)
+	view, err := b.opts.Map.Resolve(ctx, s.key, mbox.UIDValidity, msgs, identifier(conn))
 	if err != nil {
 		return nil, clientError(fmt.Errorf("proxy: %w", err))
 	}
-	s.uids = make([]uint32, len(metas))
-	s.messages = make([]pop3.Message, len(metas))
-	for i, m := range metas {
-		s.uids[i] = m.UID
-		s.messages[i] = pop3.Message{Size: m.Size, UIDL: uidls[i]}
+	if view.Reset {
+		log.Warn("upstream UIDVALIDITY changed: messages re-identified", zap.Int("kept", view.Kept),
+			zap.Int("assigned", view.Assigned), zap.Uint32("uidvalidity", mbox.UIDValidity))
 	}
-	log.Info("login", zap.Int("messages", len(metas)), zap.Uint32("uidvalidity", mbox.UIDValidity),
+	if view.Fresh && b.opts.Policy.OnDele == OnDeleHide {
+		// No state for this maildrop (first session, or the store was
+		// lost): messages hidden before carry the keyword upstream.
+		if err := s.adoptHiddenKeyword(ctx, mbox.UIDValidity, metas, view); err != nil {
+			return nil, clientError(err)
+		}
+	}
+	s.uidValidity = mbox.UIDValidity
+	s.uids = make([]uint32, 0, len(metas))
+	s.messages = make([]pop3.Message, 0, len(metas))
+	hidden := 0
+	for i, m := range metas {
+		if view.Hidden[i] {
+			hidden++
+			continue
+		}
+		s.uids = append(s.uids, m.UID)
+		s.messages = append(s.messages, pop3.Message{Size: m.Size, UIDL: view.UIDLs[i]})
+	}
+	log.Info("login", zap.Int("messages", len(s.messages)), zap.Int("hidden", hidden),
+		zap.Int("new", view.Assigned), zap.Uint32("uidvalidity", mbox.UIDValidity),
 		zap.Duration("took", time.Since(start)))
 	return s, nil
+}
+
+// identifier lets uidmap fetch identities of new messages over conn.
+func identifier(conn *imapupstream.Conn) uidmap.Identifier {
+	return func(ctx context.Context, uids []uint32) ([]uidmap.Identity, error) {
+		ids, err := conn.Identify(ctx, uids)
+		if err != nil {
+			return nil, err
+		}
+		out := make([]uidmap.Identity, len(ids))
+		for i, id := range ids {
+			out[i] = uidmap.Identity{UID: id.UID, InternalDate: id.InternalDate, MessageID: id.MessageID, XUIDL: id.XUIDL, Header: id.Header}
+		}
+		return out, nil
+	}
 }

@@ -72,7 +72,7 @@ func TestListingMatchesIMAP(t *testing.T) {
 		if list[i].N != i+1 || list[i].Value != strconv.FormatInt(m.Size, 10) {
 			t.Errorf("LIST line %d = %+v, want size %d (RFC822.SIZE)", i+1, list[i], m.Size)
 		}
-		wantUIDL := uidmap.FormatDovecot{}.UIDL(uidValidity, uidmap.Message{UID: m.UID})
+		wantUIDL := uidmap.FormatDovecot{}.UIDL(uidValidity, m.UID, nil)
 		if uidl[i].Value != wantUIDL {
 			t.Errorf("UIDL %d = %q, want Dovecot's %q", i+1, uidl[i].Value, wantUIDL)
 		}
@@ -269,7 +269,7 @@ func TestRset(t *testing.T) {
 
 func TestOnDeleTrashAndKeep(t *testing.T) {
 	dv := dovecottest.Start(t)
-	for _, mode := range []imapupstream.DeleteMode{imapupstream.DeleteTrash, imapupstream.DeleteKeep} {
+	for _, mode := range []proxy.OnDele{proxy.OnDeleTrash, proxy.OnDeleKeep} {
 		t.Run(string(mode), func(t *testing.T) {
 			p := defaultPolicy()
 			p.OnDele = mode
@@ -287,7 +287,7 @@ func TestOnDeleTrashAndKeep(t *testing.T) {
 			}
 			_, inbox := imapState(t, dv, user, "INBOX")
 			switch mode {
-			case imapupstream.DeleteTrash:
+			case proxy.OnDeleTrash:
 				if len(inbox) != 1 || inbox[0].UID != before[1].UID {
 					t.Fatalf("INBOX after trash: %+v", inbox)
 				}
@@ -295,7 +295,7 @@ func TestOnDeleTrashAndKeep(t *testing.T) {
 				if len(trash) != 1 || !bytes.Equal(trash[0].Body, before[0].Body) {
 					t.Fatalf("Trash holds %d messages, want the DELEted one", len(trash))
 				}
-			case imapupstream.DeleteKeep:
+			case proxy.OnDeleKeep:
 				if len(inbox) != 2 || hasFlag(inbox[0], imap.FlagDeleted) {
 					t.Fatalf("INBOX after keep: %+v", inbox)
 				}

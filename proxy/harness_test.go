@@ -40,7 +40,7 @@ func withPolicy(p proxy.Policy) bridgeOption {
 }
 
 func defaultPolicy() proxy.Policy {
-	return proxy.Policy{OnDele: imapupstream.DeleteExpunge, TrashMailbox: "Trash", MarkSeen: true, Exclusive: true}
+	return proxy.Policy{OnDele: proxy.OnDeleExpunge, TrashMailbox: "Trash", MarkSeen: true, Exclusive: true}
 }
 
 func startBridge(t *testing.T, dv *dovecottest.Server, opts ...bridgeOption) *bridge {
@@ -55,7 +55,7 @@ func startBridge(t *testing.T, dv *dovecottest.Server, opts ...bridgeOption) *br
 		CommandTimeout: 20 * time.Second,
 	}
 	store := uidmap.NewMemoryStore()
-	popts := proxy.Options{UpstreamID: dv.IMAPAddr, Mailbox: "INBOX", Map: uidmap.New(store, nil), Policy: defaultPolicy(), Logger: log}
+	popts := proxy.Options{UpstreamID: dv.IMAPAddr, Mailbox: "INBOX", Map: uidmap.New(store, uidmap.Options{}), Policy: defaultPolicy(), Logger: log}
 	srv := &pop3.Server{Logger: log, Implementation: "popbridge", FailureDelay: 50 * time.Millisecond}
 	for _, o := range opts {
 		o(&popts, &ucfg, srv)
@@ -190,5 +190,15 @@ func (b *bridge) loginEventually(t *testing.T, user string) *pop3test.Client {
 			t.Fatalf("login %s: %v", user, err)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// stop shuts the bridge down now (it is also stopped at cleanup).
+func (b *bridge) stop(t *testing.T) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := b.srv.Shutdown(ctx); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -6,25 +6,57 @@ import (
 	"github.com/popbridge/popbridge/imapupstream"
 )
 
+// OnDele is what UPDATE does to the messages a client DELEted
+// (policy.on_dele).
+type OnDele string
+
+const (
+	// OnDeleExpunge removes them upstream (UID STORE \Deleted, UID EXPUNGE).
+	OnDeleExpunge OnDele = "expunge"
+	// OnDeleTrash moves them to Policy.TrashMailbox.
+	OnDeleTrash OnDele = "trash"
+	// OnDeleHide leaves them in IMAP untouched and hides them from every
+	// later POP3 session (leave-on-server): the mark lives in uidmap, and
+	// as the keyword HiddenKeyword where the mailbox can store it.
+	OnDeleHide OnDele = "hide"
+	// OnDeleKeep accepts DELE and changes nothing: the message stays.
+	OnDeleKeep OnDele = "keep"
+)
+
+// HiddenKeyword marks hidden messages upstream too, so that the marks
+// survive the loss of the state store (Dovecot's pop3_deleted_flag does the
+// same with a keyword of the operator's choice).
+const HiddenKeyword = "$POP3Deleted"
+
+// ParseOnDele checks a policy.on_dele value.
+func ParseOnDele(s string) (OnDele, error) {
+	switch d := OnDele(s); d {
+	case OnDeleExpunge, OnDeleTrash, OnDeleHide, OnDeleKeep:
+		return d, nil
+	default:
+		return "", fmt.Errorf("policy.on_dele %q: want expunge, trash, hide or keep", s)
+	}
+}
+
+// deleteMode is the upstream operation for the modes that change IMAP.
+func (d OnDele) deleteMode() imapupstream.DeleteMode {
+	switch d {
+	case OnDeleTrash:
+		return imapupstream.DeleteTrash
+	case OnDeleKeep:
+		return imapupstream.DeleteKeep
+	default:
+		return imapupstream.DeleteExpunge
+	}
+}
+
 // Policy says what POP3 actions do upstream (DESIGN.md §3 policy.*).
 type Policy struct {
-	// OnDele is what happens in UPDATE to messages the client DELEted:
-	// expunge, trash or keep.
-	OnDele       imapupstream.DeleteMode
+	OnDele       OnDele
 	TrashMailbox string
 	// MarkSeen sets \Seen upstream on messages the client RETRieved in
 	// full. TOP never does.
 	MarkSeen bool
 	// Exclusive allows one POP3 session per maildrop at a time.
 	Exclusive bool
-}
-
-// ParseDeleteMode checks a policy.on_dele value.
-func ParseDeleteMode(s string) (imapupstream.DeleteMode, error) {
-	switch m := imapupstream.DeleteMode(s); m {
-	case imapupstream.DeleteExpunge, imapupstream.DeleteTrash, imapupstream.DeleteKeep:
-		return m, nil
-	default:
-		return "", fmt.Errorf("policy.on_dele %q: want expunge, trash or keep", s)
-	}
 }

@@ -16,13 +16,14 @@ import (
 // session is one POP3 session on one upstream connection. The pop3 server
 // calls it from the connection's goroutine only.
 type session struct {
-	backend  *Backend
-	conn     *imapupstream.Conn
-	log      *zap.Logger
-	key      uidmap.Key
-	release  func()
-	uids     []uint32 // upstream UID of message n at uids[n-1]
-	messages []pop3.Message
+	backend     *Backend
+	conn        *imapupstream.Conn
+	log         *zap.Logger
+	key         uidmap.Key
+	release     func()
+	uidValidity uint32
+	uids        []uint32 // upstream UID of message n at uids[n-1]
+	messages    []pop3.Message
 	// seen holds RETRieved messages whose \Seen is not yet stored: it is
 	// written in one command at UPDATE or when the session ends, not one
 	// round trip per RETR.
@@ -80,7 +81,13 @@ func (s *session) Update(ctx context.Context, deleted []int) error {
 	}
 	p := s.backend.opts.Policy
 	if len(uids) > 0 {
-		if err := s.conn.Delete(ctx, uids, p.OnDele, p.TrashMailbox); err != nil {
+		var err error
+		if p.OnDele == OnDeleHide {
+			err = s.hide(ctx, uids)
+		} else {
+			err = s.conn.Delete(ctx, uids, p.OnDele.deleteMode(), p.TrashMailbox)
+		}
+		if err != nil {
 			s.log.Warn("update failed", zap.Error(err), zap.Int("deleted", len(uids)))
 			return clientError(err)
 		}
@@ -110,4 +117,46 @@ func (s *session) Close() error {
 		s.release()
 	}
 	return err
+}
+
+// hide records the messages as hidden in uidmap (which is what later
+// sessions obey), then sets HiddenKeyword upstream where the mailbox allows
+// it, as a copy that survives the loss of the store.
+func (s *session) hide(ctx context.Context, uids []uint32) error {
+	if err := s.backend.opts.Map.SetHidden(ctx, s.key, s.uidValidity, uids, true); err != nil {
+		return err
+	}
+	stored, err := s.conn.AddKeyword(ctx, uids, HiddenKeyword)
+	if err != nil {
+		// The hide itself is done: only the upstream copy of the mark is
+		// missing, so the client is not told the UPDATE failed.
+		s.log.Warn("hidden in the store, but the upstream keyword failed", zap.Error(err))
+	} else if !stored {
+		s.log.Debug("mailbox cannot store " + HiddenKeyword + ": the hidden mark lives in the store only")
+	}
+	return nil
+}
+
+// adoptHiddenKeyword takes over the hidden marks kept upstream as
+// HiddenKeyword when the store knows nothing of this maildrop.
+func (s *session) adoptHiddenKeyword(ctx context.Context, uidValidity uint32, metas []imapupstream.MessageMeta, view *uidmap.View) error {
+	marked, err := s.conn.SearchKeyword(ctx, HiddenKeyword)
+	if err != nil || len(marked) == 0 {
+		return err
+	}
+	set := make(map[uint32]bool, len(marked))
+	for _, uid := range marked {
+		set[uid] = true
+	}
+	// Only messages of the snapshot: one that arrived since is the next
+	// session's business.
+	var hide []uint32
+	for i, m := range metas {
+		if set[m.UID] {
+			view.Hidden[i] = true
+			hide = append(hide, m.UID)
+		}
+	}
+	s.log.Info("hidden marks restored from the upstream keyword", zap.Int("hidden", len(hide)))
+	return s.backend.opts.Map.SetHidden(ctx, s.key, uidValidity, hide, true)
 }

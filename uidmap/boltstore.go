@@ -12,23 +12,33 @@ import (
 
 // BoltStore is the embedded Store (state.driver: bolt): one bbolt file that
 // one popbridge process owns. bbolt's file lock keeps a second process out,
-// so the maildrop lock can live in this process's memory.
+// so the maildrop lock can live in this process's memory, and a crashed
+// process's locks die with it.
 type BoltStore struct {
 	db    *bolt.DB
-	locks *MemoryStore // only its lock table is used
+	locks *lockTable
 }
 
+// Layout: bucket "maildrops" → one bucket per Key → "uidvalidity" (4 bytes)
+// and bucket "uids" → UID (4 bytes, big-endian, so keys sort by UID) →
+// encoded Record.
 var (
 	bucketMaildrops = []byte("maildrops")
 	keyUIDValidity  = []byte("uidvalidity")
 	bucketUIDs      = []byte("uids")
 )
 
+// ErrStoreBusy is returned by OpenBolt when another process holds the file.
+var ErrStoreBusy = errors.New("uidmap: the state file is in use by another process")
+
 // OpenBolt opens (creating if needed) the store file at path. A file that
 // another process holds, or that is not a valid store, is an error: a damaged
 // map is never silently replaced by a fresh one.
 func OpenBolt(path string) (*BoltStore, error) {
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+	if errors.Is(err, bolt.ErrTimeout) {
+		return nil, fmt.Errorf("%w: %s", ErrStoreBusy, path)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("uidmap: open %s: %w", path, err)
 	}
@@ -39,7 +49,7 @@ func OpenBolt(path string) (*BoltStore, error) {
 		db.Close()
 		return nil, fmt.Errorf("uidmap: init %s: %w", path, err)
 	}
-	return &BoltStore{db: db, locks: NewMemoryStore()}, nil
+	return &BoltStore{db: db, locks: newLockTable()}, nil
 }
 
 // boltKey encodes a Key unambiguously: each part length-prefixed.
@@ -52,13 +62,14 @@ func boltKey(k Key) []byte {
 	return b
 }
 
-func uidKey(uid uint32) []byte {
-	return binary.BigEndian.AppendUint32(nil, uid)
-}
+func uidKey(uid uint32) []byte { return binary.BigEndian.AppendUint32(nil, uid) }
 
 // Load implements Store: one read transaction for the whole maildrop.
 func (s *BoltStore) Load(ctx context.Context, key Key) (*Maildrop, error) {
-	out := &Maildrop{UIDLs: make(map[uint32]string)}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	out := &Maildrop{Records: make(map[uint32]Record)}
 	err := s.db.View(func(tx *bolt.Tx) error {
 		drop := tx.Bucket(bucketMaildrops).Bucket(boltKey(key))
 		if drop == nil {
@@ -75,18 +86,23 @@ func (s *BoltStore) Load(ctx context.Context, key Key) (*Maildrop, error) {
 			if len(k) != 4 {
 				return fmt.Errorf("corrupt UID key %x", k)
 			}
-			out.UIDLs[binary.BigEndian.Uint32(k)] = string(v)
+			r, err := decodeRecord(v)
+			if err != nil {
+				return fmt.Errorf("UID %d: %w", binary.BigEndian.Uint32(k), err)
+			}
+			r.UID = binary.BigEndian.Uint32(k)
+			out.Records[r.UID] = r
 			return nil
 		})
 	})
 	if err != nil {
 		return nil, fmt.Errorf("uidmap: load: %w", err)
 	}
-	return out, ctx.Err()
+	return out, nil
 }
 
-// Assign implements Store in one write transaction.
-func (s *BoltStore) Assign(ctx context.Context, key Key, uidValidity uint32, entries []Entry) error {
+// Apply implements Store in one write transaction.
+func (s *BoltStore) Apply(ctx context.Context, key Key, ch *Change) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -95,11 +111,11 @@ func (s *BoltStore) Assign(ctx context.Context, key Key, uidValidity uint32, ent
 		if err != nil {
 			return err
 		}
-		if v := drop.Get(keyUIDValidity); len(v) != 4 || binary.BigEndian.Uint32(v) != uidValidity {
+		if v := drop.Get(keyUIDValidity); len(v) != 4 || binary.BigEndian.Uint32(v) != ch.UIDValidity {
 			if err := drop.DeleteBucket(bucketUIDs); err != nil && !errors.Is(err, bolt.ErrBucketNotFound) {
 				return err
 			}
-			if err := drop.Put(keyUIDValidity, binary.BigEndian.AppendUint32(nil, uidValidity)); err != nil {
+			if err := drop.Put(keyUIDValidity, binary.BigEndian.AppendUint32(nil, ch.UIDValidity)); err != nil {
 				return err
 			}
 		}
@@ -107,11 +123,20 @@ func (s *BoltStore) Assign(ctx context.Context, key Key, uidValidity uint32, ent
 		if err != nil {
 			return err
 		}
-		// Keys arrive in ascending UID order from a snapshot: let bbolt
-		// pack its pages densely.
+		// New UIDs arrive in ascending order: let bbolt pack pages densely.
 		uids.FillPercent = 0.9
-		for _, e := range entries {
-			if err := uids.Put(uidKey(e.UID), []byte(e.UIDL)); err != nil {
+		for _, uid := range ch.Delete {
+			if err := uids.Delete(uidKey(uid)); err != nil {
+				return err
+			}
+		}
+		// bbolt keeps references to keys and values until the transaction
+		// ends: one arena, never overwritten, instead of a reused buffer.
+		var arena []byte
+		for _, r := range ch.Put {
+			start := len(arena)
+			arena = encodeRecord(arena, r)
+			if err := uids.Put(uidKey(r.UID), arena[start:len(arena):len(arena)]); err != nil {
 				return err
 			}
 		}
@@ -119,10 +144,80 @@ func (s *BoltStore) Assign(ctx context.Context, key Key, uidValidity uint32, ent
 	})
 }
 
+// Reset implements Store.
+func (s *BoltStore) Reset(ctx context.Context, key Key) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return s.db.Update(func(tx *bolt.Tx) error {
+		err := tx.Bucket(bucketMaildrops).DeleteBucket(boltKey(key))
+		if errors.Is(err, bolt.ErrBucketNotFound) {
+			return nil
+		}
+		return err
+	})
+}
+
 // Lock implements Store.
-func (s *BoltStore) Lock(ctx context.Context, key Key, owner string) (func(), error) {
-	return s.locks.Lock(ctx, key, owner)
+func (s *BoltStore) Lock(_ context.Context, key Key, owner string) (func(), error) {
+	return s.locks.lock(key, owner)
 }
 
 // Close implements Store.
 func (s *BoltStore) Close() error { return s.db.Close() }
+
+// Record encoding, version 1: version, flags, uvarint size, varint date,
+// then UIDL, Message-ID hash and header hash, each uvarint-length-prefixed.
+const (
+	recordV1   = 1
+	flagHidden = 1 << 0
+)
+
+func encodeRecord(b []byte, r Record) []byte {
+	var flags byte
+	if r.Hidden {
+		flags |= flagHidden
+	}
+	b = append(b, recordV1, flags)
+	b = binary.AppendUvarint(b, uint64(max(r.FP.Size, 0)))
+	b = binary.AppendVarint(b, r.FP.Date)
+	for _, s := range []string{r.UIDL, r.FP.MessageID, r.FP.HeaderHash} {
+		b = binary.AppendUvarint(b, uint64(len(s)))
+		b = append(b, s...)
+	}
+	return b
+}
+
+var errCorruptRecord = errors.New("corrupt record")
+
+func decodeRecord(b []byte) (Record, error) {
+	var r Record
+	if len(b) < 2 || b[0] != recordV1 {
+		return r, errCorruptRecord
+	}
+	r.Hidden = b[1]&flagHidden != 0
+	b = b[2:]
+	size, n := binary.Uvarint(b)
+	if n <= 0 {
+		return r, errCorruptRecord
+	}
+	b = b[n:]
+	date, n := binary.Varint(b)
+	if n <= 0 {
+		return r, errCorruptRecord
+	}
+	b = b[n:]
+	r.FP.Size, r.FP.Date = int64(size), date
+	for _, dst := range []*string{&r.UIDL, &r.FP.MessageID, &r.FP.HeaderHash} {
+		l, n := binary.Uvarint(b)
+		if n <= 0 || uint64(len(b)-n) < l {
+			return r, errCorruptRecord
+		}
+		*dst = string(b[n : n+int(l)])
+		b = b[n+int(l):]
+	}
+	if r.UIDL == "" {
+		return r, errCorruptRecord
+	}
+	return r, nil
+}

@@ -2,6 +2,7 @@ package uidmap_test
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"testing"
@@ -9,6 +10,8 @@ import (
 	"github.com/popbridge/popbridge/uidmap"
 	"github.com/popbridge/popbridge/uidmap/storetest"
 )
+
+var key = uidmap.Key{Upstream: "u", User: "alice", Mailbox: "INBOX"}
 
 func openBolt(t *testing.T, path string) *uidmap.BoltStore {
 	t.Helper()
@@ -33,7 +36,7 @@ func TestBoltStoreSurvivesReopen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Assign(ctx, key, 9, []uidmap.Entry{{UID: 4, UIDL: "kept"}}); err != nil {
+	if err := s.Apply(ctx, key, &uidmap.Change{UIDValidity: 9, Put: []uidmap.Record{{UID: 4, UIDL: "kept"}}}); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Close(); err != nil {
@@ -43,7 +46,7 @@ func TestBoltStoreSurvivesReopen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d.UIDValidity != 9 || d.UIDLs[4] != "kept" {
+	if d.UIDValidity != 9 || d.Records[4].UIDL != "kept" {
 		t.Fatalf("after reopen: %+v", d)
 	}
 }
@@ -60,5 +63,13 @@ func TestBoltStoreRefusesGarbage(t *testing.T) {
 	data, _ := os.ReadFile(path)
 	if string(data[:8]) != "this is " {
 		t.Fatal("the damaged file was overwritten")
+	}
+}
+
+func TestBoltStoreSecondProcessIsRefused(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db")
+	openBolt(t, path)
+	if _, err := uidmap.OpenBolt(path); !errors.Is(err, uidmap.ErrStoreBusy) {
+		t.Fatalf("second open: %v, want ErrStoreBusy", err)
 	}
 }

@@ -2,6 +2,7 @@ package uidmap
 
 import (
 	"context"
+	"maps"
 	"sync"
 )
 
@@ -11,62 +12,84 @@ import (
 type MemoryStore struct {
 	mu    sync.Mutex
 	drops map[Key]*Maildrop
-	locks map[Key]string
+	locks *lockTable
 }
 
 // NewMemoryStore returns an empty MemoryStore.
 func NewMemoryStore() *MemoryStore {
-	return &MemoryStore{drops: make(map[Key]*Maildrop), locks: make(map[Key]string)}
+	return &MemoryStore{drops: make(map[Key]*Maildrop), locks: newLockTable()}
 }
 
 // Load implements Store.
 func (s *MemoryStore) Load(_ context.Context, key Key) (*Maildrop, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := &Maildrop{UIDLs: make(map[uint32]string)}
+	out := &Maildrop{Records: make(map[uint32]Record)}
 	if d := s.drops[key]; d != nil {
 		out.UIDValidity = d.UIDValidity
-		for uid, uidl := range d.UIDLs {
-			out.UIDLs[uid] = uidl
-		}
+		maps.Copy(out.Records, d.Records)
 	}
 	return out, nil
 }
 
-// Assign implements Store.
-func (s *MemoryStore) Assign(_ context.Context, key Key, uidValidity uint32, entries []Entry) error {
+// Apply implements Store.
+func (s *MemoryStore) Apply(_ context.Context, key Key, ch *Change) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	d := s.drops[key]
-	if d == nil || d.UIDValidity != uidValidity {
-		d = &Maildrop{UIDValidity: uidValidity, UIDLs: make(map[uint32]string, len(entries))}
+	if d == nil || d.UIDValidity != ch.UIDValidity {
+		d = &Maildrop{UIDValidity: ch.UIDValidity, Records: make(map[uint32]Record, len(ch.Put))}
 		s.drops[key] = d
 	}
-	for _, e := range entries {
-		d.UIDLs[e.UID] = e.UIDL
+	for _, uid := range ch.Delete {
+		delete(d.Records, uid)
 	}
+	for _, r := range ch.Put {
+		d.Records[r.UID] = r
+	}
+	return nil
+}
+
+// Reset implements Store.
+func (s *MemoryStore) Reset(_ context.Context, key Key) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.drops, key)
 	return nil
 }
 
 // Lock implements Store.
 func (s *MemoryStore) Lock(_ context.Context, key Key, owner string) (func(), error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if _, held := s.locks[key]; held {
-		return nil, ErrLocked
-	}
-	s.locks[key] = owner
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			s.mu.Lock()
-			defer s.mu.Unlock()
-			if s.locks[key] == owner {
-				delete(s.locks, key)
-			}
-		})
-	}, nil
+	return s.locks.lock(key, owner)
 }
 
 // Close implements Store.
 func (s *MemoryStore) Close() error { return nil }
+
+// lockTable is the maildrop lock of a store owned by one process: the
+// process's own sessions are all there is to exclude.
+type lockTable struct {
+	mu    sync.Mutex
+	owner map[Key]string
+}
+
+func newLockTable() *lockTable { return &lockTable{owner: make(map[Key]string)} }
+
+func (t *lockTable) lock(key Key, owner string) (func(), error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if _, held := t.owner[key]; held {
+		return nil, ErrLocked
+	}
+	t.owner[key] = owner
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			t.mu.Lock()
+			defer t.mu.Unlock()
+			if t.owner[key] == owner {
+				delete(t.owner, key)
+			}
+		})
+	}, nil
+}

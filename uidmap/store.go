@@ -13,16 +13,22 @@ type Key struct {
 	Mailbox  string
 }
 
-// Message is what uidmap needs to know about an upstream message.
-type Message struct {
-	UID  uint32
-	Size int64
+// Fingerprint recognises a message again when its UID no longer does (after
+// an upstream UIDVALIDITY change). Hashes, not header values, are stored:
+// the store holds no mail content.
+type Fingerprint struct {
+	Size       int64  // RFC822.SIZE
+	Date       int64  // INTERNALDATE, Unix seconds; 0 when unknown
+	MessageID  string // hash of the normalised Message-ID; "" when it has none
+	HeaderHash string // hash of the normalised header, for messages without Message-ID
 }
 
-// Entry binds an upstream UID to the UIDL served for it.
-type Entry struct {
-	UID  uint32
-	UIDL string
+// Record is what is stored for one message.
+type Record struct {
+	UID    uint32
+	UIDL   string
+	Hidden bool // deleted by a POP3 client under policy.on_dele: hide
+	FP     Fingerprint
 }
 
 // Maildrop is the stored state of one maildrop.
@@ -30,22 +36,32 @@ type Maildrop struct {
 	// UIDValidity is the upstream UIDVALIDITY the UIDs below belong to;
 	// zero when nothing is stored yet.
 	UIDValidity uint32
-	// UIDLs maps an upstream UID to the UIDL it was first served with.
-	UIDLs map[uint32]string
+	Records     map[uint32]Record // by upstream UID
 }
 
-// Store keeps the state of many maildrops. Implementations must make each
-// call atomic: Load sees either all or none of an Assign.
+// Change is one atomic update of a maildrop.
+type Change struct {
+	// UIDValidity of the records in Put. When it differs from the stored
+	// one, every stored record is dropped first (their UIDs name other
+	// messages now): Put must then carry the whole maildrop.
+	UIDValidity uint32
+	Put         []Record // added or replaced, by UID
+	Delete      []uint32 // UIDs gone from the upstream
+}
+
+// Store keeps the state of many maildrops. Each call is atomic: Load sees
+// all of an Apply or none of it.
 type Store interface {
 	// Load returns a maildrop's state in one read; an unknown maildrop is
 	// an empty Maildrop, not an error.
 	Load(ctx context.Context, key Key) (*Maildrop, error)
-	// Assign records new entries in one batch. When uidValidity differs
-	// from the stored one, the entries replace what was stored for the
-	// old UIDVALIDITY.
-	Assign(ctx context.Context, key Key, uidValidity uint32, entries []Entry) error
+	// Apply writes a change in one transaction.
+	Apply(ctx context.Context, key Key, ch *Change) error
+	// Reset forgets everything about a maildrop.
+	Reset(ctx context.Context, key Key) error
 	// Lock takes the maildrop lock for one session. It fails with
-	// ErrLocked when another session holds it. release gives it back.
+	// ErrLocked when another session holds it. release gives it back and
+	// may be called more than once.
 	Lock(ctx context.Context, key Key, owner string) (release func(), err error)
 	Close() error
 }
@@ -53,3 +69,7 @@ type Store interface {
 // ErrLocked is returned by Store.Lock when another session holds the
 // maildrop.
 var ErrLocked = errors.New("uidmap: maildrop is locked by another session")
+
+// ErrStale is returned when a change names messages of a maildrop state
+// that is no longer current (its UIDVALIDITY changed in between).
+var ErrStale = errors.New("uidmap: maildrop state changed")

@@ -1,8 +1,10 @@
 package uidmap
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 )
 
@@ -10,61 +12,242 @@ import (
 type Map struct {
 	store  Store
 	format Format
+	// reuseXUIDL serves a new message's X-UIDL header as its UIDL, for
+	// mail migrated from servers that wrote one.
+	reuseXUIDL bool
 }
 
-// New returns a Map that keeps its state in store and names new messages
-// with format.
-func New(store Store, format Format) *Map {
-	if format == nil {
-		format = FormatDovecot{}
+// Options configure a Map.
+type Options struct {
+	Format     Format // nil: FormatDovecot
+	ReuseXUIDL bool
+}
+
+// New returns a Map that keeps its state in store.
+func New(store Store, opts Options) *Map {
+	if opts.Format == nil {
+		opts.Format = FormatDovecot{}
 	}
-	return &Map{store: store, format: format}
+	return &Map{store: store, format: opts.Format, reuseXUIDL: opts.ReuseXUIDL}
 }
 
 // Store returns the store behind m.
 func (m *Map) Store() Store { return m.store }
 
-// Resolve returns the UIDL of every message in msgs, in the same order.
-// Messages seen before keep the UIDL they were first served with; new ones
-// get one from the format and are stored in one batch before Resolve
-// returns, so a UIDL is never served that a later session could not
+// Message is an upstream message as the snapshot lists it.
+type Message struct {
+	UID  uint32
+	Size int64
+}
+
+// Identifier fetches the identities of messages (Message-ID, INTERNALDATE,
+// header…) from the upstream. Resolve calls it only for messages it has not
+// seen before, or for all of them after a UIDVALIDITY change.
+type Identifier func(ctx context.Context, uids []uint32) ([]Identity, error)
+
+// View is the maildrop as POP3 sees it, in the order of the messages given
+// to Resolve.
+type View struct {
+	UIDLs  []string
+	Hidden []bool
+	// Fresh is true when the store knew nothing of this maildrop.
+	Fresh bool
+	// Reset is true when the upstream's UIDVALIDITY changed since the last
+	// session; Kept messages were recognised and keep their UIDLs.
+	Reset    bool
+	Known    int // served with their stored UIDL (UIDVALIDITY unchanged)
+	Kept     int // recognised after a UIDVALIDITY change
+	Assigned int // new UIDLs
+	Pruned   int // records of messages gone upstream, forgotten
+}
+
+// Resolve returns the UIDL and hidden mark of every message in msgs (sorted
+// by UID or not). Messages seen before keep the UIDL they were first served
+// with; after a UIDVALIDITY change each message is recognised by its
+// fingerprint and keeps its old UIDL and mark; only truly new messages get a
+// new UIDL from the format. Everything new is stored in one batch before
+// Resolve returns, so a UIDL is never served that a later session could not
 // reproduce. UIDLs are unique within the maildrop.
-func (m *Map) Resolve(ctx context.Context, key Key, uidValidity uint32, msgs []Message) ([]string, error) {
+func (m *Map) Resolve(ctx context.Context, key Key, uidValidity uint32, msgs []Message, identify Identifier) (*View, error) {
 	drop, err := m.store.Load(ctx, key)
 	if err != nil {
 		return nil, fmt.Errorf("uidmap: load %s: %w", key.User, err)
 	}
-	known := drop.UIDLs
-	if drop.UIDValidity != uidValidity {
-		// A new UIDVALIDITY: the stored UIDs name other messages now.
-		known = nil
-	}
-	uidls := make([]string, len(msgs))
+	v := &View{UIDLs: make([]string, len(msgs)), Hidden: make([]bool, len(msgs)), Fresh: len(drop.Records) == 0}
+	v.Reset = !v.Fresh && drop.UIDValidity != uidValidity
+	ch := &Change{UIDValidity: uidValidity}
 	used := make(map[string]struct{}, len(msgs))
-	var fresh []Entry
-	// Stored UIDLs first, so that a new message can never take the UIDL
-	// an older one already has.
-	for i, msg := range msgs {
-		if u, ok := known[msg.UID]; ok {
-			uidls[i] = u
-			used[u] = struct{}{}
+
+	var unknown []int // indexes into msgs still without a UIDL
+	if v.Reset {
+		for i := range msgs {
+			unknown = append(unknown, i)
+		}
+	} else {
+		present := make(map[uint32]struct{}, len(msgs))
+		for i, msg := range msgs {
+			present[msg.UID] = struct{}{}
+			if r, ok := drop.Records[msg.UID]; ok {
+				v.UIDLs[i], v.Hidden[i] = r.UIDL, r.Hidden
+				used[r.UIDL] = struct{}{}
+				v.Known++
+			} else {
+				unknown = append(unknown, i)
+			}
+		}
+		for uid := range drop.Records {
+			if _, ok := present[uid]; !ok {
+				ch.Delete = append(ch.Delete, uid)
+			}
+		}
+		v.Pruned = len(ch.Delete)
+	}
+	if len(unknown) == 0 {
+		if len(ch.Delete) > 0 {
+			if err := m.store.Apply(ctx, key, ch); err != nil {
+				return nil, fmt.Errorf("uidmap: prune %s: %w", key.User, err)
+			}
+		}
+		return v, nil
+	}
+
+	ids := make(map[uint32]*Identity, len(unknown))
+	if identify != nil {
+		uids := make([]uint32, len(unknown))
+		for j, i := range unknown {
+			uids[j] = msgs[i].UID
+		}
+		got, err := identify(ctx, uids)
+		if err != nil {
+			return nil, fmt.Errorf("uidmap: identify %d messages of %s: %w", len(uids), key.User, err)
+		}
+		for i := range got {
+			ids[got[i].UID] = &got[i]
 		}
 	}
-	for i, msg := range msgs {
-		if uidls[i] != "" {
-			continue
+	fps := make(map[uint32]Fingerprint, len(unknown))
+	for _, i := range unknown {
+		fps[msgs[i].UID] = fingerprint(msgs[i].Size, ids[msgs[i].UID])
+	}
+
+	if v.Reset {
+		unknown = m.reidentify(drop, msgs, unknown, fps, v, used, ch)
+	}
+	for _, i := range unknown {
+		msg := msgs[i]
+		id := ids[msg.UID]
+		u := ""
+		if m.reuseXUIDL && id != nil && ValidUIDL(id.XUIDL) {
+			u = id.XUIDL
 		}
-		u := unique(m.format.UIDL(uidValidity, msg), used)
-		uidls[i] = u
+		if u == "" {
+			u = m.format.UIDL(uidValidity, msg.UID, id)
+		}
+		u = unique(u, used)
 		used[u] = struct{}{}
-		fresh = append(fresh, Entry{UID: msg.UID, UIDL: u})
+		v.UIDLs[i] = u
+		v.Assigned++
+		ch.Put = append(ch.Put, Record{UID: msg.UID, UIDL: u, FP: fps[msg.UID]})
 	}
-	if len(fresh) > 0 {
-		if err := m.store.Assign(ctx, key, uidValidity, fresh); err != nil {
-			return nil, fmt.Errorf("uidmap: assign %d UIDLs for %s: %w", len(fresh), key.User, err)
+	slices.SortFunc(ch.Put, func(a, b Record) int { return cmp.Compare(a.UID, b.UID) })
+	if err := m.store.Apply(ctx, key, ch); err != nil {
+		return nil, fmt.Errorf("uidmap: store %d UIDLs for %s: %w", len(ch.Put), key.User, err)
+	}
+	return v, nil
+}
+
+// reidentify matches the messages at indexes unknown to the records of the
+// old UIDVALIDITY, in passes from the strongest identity to the weakest:
+// Message-ID and size, then header hash and size. Duplicates (the same
+// message stored twice) are paired in order of INTERNALDATE and UID on both
+// sides, so the outcome is deterministic. Matched messages get their old
+// UIDL and hidden mark; the rest is returned.
+func (m *Map) reidentify(drop *Maildrop, msgs []Message, unknown []int, fps map[uint32]Fingerprint,
+	v *View, used map[string]struct{}, ch *Change) []int {
+	old := make([]Record, 0, len(drop.Records))
+	for _, r := range drop.Records {
+		old = append(old, r)
+	}
+	byAge := func(a, b Record) int {
+		return cmp.Or(cmp.Compare(a.FP.Date, b.FP.Date), cmp.Compare(a.UID, b.UID))
+	}
+	slices.SortFunc(old, byAge)
+	taken := make([]bool, len(old))
+	passes := []func(Fingerprint) string{
+		func(fp Fingerprint) string {
+			if fp.MessageID == "" {
+				return ""
+			}
+			return "m" + fp.MessageID + "/" + strconv.FormatInt(fp.Size, 10)
+		},
+		func(fp Fingerprint) string {
+			if fp.HeaderHash == "" {
+				return ""
+			}
+			return "h" + fp.HeaderHash + "/" + strconv.FormatInt(fp.Size, 10)
+		},
+	}
+	for _, keyOf := range passes {
+		candidates := make(map[string][]int) // key → indexes into old, oldest first
+		for j, r := range old {
+			if k := keyOf(r.FP); k != "" && !taken[j] {
+				candidates[k] = append(candidates[k], j)
+			}
+		}
+		// New messages in the same order as the old ones: by date, then UID.
+		slices.SortFunc(unknown, func(a, b int) int {
+			return byAge(Record{UID: msgs[a].UID, FP: fps[msgs[a].UID]}, Record{UID: msgs[b].UID, FP: fps[msgs[b].UID]})
+		})
+		rest := unknown[:0]
+		for _, i := range unknown {
+			k := keyOf(fps[msgs[i].UID])
+			if list := candidates[k]; k != "" && len(list) > 0 {
+				r := old[list[0]]
+				candidates[k] = list[1:]
+				taken[list[0]] = true
+				v.UIDLs[i], v.Hidden[i] = r.UIDL, r.Hidden
+				used[r.UIDL] = struct{}{}
+				v.Kept++
+				ch.Put = append(ch.Put, Record{UID: msgs[i].UID, UIDL: r.UIDL, Hidden: r.Hidden, FP: fps[msgs[i].UID]})
+				continue
+			}
+			rest = append(rest, i)
+		}
+		unknown = rest
+	}
+	// UIDLs of old messages that are gone stay out of reach of new ones.
+	for j, r := range old {
+		if !taken[j] {
+			used[r.UIDL] = struct{}{}
 		}
 	}
-	return uidls, nil
+	slices.Sort(unknown)
+	return unknown
+}
+
+// SetHidden records hidden marks (policy.on_dele: hide, or state mark-old)
+// for messages of the current UIDVALIDITY that Resolve has named.
+func (m *Map) SetHidden(ctx context.Context, key Key, uidValidity uint32, uids []uint32, hidden bool) error {
+	if len(uids) == 0 {
+		return nil
+	}
+	drop, err := m.store.Load(ctx, key)
+	if err != nil {
+		return fmt.Errorf("uidmap: load %s: %w", key.User, err)
+	}
+	if drop.UIDValidity != uidValidity {
+		return fmt.Errorf("uidmap: %s: UIDVALIDITY %d is not the stored %d: %w", key.User, uidValidity, drop.UIDValidity, ErrStale)
+	}
+	ch := &Change{UIDValidity: uidValidity}
+	for _, uid := range uids {
+		r, ok := drop.Records[uid]
+		if !ok {
+			return fmt.Errorf("uidmap: %s: UID %d was never named: %w", key.User, uid, ErrStale)
+		}
+		r.Hidden = hidden
+		ch.Put = append(ch.Put, r)
+	}
+	return m.store.Apply(ctx, key, ch)
 }
 
 // unique returns u, or u with a "-N" suffix when u is taken, as Dovecot's

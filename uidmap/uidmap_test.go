@@ -10,24 +10,50 @@ import (
 
 func TestFormatDovecot(t *testing.T) {
 	// Dovecot's %08Xu%08Xv, as REFERENCES.md records it.
-	got := uidmap.FormatDovecot{}.UIDL(1795627431, uidmap.Message{UID: 1})
-	if got != "000000016b0719a7" {
+	if got := (uidmap.FormatDovecot{}).UIDL(1795627431, 1, nil); got != "000000016b0719a7" {
 		t.Fatalf("got %q, want 000000016b0719a7", got)
 	}
-	got = uidmap.FormatDovecot{}.UIDL(0xffffffff, uidmap.Message{UID: 0xfffffffe})
-	if got != "fffffffeffffffff" {
+	if got := (uidmap.FormatDovecot{}).UIDL(0xffffffff, 0xfffffffe, nil); got != "fffffffeffffffff" {
 		t.Fatalf("got %q", got)
 	}
 }
 
 func TestParseFormat(t *testing.T) {
-	for _, name := range []string{"", "dovecot", "Dovecot"} {
-		if _, err := uidmap.ParseFormat(name); err != nil {
-			t.Errorf("%q: %v", name, err)
+	cases := map[string]string{ // template → UIDL for UID 26, UIDVALIDITY 1795627431
+		"":           "0000001a6b0719a7",
+		"dovecot":    "0000001a6b0719a7",
+		"%08Xu%08Xv": "0000001a6b0719a7", // the same, spelt as Dovecot's setting
+		"%v.%u":      "1795627431.26",
+		"%u":         "26",
+		"x%%%4xu":    "x%__1a", // padding without 0 uses "_": a space is not allowed in a UIDL
+	}
+	for spec, want := range cases {
+		f, err := uidmap.ParseFormat(spec)
+		if err != nil {
+			t.Errorf("%q: %v", spec, err)
+			continue
+		}
+		if got := f.UIDL(1795627431, 26, nil); got != want {
+			t.Errorf("%q: got %q, want %q", spec, got, want)
 		}
 	}
-	if _, err := uidmap.ParseFormat("%u"); err == nil {
-		t.Error("unknown format accepted")
+	for _, bad := range []string{"%v", "plain", "%q", "%u %v", "%", "%08"} {
+		if _, err := uidmap.ParseFormat(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
+
+func TestTemplateMessageIDHash(t *testing.T) {
+	f, err := uidmap.ParseFormat("%m")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := f.UIDL(1, 1, &uidmap.Identity{MessageID: "<a@x>"})
+	b := f.UIDL(1, 2, &uidmap.Identity{MessageID: " <a@x> (comment)"})
+	c := f.UIDL(1, 3, &uidmap.Identity{MessageID: "<c@x>"})
+	if a != b || a == c || !uidmap.ValidUIDL(a) {
+		t.Fatalf("%%m: %q %q %q", a, b, c)
 	}
 }
 
@@ -47,76 +73,15 @@ func TestValidUIDL(t *testing.T) {
 	}
 }
 
-var key = uidmap.Key{Upstream: "u", User: "alice", Mailbox: "INBOX"}
-
-func TestResolveStableAndStored(t *testing.T) {
-	ctx := context.Background()
-	store := uidmap.NewMemoryStore()
-	m := uidmap.New(store, nil)
-	msgs := []uidmap.Message{{UID: 1, Size: 10}, {UID: 5, Size: 20}}
-	first, err := m.Resolve(ctx, key, 42, msgs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if first[0] != "000000010000002a" || first[1] != "000000050000002a" {
-		t.Fatalf("got %v", first)
-	}
-	// The stored UIDL wins over the format: a stored value that the format
-	// would not produce proves the store is read.
-	if err := store.Assign(ctx, key, 42, []uidmap.Entry{{UID: 9, UIDL: "imported-9"}}); err != nil {
-		t.Fatal(err)
-	}
-	second, err := m.Resolve(ctx, key, 42, append(msgs, uidmap.Message{UID: 9}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if second[0] != first[0] || second[1] != first[1] || second[2] != "imported-9" {
-		t.Fatalf("second session: %v, first %v", second, first)
-	}
-}
-
-func TestResolveKeepsUniqueness(t *testing.T) {
-	ctx := context.Background()
-	store := uidmap.NewMemoryStore()
-	// An imported UIDL equal to what the format gives another message.
-	if err := store.Assign(ctx, key, 1, []uidmap.Entry{{UID: 3, UIDL: "0000000200000001"}}); err != nil {
-		t.Fatal(err)
-	}
-	got, err := uidmap.New(store, nil).Resolve(ctx, key, 1, []uidmap.Message{{UID: 2}, {UID: 3}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got[1] != "0000000200000001" || got[0] == got[1] || !uidmap.ValidUIDL(got[0]) {
-		t.Fatalf("got %v: UIDLs must stay unique and the stored one must not move", got)
-	}
-}
-
-func TestResolveNewUIDValidity(t *testing.T) {
-	ctx := context.Background()
-	m := uidmap.New(uidmap.NewMemoryStore(), nil)
-	if _, err := m.Resolve(ctx, key, 1, []uidmap.Message{{UID: 1}}); err != nil {
-		t.Fatal(err)
-	}
-	got, err := m.Resolve(ctx, key, 2, []uidmap.Message{{UID: 1}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got[0] != "0000000100000002" {
-		t.Fatalf("got %v", got)
-	}
-}
-
 type failingStore struct{ uidmap.Store }
 
 var errBroken = errors.New("disk on fire")
 
-func (failingStore) Assign(context.Context, uidmap.Key, uint32, []uidmap.Entry) error {
-	return errBroken
-}
+func (failingStore) Apply(context.Context, uidmap.Key, *uidmap.Change) error { return errBroken }
 
 func TestResolveFailsWhenStoreFails(t *testing.T) {
-	m := uidmap.New(failingStore{uidmap.NewMemoryStore()}, nil)
-	_, err := m.Resolve(context.Background(), key, 1, []uidmap.Message{{UID: 1}})
+	m := uidmap.New(failingStore{uidmap.NewMemoryStore()}, uidmap.Options{})
+	_, err := m.Resolve(context.Background(), uidmap.Key{User: "a"}, 1, []uidmap.Message{{UID: 1}}, nil)
 	if !errors.Is(err, errBroken) {
 		t.Fatalf("got %v, want the store's error: a UIDL that was not stored must not be served", err)
 	}

@@ -139,7 +139,7 @@ func newBackend(cfg *config.Config, store uidmap.Store, log *zap.Logger) (*proxy
 	if u.InsecureSkipVerify {
 		log.Warn("upstream.insecure_skip_verify is set: the upstream's certificate is not verified")
 	}
-	onDele, err := proxy.ParseDeleteMode(cfg.Policy.OnDele)
+	onDele, err := proxy.ParseOnDele(cfg.Policy.OnDele)
 	if err != nil {
 		return nil, err
 	}
@@ -151,7 +151,7 @@ func newBackend(cfg *config.Config, store uidmap.Store, log *zap.Logger) (*proxy
 		Dialer:     dialer,
 		UpstreamID: u.Address,
 		Mailbox:    u.Mailbox,
-		Map:        uidmap.New(store, format),
+		Map:        uidmap.New(store, uidmap.Options{Format: format, ReuseXUIDL: cfg.Policy.ReuseXUIDL}),
 		Policy: proxy.Policy{
 			OnDele:       onDele,
 			TrashMailbox: cfg.Policy.TrashMailbox,

@@ -61,6 +61,9 @@ type Policy struct {
 	MarkSeen     bool   `yaml:"mark_seen"`
 	Lock         string `yaml:"lock"` // exclusive | none
 	UIDLFormat   string `yaml:"uidl_format"`
+	// ReuseXUIDL serves a new message's X-UIDL header as its UIDL, for mail
+	// migrated from servers that wrote one.
+	ReuseXUIDL bool `yaml:"reuse_xuidl"`
 }
 
 // State is where uidmap keeps UIDLs and leave-on-server marks.

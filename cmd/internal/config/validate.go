@@ -1,6 +1,8 @@
 package config
 
 import (
+	"github.com/popbridge/popbridge/uidmap"
+
 	"fmt"
 	"net"
 	"strconv"
@@ -83,15 +85,12 @@ func (cfg *Config) validate() Errors {
 	}
 
 	oneOf("policy.on_dele", cfg.Policy.OnDele, "expunge", "trash", "hide", "keep")
-	if cfg.Policy.OnDele == "hide" {
-		bad("policy.on_dele", "hide is planned (leave-on-server marks in uidmap), not available yet: use keep or trash")
-	}
 	if cfg.Policy.OnDele == "trash" && cfg.Policy.TrashMailbox == "" {
 		bad("policy.trash_mailbox", "required when policy.on_dele is trash")
 	}
 	oneOf("policy.lock", cfg.Policy.Lock, "exclusive", "none")
-	if cfg.Policy.UIDLFormat != "dovecot" {
-		bad("policy.uidl_format", "%q: only dovecot is supported", cfg.Policy.UIDLFormat)
+	if _, err := uidmap.ParseFormat(cfg.Policy.UIDLFormat); err != nil {
+		bad("policy.uidl_format", "%v", err)
 	}
 
 	oneOf("state.driver", cfg.State.Driver, "bolt", "postgres", "memory")

@@ -1,0 +1,140 @@
+package imapupstream
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"net/textproto"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+)
+
+// Ident is what can recognise a message again after the mailbox's
+// UIDVALIDITY changed, when its UID means nothing any more.
+type Ident struct {
+	UID          uint32
+	InternalDate time.Time
+	MessageID    string // the Message-ID header, unfolded and trimmed; "" if none
+	XUIDL        string // an X-UIDL header left by an earlier POP3 server; "" if none
+	// Header is the whole header, fetched only for messages without a
+	// Message-ID, for a header hash.
+	Header []byte
+}
+
+var identFields = []string{"MESSAGE-ID", "X-UIDL"}
+
+// Identify fetches the identities of uids: one round trip,
+// UID FETCH uids (UID INTERNALDATE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID X-UIDL)]),
+// and a second one, BODY.PEEK[HEADER], only for the messages that have no
+// Message-ID. UIDs that no longer exist are left out of the result. (RFC 8474
+// EMAILID would be stronger, but go-imap cannot fetch it and Dovecot 2.3
+// does not offer OBJECTID.)
+func (c *Conn) Identify(ctx context.Context, uids []uint32) ([]Ident, error) {
+	const op = "UID FETCH (INTERNALDATE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID X-UIDL)])"
+	if err := c.begin(op); err != nil {
+		return nil, err
+	}
+	sorted := sortUIDs(uids)
+	if len(sorted) == 0 {
+		return nil, nil
+	}
+	g := c.guard(ctx, c.cfg.CommandTimeout)
+	defer g.stop()
+	fieldsSection := &imap.FetchItemBodySection{Specifier: imap.PartSpecifierHeader, HeaderFields: identFields, Peek: true}
+	out := make([]Ident, 0, len(sorted))
+	index := make(map[uint32]int, len(sorted))
+	var noID []uint32
+	for _, set := range uidSets(sorted) {
+		g.progress()
+		msgs, err := c.client.Fetch(set, &imap.FetchOptions{
+			UID: true, InternalDate: true, BodySection: []*imap.FetchItemBodySection{fieldsSection},
+		}).Collect()
+		if err != nil {
+			return nil, c.fail(op, err)
+		}
+		for _, m := range msgs {
+			if m.UID == 0 {
+				continue
+			}
+			hdr := parseHeaderFields(m.FindBodySection(fieldsSection))
+			id := Ident{
+				UID:          uint32(m.UID),
+				InternalDate: m.InternalDate,
+				MessageID:    strings.TrimSpace(hdr.Get("Message-Id")),
+				XUIDL:        strings.TrimSpace(hdr.Get("X-Uidl")),
+			}
+			index[id.UID] = len(out)
+			out = append(out, id)
+			if id.MessageID == "" {
+				noID = append(noID, id.UID)
+			}
+		}
+	}
+	headerSection := &imap.FetchItemBodySection{Specifier: imap.PartSpecifierHeader, Peek: true}
+	for _, set := range uidSets(noID) {
+		g.progress()
+		msgs, err := c.client.Fetch(set, &imap.FetchOptions{
+			UID: true, BodySection: []*imap.FetchItemBodySection{headerSection},
+		}).Collect()
+		if err != nil {
+			return nil, c.fail("UID FETCH (BODY.PEEK[HEADER])", err)
+		}
+		for _, m := range msgs {
+			if i, ok := index[uint32(m.UID)]; ok {
+				out[i].Header = m.FindBodySection(headerSection)
+			}
+		}
+	}
+	return out, nil
+}
+
+// parseHeaderFields reads a header block; a malformed one yields what could
+// be read, since an identity is a best effort, not a reason to fail.
+func parseHeaderFields(b []byte) textproto.MIMEHeader {
+	if !bytes.HasSuffix(b, []byte("\r\n\r\n")) && !bytes.HasSuffix(b, []byte("\n\n")) {
+		b = append(append([]byte(nil), b...), "\r\n\r\n"...)
+	}
+	h, _ := textproto.NewReader(bufio.NewReader(bytes.NewReader(b))).ReadMIMEHeader()
+	return h
+}
+
+// SearchKeyword returns the UIDs of the messages carrying keyword:
+// UID SEARCH KEYWORD keyword.
+func (c *Conn) SearchKeyword(ctx context.Context, keyword string) ([]uint32, error) {
+	op := "UID SEARCH KEYWORD " + keyword
+	if err := c.begin(op); err != nil {
+		return nil, err
+	}
+	g := c.guard(ctx, c.cfg.CommandTimeout)
+	defer g.stop()
+	data, err := c.client.UIDSearch(&imap.SearchCriteria{Flag: []imap.Flag{imap.Flag(keyword)}}, nil).Wait()
+	if err != nil {
+		return nil, c.fail(op, err)
+	}
+	var uids []uint32
+	for _, uid := range data.AllUIDs() {
+		uids = append(uids, uint32(uid))
+	}
+	return uids, nil
+}
+
+// AddKeyword sets keyword on uids: UID STORE uids +FLAGS.SILENT (keyword).
+// It does nothing when the mailbox cannot store it (PERMANENTFLAGS).
+func (c *Conn) AddKeyword(ctx context.Context, uids []uint32, keyword string) (stored bool, err error) {
+	op := "UID STORE +FLAGS.SILENT (" + keyword + ")"
+	if err := c.begin(op); err != nil {
+		return false, err
+	}
+	if c.mbox == nil || !c.mbox.CanStoreFlag(keyword) {
+		return false, nil
+	}
+	sorted := sortUIDs(uids)
+	if len(sorted) == 0 {
+		return true, nil
+	}
+	g := c.guard(ctx, c.cfg.CommandTimeout)
+	defer g.stop()
+	return true, c.storeFlags(g, op, sorted, imap.StoreFlagsAdd, imap.Flag(keyword))
+}
