@@ -19,6 +19,14 @@ import (
 // complete one.
 func (c *conn) sendBody(cmd string, n int, status string, r io.ReadCloser) (sent int64, complete bool) {
 	defer func() {
+		if c.werr != nil {
+			// The client is gone, so the connection has ended: its
+			// context ends now (as documented), before r.Close, so that
+			// the backend gives up the rest of the message instead of
+			// reading it to the end for nobody while it holds the
+			// maildrop.
+			c.cancel()
+		}
 		if err := r.Close(); err != nil {
 			c.log.Debug("closing message reader failed", zap.String("cmd", cmd), zap.Int("msg", n), zap.Error(err))
 		}

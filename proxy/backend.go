@@ -111,7 +111,7 @@ func (b *Backend) Login(ctx context.Context, ci *pop3.ConnInfo, cred *pop3.Crede
 	for i, m := range metas {
 		msgs[i] = uidmap.Message{UID: m.UID, Size: m.Size}
 	}
-	view, err := b.opts.Map.Resolve(ctx, s.key, mbox.UIDValidity, msgs, identifier(conn))
+	view, err := b.opts.Map.Resolve(ctx, s.key, mbox.UIDValidity, msgs, Identifier(conn))
 	if err != nil {
 		return nil, clientError(fmt.Errorf("proxy: %w", err))
 	}
@@ -144,8 +144,8 @@ func (b *Backend) Login(ctx context.Context, ci *pop3.ConnInfo, cred *pop3.Crede
 	return s, nil
 }
 
-// identifier lets uidmap fetch identities of new messages over conn.
-func identifier(conn *imapupstream.Conn) uidmap.Identifier {
+// Identifier lets uidmap fetch identities of new messages over conn.
+func Identifier(conn *imapupstream.Conn) uidmap.Identifier {
 	return func(ctx context.Context, uids []uint32) ([]uidmap.Identity, error) {
 		ids, err := conn.Identify(ctx, uids)
 		if err != nil {

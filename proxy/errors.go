@@ -38,3 +38,16 @@ func clientError(err error) error {
 	}
 	return e
 }
+
+// sessionError is clientError for commands after login: once the upstream
+// connection is gone nothing more can be served, so the client is told and
+// the connection closed, which also frees the maildrop lock at once instead
+// of when the client gives up.
+func sessionError(err error) error {
+	ce := clientError(err)
+	var e *pop3.Error
+	if errors.Is(err, imapupstream.ErrUnavailable) && errors.As(ce, &e) {
+		e.Close = true
+	}
+	return ce
+}

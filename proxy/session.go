@@ -36,12 +36,12 @@ func (s *session) Messages() []pop3.Message { return s.messages }
 
 func (s *session) Retrieve(ctx context.Context, n int) (io.ReadCloser, error) {
 	r, err := s.conn.Fetch(ctx, s.uids[n-1])
-	return r, clientError(err)
+	return r, sessionError(err)
 }
 
 func (s *session) Top(ctx context.Context, n int, lines int) (io.ReadCloser, error) {
 	r, err := s.conn.Top(ctx, s.uids[n-1], lines)
-	return r, clientError(err)
+	return r, sessionError(err)
 }
 
 func (s *session) Retrieved(_ context.Context, n int) {

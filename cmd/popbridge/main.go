@@ -45,6 +45,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = cmdServe(ctx, args[1:], stderr)
 	case "demo":
 		err = cmdDemo(ctx, args[1:], stdout, stderr)
+	case "state":
+		err = cmdState(ctx, args[1:], stdout, stderr)
 	case "check-config":
 		err = cmdCheckConfig(args[1:], stdout, stderr)
 	case "version", "-version", "--version":
@@ -73,6 +75,9 @@ commands:
   serve [-config FILE]         run the proxy (default FILE: $POPBRIDGE_CONFIG or `+defaultConfigPath+`)
   demo                         zero-setup demo: in-memory IMAP upstream, POP3 on 127.0.0.1:1110, user demo/demo
   check-config [-config FILE]  validate the config and print it with secrets redacted
+  state show|mark-old|reset [-config FILE] USER
+                               show a user's maildrop as POP3 saw it, mark all present mail
+                               as already retrieved (password on stdin), or forget the state
   version                      print the version
 `)
 }
@@ -82,14 +87,25 @@ commands:
 func loadConfig(name string, args []string, stderr io.Writer) (cfg *config.Config, path string, err error) {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	p := configFlag(fs)
+	if err := fs.Parse(args); err != nil {
+		return nil, "", err
+	}
+	cfg, err = loadConfigFile(*p)
+	return cfg, *p, err
+}
+
+// configFlag adds -config to fs with the documented default.
+func configFlag(fs *flag.FlagSet) *string {
 	def := os.Getenv("POPBRIDGE_CONFIG")
 	if def == "" {
 		def = defaultConfigPath
 	}
-	fs.StringVar(&path, "config", def, "configuration file (env POPBRIDGE_CONFIG)")
-	if err := fs.Parse(args); err != nil {
-		return nil, "", err
-	}
-	cfg, err = config.Load(path, os.Environ())
-	return cfg, path, err
+	return fs.String("config", def, "configuration file (env POPBRIDGE_CONFIG)")
+}
+
+// loadConfigFile loads the configuration at path with the environment's
+// overrides.
+func loadConfigFile(path string) (*config.Config, error) {
+	return config.Load(path, os.Environ())
 }

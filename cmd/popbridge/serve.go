@@ -120,9 +120,9 @@ func openStore(sc config.State) (uidmap.Store, error) {
 	}
 }
 
-func newBackend(cfg *config.Config, store uidmap.Store, log *zap.Logger) (*proxy.Backend, error) {
-	u := cfg.Upstream
-	dialer, err := imapupstream.NewDialer(imapupstream.Config{
+// newDialer builds the upstream dialer from the upstream: section.
+func newDialer(u config.Upstream, log *zap.Logger) (*imapupstream.Dialer, error) {
+	return imapupstream.NewDialer(imapupstream.Config{
 		Address:            u.Address,
 		TLS:                imapupstream.TLSMode(u.TLS),
 		CAFile:             u.CAFile,
@@ -132,7 +132,12 @@ func newBackend(cfg *config.Config, store uidmap.Store, log *zap.Logger) (*proxy
 		CommandTimeout:     u.CommandTimeout,
 		MasterUser:         u.MasterUser,
 		MasterPassword:     u.MasterPassword,
-	}, log.Named("upstream"))
+	}, log)
+}
+
+func newBackend(cfg *config.Config, store uidmap.Store, log *zap.Logger) (*proxy.Backend, error) {
+	u := cfg.Upstream
+	dialer, err := newDialer(u, log.Named("upstream"))
 	if err != nil {
 		return nil, err
 	}

@@ -1,0 +1,168 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strings"
+	"text/tabwriter"
+
+	"go.uber.org/zap"
+
+	"github.com/popbridge/popbridge/imapupstream"
+	"github.com/popbridge/popbridge/proxy"
+	"github.com/popbridge/popbridge/uidmap"
+)
+
+// cmdState is `popbridge state show|mark-old|reset USER`: the operator's
+// view of and hand on one user's uidmap state.
+func cmdState(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return errors.New("usage: popbridge state show|mark-old|reset [-config FILE] USER")
+	}
+	verb := args[0]
+	fs := flag.NewFlagSet("state "+verb, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := configFlag(fs)
+	passwordFile := fs.String("password-file", "-", "mark-old: file holding the user's IMAP password (- = first line of stdin)")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return fmt.Errorf("state %s: want exactly one USER", verb)
+	}
+	user := fs.Arg(0)
+	cfg, err := loadConfigFile(*path)
+	if err != nil {
+		return err
+	}
+	store, err := openStore(cfg.State)
+	if errors.Is(err, uidmap.ErrStoreBusy) {
+		return fmt.Errorf("%w: stop popbridge first (the bolt store belongs to one process)", err)
+	}
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	key := uidmap.Key{Upstream: cfg.Upstream.Address, User: user, Mailbox: cfg.Upstream.Mailbox}
+
+	switch verb {
+	case "show":
+		return stateShow(ctx, store, key, stdout)
+	case "reset":
+		if err := store.Reset(ctx, key); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "forgot the state of %s (%s on %s): UIDLs will be named afresh at the next login\n", user, key.Mailbox, key.Upstream)
+		return nil
+	case "mark-old":
+		password, err := readPassword(*passwordFile)
+		if err != nil {
+			return err
+		}
+		format, err := uidmap.ParseFormat(cfg.Policy.UIDLFormat)
+		if err != nil {
+			return err
+		}
+		m := uidmap.New(store, uidmap.Options{Format: format, ReuseXUIDL: cfg.Policy.ReuseXUIDL})
+		dialer, err := newDialer(cfg.Upstream, zap.NewNop())
+		if err != nil {
+			return err
+		}
+		n, err := markOld(ctx, dialer, m, key, password)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "%s: %d messages marked as already retrieved; POP3 clients will see only mail that arrives from now on\n", user, n)
+		return nil
+	default:
+		return fmt.Errorf("state: unknown verb %q (show, mark-old, reset)", verb)
+	}
+}
+
+// stateShow prints the maildrop as POP3 saw it at the last session.
+func stateShow(ctx context.Context, store uidmap.Store, key uidmap.Key, w io.Writer) error {
+	drop, err := store.Load(ctx, key)
+	if err != nil {
+		return err
+	}
+	if len(drop.Records) == 0 {
+		fmt.Fprintf(w, "no state for %s (%s on %s)\n", key.User, key.Mailbox, key.Upstream)
+		return nil
+	}
+	uids := make([]uint32, 0, len(drop.Records))
+	for uid := range drop.Records {
+		uids = append(uids, uid)
+	}
+	slices.Sort(uids)
+	fmt.Fprintf(w, "%s (%s on %s), UIDVALIDITY %d, as of its last POP3 session:\n", key.User, key.Mailbox, key.Upstream, drop.UIDValidity)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "N\tUID\tUIDL\tSIZE\tHIDDEN")
+	n := 0
+	for _, uid := range uids {
+		r := drop.Records[uid]
+		num := "-"
+		if !r.Hidden {
+			n++
+			num = fmt.Sprint(n)
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%v\n", num, uid, r.UIDL, r.FP.Size, r.Hidden)
+	}
+	return tw.Flush()
+}
+
+// markOld names every message now in the mailbox and hides them all, so
+// that a device set up now downloads only mail that arrives later.
+func markOld(ctx context.Context, dialer *imapupstream.Dialer, m *uidmap.Map, key uidmap.Key, password string) (int, error) {
+	conn, err := dialer.Login(ctx, imapupstream.Credentials{Username: key.User, Password: password})
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close()
+	mbox, err := conn.Select(ctx)
+	if err != nil {
+		return 0, err
+	}
+	metas, err := conn.Snapshot(ctx)
+	if err != nil {
+		return 0, err
+	}
+	msgs := make([]uidmap.Message, len(metas))
+	uids := make([]uint32, len(metas))
+	for i, meta := range metas {
+		msgs[i] = uidmap.Message{UID: meta.UID, Size: meta.Size}
+		uids[i] = meta.UID
+	}
+	if _, err := m.Resolve(ctx, key, mbox.UIDValidity, msgs, proxy.Identifier(conn)); err != nil {
+		return 0, err
+	}
+	return len(uids), m.SetHidden(ctx, key, mbox.UIDValidity, uids, true)
+}
+
+// readPassword reads the first line of a file, or of stdin for "-": a
+// password never goes on the command line, where ps would show it.
+func readPassword(path string) (string, error) {
+	var r io.Reader = os.Stdin
+	if path != "-" {
+		f, err := os.Open(path)
+		if err != nil {
+			return "", err
+		}
+		defer f.Close()
+		r = f
+	}
+	line, err := bufio.NewReader(r).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return "", err
+	}
+	line = strings.TrimRight(line, "\r\n")
+	if line == "" {
+		return "", errors.New("no password given (first line of -password-file, or of stdin)")
+	}
+	return line, nil
+}
