@@ -1,0 +1,78 @@
+package main
+
+import (
+	"fmt"
+	"net"
+	"testing"
+
+	"github.com/emersion/go-imap/v2"
+
+	"github.com/popbridge/popbridge/imapupstream/dovecottest"
+)
+
+// recreateInbox empties the INBOX, gives it a new UIDVALIDITY and APPENDs
+// the same messages again in reverse order: new UIDs, a new UIDVALIDITY and
+// new INTERNALDATEs, as a mailbox restored from backup or moved to another
+// server would have.
+func recreateInbox(t *testing.T, dv *dovecottest.Server, user string, msgs []imapMsg) {
+	t.Helper()
+	c := dv.Client(t, user)
+	defer c.Close()
+	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	var all imap.UIDSet
+	all.AddRange(1, 0)
+	if err := c.Store(all, &imap.StoreFlags{Op: imap.StoreFlagsAdd, Flags: []imap.Flag{imap.FlagDeleted}, Silent: true}, nil).Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Expunge().Close(); err != nil {
+		t.Fatal(err)
+	}
+	c.Unselect().Wait()
+	validity, _ := imapInbox(t, dv, user)
+	dv.Doveadm(t, "mailbox", "update", "-u", user, "--uid-validity", fmt.Sprint(validity+100), "INBOX")
+	for i := len(msgs) - 1; i >= 0; i-- {
+		dv.Append(t, user, "INBOX", msgs[i].Body)
+	}
+	if v, _ := imapInbox(t, dv, user); v == validity {
+		t.Fatal("UIDVALIDITY did not change")
+	}
+}
+
+// TestClientsAfterUIDValidityReset: fetchmail and mpop in keep mode have
+// downloaded everything; the mailbox is re-created upstream (new
+// UIDVALIDITY, new UIDs). They must download nothing again, and a message
+// APPENDed after the reset exactly once.
+func TestClientsAfterUIDValidityReset(t *testing.T) {
+	dv := dovecottest.Start(t)
+	pki := newClientPKI(t)
+	srv := startServeAll(t, dv, pki, serveOptions{onDele: "keep"})
+	for _, kind := range clientKinds {
+		if kind.name != "fetchmail" && kind.name != "mpop" {
+			continue
+		}
+		t.Run(kind.name, func(t *testing.T) {
+			t.Parallel()
+			requireCommand(t, kind.command)
+			user := dovecottest.User(t)
+			for _, m := range initialMessages() {
+				dv.Append(t, user, "INBOX", m)
+			}
+			host, port, _ := net.SplitHostPort(srv.Addr[modePlain])
+			client := kind.setup(t, clientAccount{Mode: modePlain, Host: host, Port: port, User: user,
+				Password: dv.Password, CAFile: pki.CAFile, Dir: clientDir(t)})
+
+			_, first := imapInbox(t, dv, user)
+			compareDeliveries(t, "first run", client.fetch(t), retrOf(first))
+			recreateInbox(t, dv, user, first)
+			compareDeliveries(t, "run after the UIDVALIDITY reset", client.fetch(t), nil)
+
+			later := laterMessages()[0]
+			dv.Append(t, user, "INBOX", later)
+			_, all := imapInbox(t, dv, user)
+			compareDeliveries(t, "run after one new message", client.fetch(t), retrOf(all[len(all)-1:]))
+			compareDeliveries(t, "and once only", client.fetch(t), nil)
+		})
+	}
+}
