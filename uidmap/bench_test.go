@@ -1,0 +1,101 @@
+package uidmap_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/popbridge/popbridge/uidmap"
+)
+
+// mailbox50k is a snapshot of 50,000 messages and their identities.
+func mailbox50k() ([]uidmap.Message, uidmap.Identifier) {
+	const n = 50000
+	msgs := make([]uidmap.Message, n)
+	for i := range msgs {
+		msgs[i] = uidmap.Message{UID: uint32(i + 1), Size: int64(2000 + i%5000)}
+	}
+	identify := func(_ context.Context, uids []uint32) ([]uidmap.Identity, error) {
+		out := make([]uidmap.Identity, len(uids))
+		for i, uid := range uids {
+			out[i] = uidmap.Identity{UID: uid, InternalDate: time.Unix(1700000000+int64(uid), 0),
+				MessageID: fmt.Sprintf("<%d.%d@mail.example.org>", uid, uid*7919)}
+		}
+		return out, nil
+	}
+	return msgs, identify
+}
+
+// BenchmarkResolve50k measures a POP3 login's uidmap work on a 50,000-message
+// mailbox with the bolt store: the first login names and stores every
+// message, the next ones only look them up. bytes/msg is the store file's
+// size divided by the message count after the first login.
+func BenchmarkResolve50k(b *testing.B) {
+	msgs, identify := mailbox50k()
+	ctx := context.Background()
+	key := uidmap.Key{Upstream: "imap:993", User: "bench", Mailbox: "INBOX"}
+
+	b.Run("first-login", func(b *testing.B) {
+		var size int64
+		for i := 0; i < b.N; i++ {
+			b.StopTimer()
+			path := filepath.Join(b.TempDir(), "state.db")
+			s, err := uidmap.OpenBolt(path)
+			if err != nil {
+				b.Fatal(err)
+			}
+			m := uidmap.New(s, uidmap.Options{})
+			b.StartTimer()
+			if _, err := m.Resolve(ctx, key, 1, msgs, identify); err != nil {
+				b.Fatal(err)
+			}
+			b.StopTimer()
+			s.Close()
+			fi, _ := os.Stat(path)
+			size = fi.Size()
+			b.StartTimer()
+		}
+		b.ReportMetric(float64(size)/float64(len(msgs)), "bytes/msg")
+	})
+	b.Run("next-login", func(b *testing.B) {
+		s, err := uidmap.OpenBolt(filepath.Join(b.TempDir(), "state.db"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer s.Close()
+		m := uidmap.New(s, uidmap.Options{})
+		if _, err := m.Resolve(ctx, key, 1, msgs, identify); err != nil {
+			b.Fatal(err)
+		}
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			if _, err := m.Resolve(ctx, key, 1, msgs, identify); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("uidvalidity-reset", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			b.StopTimer()
+			s, err := uidmap.OpenBolt(filepath.Join(b.TempDir(), "state.db"))
+			if err != nil {
+				b.Fatal(err)
+			}
+			m := uidmap.New(s, uidmap.Options{})
+			if _, err := m.Resolve(ctx, key, 1, msgs, identify); err != nil {
+				b.Fatal(err)
+			}
+			b.StartTimer()
+			v, err := m.Resolve(ctx, key, 2, msgs, identify)
+			if err != nil || v.Kept != len(msgs) {
+				b.Fatalf("%v, kept %d", err, v.Kept)
+			}
+			b.StopTimer()
+			s.Close()
+			b.StartTimer()
+		}
+	})
+}
