@@ -5,14 +5,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"sort"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
-	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/popbridge/popbridge/imapupstream"
@@ -45,42 +43,7 @@ func defaultPolicy() proxy.Policy {
 
 func startBridge(t *testing.T, dv *dovecottest.Server, opts ...bridgeOption) *bridge {
 	t.Helper()
-	core, logs := observer.New(zap.DebugLevel)
-	log := zap.New(core)
-	ucfg := imapupstream.Config{
-		Address:        dv.IMAPAddr,
-		TLS:            imapupstream.TLSMode("none"),
-		Mailbox:        "INBOX",
-		ConnectTimeout: 5 * time.Second,
-		CommandTimeout: 20 * time.Second,
-	}
-	store := uidmap.NewMemoryStore()
-	popts := proxy.Options{UpstreamID: dv.IMAPAddr, Mailbox: "INBOX", Map: uidmap.New(store, uidmap.Options{}), Policy: defaultPolicy(), Logger: log}
-	srv := &pop3.Server{Logger: log, Implementation: "popbridge", FailureDelay: 50 * time.Millisecond}
-	for _, o := range opts {
-		o(&popts, &ucfg, srv)
-	}
-	dialer, err := imapupstream.NewDialer(ucfg, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	popts.Dialer = dialer
-	backend, err := proxy.New(popts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv.Backend = backend
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(l)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		srv.Shutdown(ctx)
-	})
-	return &bridge{Addr: l.Addr().String(), DV: dv, Store: store, Logs: logs, srv: srv}
+	return startBridgeWith(t, dv, func(b pop3.Backend) pop3.Backend { return b }, opts...)
 }
 
 // login opens a POP3 session as user.
