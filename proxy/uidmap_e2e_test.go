@@ -79,23 +79,7 @@ func TestRecreatedMailboxKeepsUIDLs(t *testing.T) {
 	seed(t, dv, user, msgs)
 	before := uidls(t, b, user)
 
-	// Empty the mailbox and give it a new UIDVALIDITY, as re-creating it
-	// would (Dovecot refuses to delete or rename INBOX itself).
-	c := dv.Client(t, user)
-	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
-		t.Fatal(err)
-	}
-	var all imap.UIDSet
-	all.AddRange(1, 0)
-	if err := c.Store(all, &imap.StoreFlags{Op: imap.StoreFlagsAdd, Flags: []imap.Flag{imap.FlagDeleted}, Silent: true}, nil).Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Expunge().Close(); err != nil {
-		t.Fatal(err)
-	}
-	c.Unselect().Wait()
-	validity, _ := imapState(t, dv, user, "INBOX")
-	dv.Doveadm(t, "mailbox", "update", "-u", user, "--uid-validity", fmt.Sprint(validity+7), "INBOX")
+	dv.EmptyWithNewUIDValidity(t, user, "INBOX")
 	// Reverse order: the copies get other UIDs than before.
 	for i := len(msgs) - 1; i >= 0; i-- {
 		dv.Append(t, user, "INBOX", msgs[i])

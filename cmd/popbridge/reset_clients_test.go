@@ -1,11 +1,8 @@
 package main
 
 import (
-	"fmt"
 	"net"
 	"testing"
-
-	"github.com/emersion/go-imap/v2"
 
 	"github.com/popbridge/popbridge/imapupstream/dovecottest"
 )
@@ -16,22 +13,8 @@ import (
 // server would have.
 func recreateInbox(t *testing.T, dv *dovecottest.Server, user string, msgs []imapMsg) {
 	t.Helper()
-	c := dv.Client(t, user)
-	defer c.Close()
-	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
-		t.Fatal(err)
-	}
-	var all imap.UIDSet
-	all.AddRange(1, 0)
-	if err := c.Store(all, &imap.StoreFlags{Op: imap.StoreFlagsAdd, Flags: []imap.Flag{imap.FlagDeleted}, Silent: true}, nil).Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Expunge().Close(); err != nil {
-		t.Fatal(err)
-	}
-	c.Unselect().Wait()
 	validity, _ := imapInbox(t, dv, user)
-	dv.Doveadm(t, "mailbox", "update", "-u", user, "--uid-validity", fmt.Sprint(validity+100), "INBOX")
+	dv.EmptyWithNewUIDValidity(t, user, "INBOX")
 	for i := len(msgs) - 1; i >= 0; i-- {
 		dv.Append(t, user, "INBOX", msgs[i].Body)
 	}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -157,4 +158,37 @@ func (s *Server) TLSConfig() *tls.Config {
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(s.CACertPEM)
 	return &tls.Config{RootCAs: pool, ServerName: "localhost", MinVersion: tls.VersionTLS12}
+}
+
+// EmptyWithNewUIDValidity expunges every message of the user's mailbox and
+// gives it a new UIDVALIDITY (with doveadm), as re-creating the mailbox
+// would: Dovecot refuses to delete or rename INBOX itself. It returns the
+// new UIDVALIDITY.
+func (s *Server) EmptyWithNewUIDValidity(t testing.TB, user, mailbox string) uint32 {
+	t.Helper()
+	c, err := s.dial(user)
+	if err != nil {
+		t.Fatalf("dovecottest: %v", err)
+	}
+	defer c.Close()
+	sel, err := c.Select(mailbox, nil).Wait()
+	if err != nil {
+		t.Fatalf("dovecottest: select %s: %v", mailbox, err)
+	}
+	if sel.NumMessages > 0 {
+		var all imap.UIDSet
+		all.AddRange(1, 0)
+		if err := c.Store(all, &imap.StoreFlags{Op: imap.StoreFlagsAdd, Flags: []imap.Flag{imap.FlagDeleted}, Silent: true}, nil).Close(); err != nil {
+			t.Fatalf("dovecottest: %v", err)
+		}
+		if err := c.Expunge().Close(); err != nil {
+			t.Fatalf("dovecottest: %v", err)
+		}
+	}
+	if err := c.Unselect().Wait(); err != nil {
+		t.Fatalf("dovecottest: %v", err)
+	}
+	next := sel.UIDValidity + 1000
+	s.Doveadm(t, "mailbox", "update", "-u", user, "--uid-validity", strconv.FormatUint(uint64(next), 10), mailbox)
+	return next
 }
