@@ -6,6 +6,7 @@
 //	popbridge serve [-config FILE]
 //	popbridge demo
 //	popbridge check-config [-config FILE]
+//	popbridge import-uidl [-config FILE] -user USER (-pop3 HOST:PORT | -dovecot-uidlist FILE) [-force] [-dry-run]
 //	popbridge version
 package main
 
@@ -49,6 +50,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = cmdState(ctx, args[1:], stdout, stderr)
 	case "check-config":
 		err = cmdCheckConfig(args[1:], stdout, stderr)
+	case "import-uidl":
+		err = cmdImportUIDL(ctx, args[1:], os.Stdin, stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintf(stdout, "popbridge %s\n", version)
 	case "help", "-h", "-help", "--help":
@@ -78,6 +81,9 @@ commands:
   state show|mark-old|reset [-config FILE] USER
                                show a user's maildrop as POP3 saw it, mark all present mail
                                as already retrieved (password on stdin), or forget the state
+  import-uidl [-config FILE] -user USER (-pop3 HOST:PORT | -dovecot-uidlist FILE) [-force] [-dry-run]
+                               seed a user's UIDLs from the previous POP3 server (password on stdin;
+                               popbridge import-uidl -h for every flag)
   version                      print the version
 `)
 }
