@@ -45,6 +45,9 @@ type Config struct {
 	// must have authenticated the user by other means, or any password opens
 	// any mailbox.
 	MasterUser, MasterPassword string
+	// Observer, when not nil, is told of login and command latencies and
+	// of failures, for metrics.
+	Observer Observer
 }
 
 // Credentials are the user's, passed through to the upstream (or only the

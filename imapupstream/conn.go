@@ -119,7 +119,10 @@ func (m *Mailbox) CanStoreFlag(flag string) bool {
 // Select SELECTs (read-write, never EXAMINE) the configured mailbox. Selecting
 // again is allowed: if UIDVALIDITY changed meanwhile, the new Mailbox is
 // returned together with an error wrapping ErrMailboxChanged.
-func (c *Conn) Select(ctx context.Context) (*Mailbox, error) {
+func (c *Conn) Select(ctx context.Context) (_ *Mailbox, err error) {
+	if o := c.cfg.Observer; o != nil {
+		defer observeCommand(o, "select", time.Now(), &err)
+	}
 	const op = "SELECT"
 	if err := c.begin(op); err != nil {
 		return nil, err

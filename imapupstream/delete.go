@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/emersion/go-imap/v2"
 	"go.uber.org/zap"
@@ -55,7 +56,10 @@ const (
 //
 // UIDs that no longer exist are ignored, so a retry after a failure finishes
 // the job. Long UID lists are split into several commands.
-func (c *Conn) Delete(ctx context.Context, uids []uint32, mode DeleteMode, trashMailbox string) error {
+func (c *Conn) Delete(ctx context.Context, uids []uint32, mode DeleteMode, trashMailbox string) (err error) {
+	if o := c.cfg.Observer; o != nil {
+		defer observeCommand(o, "delete", time.Now(), &err)
+	}
 	op := "delete (" + string(mode) + ")"
 	switch mode {
 	case DeleteKeep:

@@ -62,8 +62,11 @@ func (d *Dialer) Config() Config { return d.cfg }
 // ConnectTimeout (and ctx). It makes exactly one upstream connection.
 //
 // Errors wrap ErrAuthFailed, ErrInUse, ErrUnavailable or ErrConfig.
-func (d *Dialer) Login(ctx context.Context, cred Credentials) (*Conn, error) {
+func (d *Dialer) Login(ctx context.Context, cred Credentials) (_ *Conn, err error) {
 	start := time.Now()
+	if o := d.cfg.Observer; o != nil {
+		defer func() { o.LoginDone(time.Since(start), err) }()
+	}
 	log := d.log.With(zap.String("upstream", d.cfg.Address), zap.String("user", cred.Username))
 	if cred.Username == "" {
 		return nil, fmt.Errorf("%w: empty user name", ErrAuthFailed)

@@ -25,7 +25,10 @@ import (
 //
 // If the server answers without the message (another client expunged it),
 // the error wraps ErrNoSuchMessage and the Conn stays usable.
-func (c *Conn) Fetch(ctx context.Context, uid uint32) (io.ReadCloser, error) {
+func (c *Conn) Fetch(ctx context.Context, uid uint32) (_ io.ReadCloser, err error) {
+	if o := c.cfg.Observer; o != nil {
+		defer observeCommand(o, "fetch", time.Now(), &err)
+	}
 	op := fmt.Sprintf("UID FETCH %d (BODY.PEEK[])", uid)
 	if err := c.begin(op); err != nil {
 		return nil, err
@@ -176,7 +179,11 @@ func (s *fetchStream) Read(p []byte) (int, error) {
 func (s *fetchStream) broken(cause error) error {
 	s.c.kill(cause)
 	s.release()
-	return fmt.Errorf("%w: %s: reading the message: %w", ErrUnavailable, s.op, s.c.deadCause())
+	err := fmt.Errorf("%w: %s: reading the message: %w", ErrUnavailable, s.op, s.c.deadCause())
+	if o := s.c.cfg.Observer; o != nil {
+		o.StreamFailed(err)
+	}
+	return err
 }
 
 // finish waits for the end of the command after the literal was read in
@@ -194,7 +201,11 @@ func (s *fetchStream) finish() error {
 	}
 	s.release()
 	if err != nil {
-		return s.c.fail(s.op, err)
+		err = s.c.fail(s.op, err)
+		if o := s.c.cfg.Observer; o != nil {
+			o.StreamFailed(err)
+		}
+		return err
 	}
 	return io.EOF
 }

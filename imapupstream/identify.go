@@ -31,7 +31,10 @@ var identFields = []string{"MESSAGE-ID", "X-UIDL"}
 // Message-ID. UIDs that no longer exist are left out of the result. (RFC 8474
 // EMAILID would be stronger, but go-imap cannot fetch it and Dovecot 2.3
 // does not offer OBJECTID.)
-func (c *Conn) Identify(ctx context.Context, uids []uint32) ([]Ident, error) {
+func (c *Conn) Identify(ctx context.Context, uids []uint32) (_ []Ident, err error) {
+	if o := c.cfg.Observer; o != nil {
+		defer observeCommand(o, "identify", time.Now(), &err)
+	}
 	const op = "UID FETCH (INTERNALDATE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID X-UIDL)])"
 	if err := c.begin(op); err != nil {
 		return nil, err
@@ -102,7 +105,10 @@ func parseHeaderFields(b []byte) textproto.MIMEHeader {
 
 // SearchKeyword returns the UIDs of the messages carrying keyword:
 // UID SEARCH KEYWORD keyword.
-func (c *Conn) SearchKeyword(ctx context.Context, keyword string) ([]uint32, error) {
+func (c *Conn) SearchKeyword(ctx context.Context, keyword string) (_ []uint32, err error) {
+	if o := c.cfg.Observer; o != nil {
+		defer observeCommand(o, "search_keyword", time.Now(), &err)
+	}
 	op := "UID SEARCH KEYWORD " + keyword
 	if err := c.begin(op); err != nil {
 		return nil, err
@@ -123,6 +129,9 @@ func (c *Conn) SearchKeyword(ctx context.Context, keyword string) ([]uint32, err
 // AddKeyword sets keyword on uids: UID STORE uids +FLAGS.SILENT (keyword).
 // It does nothing when the mailbox cannot store it (PERMANENTFLAGS).
 func (c *Conn) AddKeyword(ctx context.Context, uids []uint32, keyword string) (stored bool, err error) {
+	if o := c.cfg.Observer; o != nil {
+		defer observeCommand(o, "add_keyword", time.Now(), &err)
+	}
 	op := "UID STORE +FLAGS.SILENT (" + keyword + ")"
 	if err := c.begin(op); err != nil {
 		return false, err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
@@ -22,7 +23,10 @@ type MessageMeta struct {
 // The answer is decoded as it streams in, without buffering it; the command
 // timeout applies to stalls (no message for CommandTimeout), not to the whole
 // listing, so very large mailboxes do not time out while data flows.
-func (c *Conn) Snapshot(ctx context.Context) ([]MessageMeta, error) {
+func (c *Conn) Snapshot(ctx context.Context) (_ []MessageMeta, err error) {
+	if o := c.cfg.Observer; o != nil {
+		defer observeCommand(o, "snapshot", time.Now(), &err)
+	}
 	const op = "UID FETCH 1:* (UID RFC822.SIZE)"
 	if err := c.begin(op); err != nil {
 		return nil, err

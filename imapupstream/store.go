@@ -2,6 +2,7 @@ package imapupstream
 
 import (
 	"context"
+	"time"
 
 	"github.com/emersion/go-imap/v2"
 )
@@ -9,7 +10,10 @@ import (
 // MarkSeen sets \Seen on the messages: UID STORE uids +FLAGS.SILENT (\Seen),
 // split into several commands when the UID set is long. UIDs that no longer
 // exist are ignored by the server. An empty list sends nothing.
-func (c *Conn) MarkSeen(ctx context.Context, uids []uint32) error {
+func (c *Conn) MarkSeen(ctx context.Context, uids []uint32) (err error) {
+	if o := c.cfg.Observer; o != nil {
+		defer observeCommand(o, "mark_seen", time.Now(), &err)
+	}
 	const op = `UID STORE +FLAGS.SILENT (\Seen)`
 	if err := c.begin(op); err != nil {
 		return err

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/emersion/go-imap/v2"
 )
@@ -18,6 +19,8 @@ const (
 	topBytesPerLine  = 128
 	topMaxFirstChunk = 256 << 10
 	topMaxChunk      = 8 << 20
+	// A header up to this size is read whole before Top returns (prefetch).
+	topMaxBufferedHeader = 64 << 10
 )
 
 // Top streams the header, the blank line after it and the first lines of the
@@ -27,7 +30,10 @@ const (
 // marks the message \Seen. The reader behaves like Fetch's (errors, Close,
 // ctx, one open reader per Conn). If the message is gone, the error wraps
 // ErrNoSuchMessage.
-func (c *Conn) Top(ctx context.Context, uid uint32, lines int) (io.ReadCloser, error) {
+func (c *Conn) Top(ctx context.Context, uid uint32, lines int) (_ io.ReadCloser, err error) {
+	if o := c.cfg.Observer; o != nil {
+		defer observeCommand(o, "top", time.Now(), &err)
+	}
 	op := fmt.Sprintf("UID FETCH %d (BODY.PEEK[HEADER])", uid)
 	if err := c.begin(op); err != nil {
 		return nil, err
@@ -43,7 +49,30 @@ func (c *Conn) Top(ctx context.Context, uid uint32, lines int) (io.ReadCloser, e
 	chunk = min(chunk, topMaxFirstChunk)
 	r := &topReader{c: c, ctx: ctx, uid: uid, linesLeft: lines, cur: hdr, chunk: chunk}
 	c.reader = r
+	if lines > 0 && hdr.size <= topMaxBufferedHeader {
+		if err := r.prefetch(); err != nil {
+			return nil, err
+		}
+	}
 	return r, nil
+}
+
+// prefetch reads the header whole and starts the first TEXT partial before
+// Top returns. A message expunged by another client between the two
+// FETCHes is then reported by Top itself (ErrNoSuchMessage), while the
+// caller has sent nothing and can still answer with an error, instead of in
+// the middle of its answer.
+func (r *topReader) prefetch() error {
+	head, err := io.ReadAll(r.cur)
+	if err != nil {
+		r.finish(err)
+		return err
+	}
+	r.head, r.cur, r.inText = head, nil, true
+	if !r.nextText() {
+		return r.err
+	}
+	return nil
 }
 
 // topReader yields the header stream, then the text streams truncated after
@@ -53,6 +82,7 @@ type topReader struct {
 	ctx       context.Context
 	uid       uint32
 	linesLeft int
+	head      []byte       // the prefetched header, to deliver first
 	cur       *fetchStream // the stream being read; nil between streams
 	inText    bool         // cur is a TEXT partial
 	offset    int64        // of the next TEXT partial
@@ -62,6 +92,11 @@ type topReader struct {
 }
 
 func (r *topReader) Read(p []byte) (int, error) {
+	if len(r.head) > 0 {
+		n := copy(p, r.head)
+		r.head = r.head[n:]
+		return n, nil
+	}
 	for r.err == nil {
 		if r.cur == nil {
 			if !r.nextText() {
@@ -79,7 +114,9 @@ func (r *topReader) Read(p []byte) (int, error) {
 			r.cur = nil
 		}
 		if n > 0 {
-			return n, nil
+			// A failure comes with the octets before it, so that a caller
+			// that has sent nothing yet can still answer with an error.
+			return n, r.err
 		}
 	}
 	return 0, r.err
@@ -131,11 +168,15 @@ func (r *topReader) nextText() bool {
 		return false
 	}
 	op := fmt.Sprintf("UID FETCH %d (BODY.PEEK[TEXT]<%d.%d>)", r.uid, r.offset, r.chunk)
+	// An empty body, or a partial beyond its end, is an empty string
+	// (RFC 3501 6.4.5); NIL, or no section at all, means the message is
+	// gone (Dovecot: BODY[TEXT]<0> NIL, then OK [EXPUNGEISSUED]), which must
+	// not pass for the end of the body: the answer would look complete.
 	s, err := r.c.startFetch(r.ctx, op, r.uid, &imap.FetchItemBodySection{
 		Specifier: imap.PartSpecifierText,
 		Peek:      true,
 		Partial:   &imap.SectionPartial{Offset: r.offset, Size: r.chunk},
-	}, true)
+	}, false)
 	if err != nil {
 		r.finish(err)
 		return false

@@ -86,5 +86,6 @@ type ConnInfo struct {
 	ID         string   // session id, unique per connection, for logs
 	RemoteAddr net.Addr // the client (after PROXY protocol, when used)
 	LocalAddr  net.Addr
+	Listener   string               // ListenerConfig.Name of the listener it came in on
 	TLS        *tls.ConnectionState // nil on a plaintext connection; set by implicit TLS or STLS
 }

@@ -74,15 +74,41 @@ func (c *conn) cmdPASS(rest string) {
 // here logs the password or token.
 func (c *conn) login(cred *Credentials, errorChallenge []byte) {
 	log := c.log.With(zap.String("user", cred.Username), zap.String("mechanism", cred.Mechanism))
+	obs := c.srv.Observer
 	limiter := c.srv.LoginLimiter
 	if limiter != nil {
 		if ok, retry := limiter.Allow(c.info.RemoteAddr); !ok {
 			log.Info("login refused: too many failed logins from this address", zap.Duration("retry_after", retry))
+			if obs != nil {
+				obs.Login(&c.info, LoginDelay)
+				obs.ConnRefused(&c.info, RefuseLoginLimiter)
+			}
+			c.setEnd(EndRefused)
 			c.fail(CodeLoginDelay, loginDelayText(retry))
 			c.closing = true
 			return
 		}
 	}
+	// Shutdown waits for logins under way and the sessions they open;
+	// none may start once it has begun.
+	if !c.srv.beginSession() {
+		log.Info("login refused: the server is shutting down")
+		if obs != nil {
+			obs.Login(&c.info, LoginShuttingDown)
+			obs.ConnRefused(&c.info, RefuseShuttingDown)
+		}
+		c.setEnd(EndShutdown)
+		c.fail(CodeSysTemp, "server shutting down")
+		c.closing = true
+		return
+	}
+	c.busy = true
+	defer func() {
+		if c.sess == nil { // no session: nothing for Shutdown to wait for
+			c.busy = false
+			c.srv.endSession()
+		}
+	}()
 	c.flush() // answers to earlier pipelined commands go out before we wait
 	sess, err := c.srv.Backend.Login(c.ctx, &c.info, cred)
 	switch {
@@ -99,6 +125,9 @@ func (c *conn) login(cred *Credentials, errorChallenge []byte) {
 			// We announce AUTH-RESP-CODE (RFC 3206): a refusal without
 			// a code of its own is a credentials problem.
 			e = &Error{Code: CodeAuth, Message: e.Message, Close: e.Close, Err: e.Err}
+		}
+		if obs != nil {
+			obs.Login(&c.info, loginResult(e.Code))
 		}
 		if e.Code != CodeAuth {
 			log.Warn("login failed", zap.Error(err))
@@ -127,7 +156,11 @@ func (c *conn) login(cred *Credentials, errorChallenge []byte) {
 		// A malformed listing would corrupt the protocol (a UIDL with a
 		// space or CRLF in it); refuse loudly rather than serve it.
 		log.Error("backend returned an invalid maildrop listing", zap.Error(err))
+		if obs != nil {
+			obs.Login(&c.info, LoginSysPerm)
+		}
 		c.closeSession()
+		c.setEnd(EndError)
 		c.fail(CodeSysPerm, "maildrop listing is invalid")
 		c.closing = true
 		return
@@ -146,6 +179,10 @@ func (c *conn) login(cred *Credentials, errorChallenge []byte) {
 		c.line = make([]byte, 0, c.lim.maxLine)
 	}
 	count, size := c.stats()
+	c.loginUser, c.loginMech, c.listed = cred.Username, cred.Mechanism, count
+	if obs != nil {
+		obs.Login(&c.info, LoginOK)
+	}
 	log.Info("logged in", zap.Int("messages", count), zap.Int64("octets", size))
 	c.ok("maildrop has " + strconv.Itoa(count) + " messages (" + strconv.FormatInt(size, 10) + " octets)")
 }
@@ -210,6 +247,7 @@ func (c *conn) cmdQUIT(string) {
 	// wants to leave stuck in the session.
 	c.closing = true
 	if c.state != stateTransaction {
+		c.setEnd(EndQuit)
 		c.ok("bye")
 		return
 	}
@@ -224,10 +262,13 @@ func (c *conn) cmdQUIT(string) {
 	err := c.sess.Update(c.ctx, deleted)
 	c.closeSession()
 	if err != nil {
+		c.setEnd(EndUpdateFailed)
 		c.log.Warn("update failed", zap.Error(err), zap.Int("deleted", len(deleted)))
 		c.failError(asError(err))
 		return
 	}
-	c.log.Info("session ended with QUIT", zap.Int("deleted", len(deleted)))
+	c.setEnd(EndUpdateOK)
+	c.deletedN = len(deleted)
+	c.log.Debug("session ended with QUIT", zap.Int("deleted", len(deleted)))
 	c.ok("bye")
 }

@@ -85,6 +85,7 @@ func (c *conn) cmdRETR(rest string) {
 	// Retrieved promises the client has the whole message: only after
 	// the terminating "." has really left.
 	if c.flush() {
+		c.retrieved++
 		c.sess.Retrieved(c.ctx, n)
 	}
 }

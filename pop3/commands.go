@@ -90,6 +90,9 @@ func (c *conn) handle(line []byte) {
 	}
 	c.log.Debug("command", zap.String("cmd", logName), zap.Bool("ok", c.cmdOK),
 		zap.Duration("took", time.Since(start)))
+	if o := c.srv.Observer; o != nil {
+		o.Command(logName, c.cmdOK)
+	}
 }
 
 func (c *conn) dispatch(name, rest string) {

@@ -77,6 +77,18 @@ type conn struct {
 	streaming bool  // inside a multi-line body: never write a status line
 	werr      error // first write error; the connection is dead
 	cmdOK     bool  // status of the current command's answer, for logs
+
+	// For the session's last log line and Observer.SessionEnded.
+	start     time.Time
+	opened    bool   // admitted: a session that gets its last log line
+	busy      bool   // counted by Server.beginSession, until endSession
+	end       string // how it ended, End*; the first reason set wins
+	loginUser string // who logged in, "" before
+	loginMech string
+	listed    int   // messages at login
+	retrieved int   // RETRs sent in full
+	deletedN  int   // deleted by a successful UPDATE
+	sent      int64 // octets written to the client
 }
 
 // newConn makes the connection that trackConn registers. It runs under the
@@ -89,23 +101,40 @@ func newConn(s *Server, nc net.Conn, lc ListenerConfig) *conn {
 
 // setup prepares everything else, in the connection's goroutine.
 func (c *conn) setup() {
+	c.start = time.Now()
 	c.lim = c.srv.limits()
 	if c.lim.loginTimeout > 0 {
-		c.loginDeadline = time.Now().Add(c.lim.loginTimeout)
+		c.loginDeadline = c.start.Add(c.lim.loginTimeout)
 	}
 	if c.lc.TLS == TLSImplicit {
-		c.nc = tls.Server(c.raw, c.srv.TLSConfig)
+		c.nc = tls.Server(c.raw, c.tlsConfig())
 	}
 	c.info = ConnInfo{
 		ID:         newSessionID(),
 		RemoteAddr: c.raw.RemoteAddr(),
 		LocalAddr:  c.raw.LocalAddr(),
+		Listener:   c.lc.Name,
 	}
 	remote := ""
 	if c.info.RemoteAddr != nil {
 		remote = c.info.RemoteAddr.String()
 	}
 	c.log = c.srv.logger().With(zap.String("session", c.info.ID), zap.String("remote", remote))
+}
+
+// tlsConfig is the TLS configuration of the connection's listener.
+func (c *conn) tlsConfig() *tls.Config {
+	if c.lc.TLSConfig != nil {
+		return c.lc.TLSConfig
+	}
+	return c.srv.TLSConfig
+}
+
+// setEnd records how the session ends, unless a reason is already known.
+func (c *conn) setEnd(end string) {
+	if c.end == "" {
+		c.end = end
+	}
 }
 
 // newSessionID returns 12 random hex digits: short enough to read in logs,
@@ -129,7 +158,7 @@ func (c *conn) serve() {
 		return
 	}
 	c.br = bufio.NewReader(c.nc)
-	c.bw = bufio.NewWriter(deadlineWriter{c.nc, c.lim.writeTimeout})
+	c.bw = bufio.NewWriter(c.deadlineWriter())
 	c.line = make([]byte, 0, c.lim.maxLine)
 
 	c.ok(c.lim.greeting)
@@ -155,6 +184,9 @@ func (c *conn) serve() {
 			c.cmdOK = false
 			c.fail("", "line too long")
 			c.log.Debug("command", zap.String("cmd", "?"), zap.Bool("ok", false), zap.String("error", "line too long"))
+			if o := c.srv.Observer; o != nil {
+				o.Command("too_long", false)
+			}
 			c.badCommand()
 			continue
 		}
@@ -173,17 +205,31 @@ func isAUTH(line []byte) bool {
 // admit counts the connection against the connection limits. Over a limit,
 // the client gets one -ERR instead of the greeting (nothing on a TLS
 // connection: no handshake is spent on a refused client) and admit reports
-// false.
+// false. While the server shuts down the answer is "-ERR [SYS/TEMP] server
+// shutting down", on TLS connections too (after a handshake bounded by
+// refuseWriteTimeout): a client told why does not report a broken server.
 func (c *conn) admit() bool {
-	why := c.srv.admit(c, ipKey(c.info.RemoteAddr))
-	if why == "" {
+	reason, why := c.srv.admit(c, ipKey(c.info.RemoteAddr))
+	if reason == "" {
+		c.opened = true
+		if o := c.srv.Observer; o != nil {
+			o.ConnOpened(&c.info, c.lc.TLS)
+		}
 		return true
 	}
 	c.log.Info("connection refused", zap.String("reason", why))
-	if _, isTLS := c.raw.(*tls.Conn); c.lc.TLS != TLSImplicit && !isTLS {
-		_ = c.raw.SetWriteDeadline(time.Now().Add(refuseWriteTimeout))
-		_, _ = io.WriteString(c.raw, "-ERR ["+CodeSysTemp+"] "+why+"\r\n")
+	if o := c.srv.Observer; o != nil {
+		o.ConnRefused(&c.info, reason)
 	}
+	var w io.Writer = c.raw
+	if tc, isTLS := c.nc.(*tls.Conn); isTLS {
+		if reason != RefuseShuttingDown {
+			return false
+		}
+		w = tc // the write runs the handshake first
+	}
+	_ = c.raw.SetDeadline(time.Now().Add(refuseWriteTimeout))
+	_, _ = io.WriteString(w, "-ERR ["+CodeSysTemp+"] "+why+"\r\n")
 	return false
 }
 
@@ -216,11 +262,20 @@ func (c *conn) handshake() bool {
 	_ = tc.SetDeadline(c.authDeadline())
 	if err := tc.HandshakeContext(c.ctx); err != nil {
 		c.log.Debug("TLS handshake failed", zap.Error(err))
+		if o := c.srv.Observer; o != nil {
+			o.TLSHandshake(&c.info, err)
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			c.setEnd(EndTimeout)
+		}
 		return false
 	}
 	_ = tc.SetDeadline(time.Time{})
 	cs := tc.ConnectionState()
 	c.info.TLS = &cs
+	if o := c.srv.Observer; o != nil {
+		o.TLSHandshake(&c.info, nil)
+	}
 	return true
 }
 
@@ -244,6 +299,9 @@ func (c *conn) finish() {
 	}
 	c.closeSession()
 	c.srv.release(c)
+	if r != nil {
+		c.setEnd(EndError)
+	}
 	if r != nil || c.werr != nil || c.streaming || c.br == nil {
 		// Not a clean end: skip the TLS close_notify, which could wait
 		// on a client that stopped reading, and which would make a
@@ -256,7 +314,48 @@ func (c *conn) finish() {
 	}
 	c.cancel()
 	c.log.Debug("connection closed")
+	c.ended()
+	if c.busy {
+		c.busy = false
+		c.srv.endSession()
+	}
 	c.srv.untrackConn(c)
+}
+
+// ended writes the session's last log line and tells the Observer, for an
+// admitted connection.
+func (c *conn) ended() {
+	if !c.opened {
+		return
+	}
+	switch {
+	case c.end != "":
+	case c.srv.ctx.Err() != nil:
+		c.end = EndShutdown
+	case errors.Is(c.werr, os.ErrDeadlineExceeded):
+		c.end = EndTimeout
+	default:
+		c.end = EndDropped
+	}
+	sum := SessionSummary{
+		Info:      &c.info,
+		User:      c.loginUser,
+		Mechanism: c.loginMech,
+		Listed:    c.listed,
+		Retrieved: c.retrieved,
+		Deleted:   c.deletedN,
+		BytesSent: c.sent,
+		Duration:  time.Since(c.start),
+		End:       c.end,
+	}
+	// Never the password, the token or message content: names and counts.
+	c.log.Info("session ended", zap.String("user", sum.User), zap.String("listener", c.info.Listener),
+		zap.String("tls", TLSVersionName(c.info.TLS)), zap.Int("listed", sum.Listed),
+		zap.Int("retrieved", sum.Retrieved), zap.Int("deleted", sum.Deleted),
+		zap.Int64("bytes_sent", sum.BytesSent), zap.Duration("duration", sum.Duration), zap.String("end", sum.End))
+	if o := c.srv.Observer; o != nil {
+		o.SessionEnded(&sum)
+	}
 }
 
 // closeSession calls Session.Close exactly once, if there is a session.
@@ -322,11 +421,16 @@ func (c *conn) readLine(limit int) (line []byte, tooLong bool, err error) {
 // readFailed handles the end of the input.
 func (c *conn) readFailed(err error) {
 	switch {
+	case c.srv.ctx.Err() != nil:
+		c.setEnd(EndShutdown)
+		c.log.Debug("connection closed by the server's shutdown", zap.Stringer("state", c.state))
 	case errors.Is(err, os.ErrDeadlineExceeded) && c.state == stateAuthorization &&
 		!c.loginDeadline.IsZero() && !time.Now().Before(c.loginDeadline):
+		c.setEnd(EndTimeout)
 		c.log.Info("login timeout; closing")
 		c.fail("", "login timeout")
 	case errors.Is(err, os.ErrDeadlineExceeded):
+		c.setEnd(EndTimeout)
 		c.log.Info("idle timeout; closing", zap.Stringer("state", c.state))
 		c.fail("", "disconnected for inactivity")
 	case errors.Is(err, io.EOF):
@@ -345,6 +449,7 @@ func (c *conn) badCommand() {
 		limit = c.lim.maxBadAuth
 	}
 	if limit > 0 && c.bad >= limit {
+		c.setEnd(EndBadCommands)
 		c.log.Info("too many bad commands; closing", zap.Int("count", c.bad), zap.Stringer("state", c.state))
 		c.fail("", "too many bad commands")
 		c.closing = true
@@ -417,6 +522,7 @@ func (c *conn) fail(code, text string) {
 func (c *conn) failError(e *Error) {
 	c.fail(e.Code, e.Message)
 	if e.Close {
+		c.setEnd(EndError)
 		c.closing = true
 	}
 }
@@ -476,10 +582,17 @@ func sanitizeCode(code string) string {
 
 // deadlineWriter gives every write to the client its own deadline, so a
 // client that stops reading is dropped after WriteTimeout even in the middle
-// of a long message (bufio.Writer flushes by itself when full).
+// of a long message (bufio.Writer flushes by itself when full). It also
+// counts the octets written.
 type deadlineWriter struct {
 	nc      net.Conn
 	timeout time.Duration
+	sent    *int64
+	obs     Observer
+}
+
+func (c *conn) deadlineWriter() deadlineWriter {
+	return deadlineWriter{nc: c.nc, timeout: c.lim.writeTimeout, sent: &c.sent, obs: c.srv.Observer}
 }
 
 func (w deadlineWriter) Write(p []byte) (int, error) {
@@ -488,5 +601,10 @@ func (w deadlineWriter) Write(p []byte) (int, error) {
 			return 0, err
 		}
 	}
-	return w.nc.Write(p)
+	n, err := w.nc.Write(p)
+	*w.sent += int64(n)
+	if w.obs != nil && n > 0 {
+		w.obs.BytesSent(n)
+	}
+	return n, err
 }

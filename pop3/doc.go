@@ -43,4 +43,11 @@
 // Connections over Server.MaxConnections or MaxConnectionsPerIP get one -ERR
 // line with the SYS/TEMP response code instead of the greeting (nothing on
 // implicit TLS, where no handshake is spent on them) and are closed.
+//
+// Operations: Shutdown drains (new logins, and with RefuseDuringShutdown new
+// connections, get -ERR [SYS/TEMP] server shutting down while logged-in
+// sessions finish); Reconfigure changes the settings of new connections at
+// run time; an Observer is told of connections, logins, commands, octets
+// sent and session ends, for metrics; and every session ends with one info
+// log line ("session ended") saying who, what and how it ended.
 package pop3

@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -72,11 +74,20 @@ func (m TLSMode) String() string {
 // ListenerConfig holds what differs between the listeners of one Server.
 type ListenerConfig struct {
 	TLS TLSMode
+	// Name identifies the listener in ConnInfo.Listener, in logs and for
+	// the Observer, e.g. its configured address. Empty means the address
+	// the listener is bound to.
+	Name string
+	// TLSConfig, when not nil, is used on this listener instead of
+	// Server.TLSConfig: for example one whose GetConfigForClient accepts
+	// older TLS versions from some client networks only.
+	TLSConfig *tls.Config
 }
 
 // Server is a POP3 server. Set its fields before the first call to Serve and
-// do not change them afterwards; a zero field means its default. One Server
-// may serve several listeners at once.
+// do not change them afterwards (Reconfigure changes some of them safely
+// for new connections); a zero field means its default. One Server may
+// serve several listeners at once.
 type Server struct {
 	// Backend authenticates clients and opens their maildrops. Required.
 	Backend Backend
@@ -187,6 +198,21 @@ type Server struct {
 	// allocation. Off by default: it changes message bytes.
 	OutlookNoNULs bool
 
+	// Observer, when not nil, is told of connections, refusals, logins,
+	// commands, octets sent and session ends, for metrics.
+	Observer Observer
+
+	// RefuseDuringShutdown keeps the listeners open during the grace
+	// period of Shutdown, answering every new connection "-ERR [SYS/TEMP]
+	// server shutting down" (after the TLS handshake on TLSImplicit
+	// listeners) and closing it, so that clients and load balancers get a
+	// clear answer instead of a refused connection. Without it Shutdown
+	// closes the listeners at once. Either way a login attempted during
+	// the grace period gets that answer, and the listeners are closed
+	// when Shutdown returns.
+	RefuseDuringShutdown bool
+
+	live       atomic.Pointer[Settings] // set by Reconfigure
 	mu         sync.Mutex
 	listeners  map[*net.Listener]struct{}
 	conns      map[*conn]struct{}
@@ -197,6 +223,36 @@ type Server struct {
 	bufPool    sync.Pool          // *[]byte of streamBufSize, for RETR/TOP
 	active     int                // admitted connections, for MaxConnections
 	perIP      map[string]int     // admitted connections per IP, for MaxConnectionsPerIP
+	draining   bool               // Shutdown is under way: no new logins or connections
+	busy       int                // connections logging in or logged in, which Shutdown waits for
+	drained    chan struct{}      // made by Shutdown, closed once busy is 0 while draining
+	isDrained  bool               // drained is closed
+}
+
+// Settings are the Server fields that may change while it runs, for a
+// configuration reload: see Reconfigure. Their meaning is the fields'.
+type Settings struct {
+	FailureDelay        time.Duration
+	IdleTimeout         time.Duration
+	Mechanisms          []string
+	MaxConnections      int
+	MaxConnectionsPerIP int
+	OutlookNoNULs       bool
+}
+
+// Reconfigure makes st the settings of every connection accepted from now
+// on, in place of the Server fields of the same names (which keep their
+// values). Connections already open keep the settings they started with;
+// lowering a connection limit closes none of them. It refuses, changing
+// nothing, a Mechanisms list with an unknown name. It may be called at any
+// time from any goroutine.
+func (s *Server) Reconfigure(st Settings) error {
+	if _, err := resolveMechanisms(st.Mechanisms); err != nil {
+		return err
+	}
+	st.Mechanisms = slices.Clone(st.Mechanisms) // keeps nil (the default) apart from empty (no SASL)
+	s.live.Store(&st)
+	return nil
 }
 
 // LoginLimiter slows down password guessing from one client address, for
@@ -242,11 +298,11 @@ func (s *Server) ServeListener(l net.Listener, lc ListenerConfig) error {
 	switch lc.TLS {
 	case TLSNone:
 	case TLSImplicit:
-		if s.TLSConfig == nil {
+		if s.TLSConfig == nil && lc.TLSConfig == nil {
 			return errors.New("pop3: implicit TLS needs Server.TLSConfig")
 		}
 	case TLSStartTLS:
-		if s.TLSConfig == nil {
+		if s.TLSConfig == nil && lc.TLSConfig == nil {
 			return errors.New("pop3: STLS needs Server.TLSConfig")
 		}
 	default:
@@ -257,6 +313,9 @@ func (s *Server) ServeListener(l net.Listener, lc ListenerConfig) error {
 	}
 	if _, err := resolveMechanisms(s.Mechanisms); err != nil {
 		return err
+	}
+	if lc.Name == "" {
+		lc.Name = l.Addr().String()
 	}
 	if !s.trackListener(&l, true) {
 		_ = l.Close()
@@ -293,34 +352,73 @@ func (s *Server) ServeListener(l net.Listener, lc ListenerConfig) error {
 	}
 }
 
-// Shutdown stops accepting connections, waits for open sessions to end on
-// their own until ctx is done, then closes the ones left (see Close) and
-// returns ctx.Err(). A session cut off this way gets Session.Close only,
-// never Update: nothing changes upstream. Like Close, it returns only when
-// every connection goroutine has finished, which is prompt as long as the
-// backend honours its context.
+// Shutdown stops accepting work: it closes the listeners (or, with
+// RefuseDuringShutdown, answers new connections -ERR [SYS/TEMP] until it
+// returns), refuses new logins the same way, and waits until ctx is done for
+// the sessions that are logged in (or logging in) to end on their own. Then
+// it closes every connection left (see Close) and returns ctx.Err() if the
+// grace period ran out. Connections that never logged in are not waited
+// for. A session cut off this way gets Session.Close only, never Update:
+// nothing changes upstream. Like Close, it returns only when every
+// connection goroutine has finished, which is prompt as long as the backend
+// honours its context.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
-	s.inShutdown = true
-	lerr := s.closeListenersLocked()
+	s.initLocked()
+	s.draining = true
+	var lerr error
+	if !s.RefuseDuringShutdown {
+		s.inShutdown = true
+		lerr = s.closeListenersLocked()
+	}
+	if s.drained == nil {
+		s.drained = make(chan struct{})
+		s.checkDrainedLocked()
+	}
+	drained := s.drained
 	s.mu.Unlock()
 
-	// No connection can be added any more (trackConn checks inShutdown
-	// under mu), so waiting on wg here is safe.
-	idle := make(chan struct{})
-	go func() {
-		s.wg.Wait()
-		close(idle)
-	}()
 	select {
-	case <-idle:
-		_ = s.Close()
-		return lerr
+	case <-drained:
+		return errors.Join(lerr, s.Close())
 	case <-ctx.Done():
 		_ = s.Close()
-		<-idle
 		return ctx.Err()
 	}
+}
+
+// beginSession counts a login attempt (and the session it opens) for
+// Shutdown to wait for. It reports false when the server is shutting down.
+func (s *Server) beginSession() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.draining || s.inShutdown {
+		return false
+	}
+	s.busy++
+	return true
+}
+
+// endSession undoes beginSession.
+func (s *Server) endSession() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.busy--
+	s.checkDrainedLocked()
+}
+
+func (s *Server) checkDrainedLocked() {
+	if s.busy == 0 && s.drained != nil && !s.isDrained {
+		s.isDrained = true
+		close(s.drained)
+	}
+}
+
+// Draining reports whether Shutdown (or Close) has been called.
+func (s *Server) Draining() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.draining || s.inShutdown
 }
 
 // Close closes the listeners and every connection at once, cancels the
@@ -366,7 +464,7 @@ func (s *Server) trackListener(l *net.Listener, add bool) bool {
 		delete(s.listeners, l)
 		return true
 	}
-	if s.inShutdown {
+	if s.inShutdown || s.draining {
 		return false
 	}
 	s.listeners[l] = struct{}{}
@@ -400,18 +498,22 @@ func (s *Server) trackConn(nc net.Conn, lc ListenerConfig) *conn {
 	return c
 }
 
-// admit counts a new connection against MaxConnections and
-// MaxConnectionsPerIP (ip is "" when the address has none). It returns why
-// the connection is refused, or "" when it is admitted; release undoes it.
-func (s *Server) admit(c *conn, ip string) string {
+// admit counts a new connection against the connection limits of its
+// settings (ip is "" when the address has none). It returns the reason (a
+// Refuse* constant) and the text of a refusal, or "" when the connection is
+// admitted; release undoes it.
+func (s *Server) admit(c *conn, ip string) (reason, text string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.MaxConnections > 0 && s.active >= s.MaxConnections {
-		return "too many connections, try again later"
+	if s.draining || s.inShutdown {
+		return RefuseShuttingDown, "server shutting down"
 	}
-	if s.MaxConnectionsPerIP > 0 && ip != "" {
-		if s.perIP[ip] >= s.MaxConnectionsPerIP {
-			return "too many connections from your address, try again later"
+	if c.lim.maxConns > 0 && s.active >= c.lim.maxConns {
+		return RefuseMaxConnections, "too many connections, try again later"
+	}
+	if c.lim.maxPerIP > 0 && ip != "" {
+		if s.perIP[ip] >= c.lim.maxPerIP {
+			return RefusePerIP, "too many connections from your address, try again later"
 		}
 		if s.perIP == nil {
 			s.perIP = make(map[string]int)
@@ -421,7 +523,7 @@ func (s *Server) admit(c *conn, ip string) string {
 	}
 	s.active++
 	c.admitted = true
-	return ""
+	return "", ""
 }
 
 func (s *Server) release(c *conn) {
@@ -481,24 +583,42 @@ type limits struct {
 	authLine       int           // longest line of a SASL exchange
 	mechs          []*mechanism  // SASL mechanisms offered
 	noNULs         bool          // OutlookNoNULs
+	maxConns       int           // MaxConnections, <= 0: no limit
+	maxPerIP       int           // MaxConnectionsPerIP, <= 0: no limit
 }
 
+// limits resolves the settings of a new connection: the fields, or what
+// Reconfigure set last.
 func (s *Server) limits() limits {
+	st := s.live.Load()
+	if st == nil {
+		st = &Settings{
+			FailureDelay:        s.FailureDelay,
+			IdleTimeout:         s.IdleTimeout,
+			Mechanisms:          s.Mechanisms,
+			MaxConnections:      s.MaxConnections,
+			MaxConnectionsPerIP: s.MaxConnectionsPerIP,
+			OutlookNoNULs:       s.OutlookNoNULs,
+		}
+	}
 	l := limits{
 		maxLine:        s.MaxLineLength,
 		authTimeout:    orDefault(s.AuthTimeout, DefaultAuthTimeout),
-		idleTimeout:    orDefault(s.IdleTimeout, DefaultIdleTimeout),
+		idleTimeout:    orDefault(st.IdleTimeout, DefaultIdleTimeout),
 		writeTimeout:   orDefault(s.WriteTimeout, DefaultWriteTimeout),
 		maxBadAuth:     orDefault(s.MaxBadCommandsAuth, DefaultMaxBadCommandsAuth),
 		maxBad:         orDefault(s.MaxBadCommands, DefaultMaxBadCommands),
-		failureDelay:   max(s.FailureDelay, 0),
+		failureDelay:   max(st.FailureDelay, 0),
 		greeting:       sanitizeText(s.Greeting),
 		implementation: sanitizeText(s.Implementation),
 		loginTimeout:   orDefault(s.LoginTimeout, DefaultLoginTimeout),
-		noNULs:         s.OutlookNoNULs,
+		noNULs:         st.OutlookNoNULs,
+		maxConns:       st.MaxConnections,
+		maxPerIP:       st.MaxConnectionsPerIP,
 	}
-	// Unknown names are refused by ServeListener; here they are skipped.
-	l.mechs, _ = resolveMechanisms(s.Mechanisms)
+	// Unknown names are refused by ServeListener and Reconfigure; here
+	// they are skipped.
+	l.mechs, _ = resolveMechanisms(st.Mechanisms)
 	if l.maxLine == 0 {
 		l.maxLine = DefaultMaxLineLength
 	}

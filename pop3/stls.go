@@ -9,7 +9,7 @@ import (
 // stlsOffered reports whether STLS (RFC 2595) can be used on this
 // connection now: a TLSStartTLS listener, no TLS yet, before login.
 func (c *conn) stlsOffered() bool {
-	return c.lc.TLS == TLSStartTLS && c.srv.TLSConfig != nil &&
+	return c.lc.TLS == TLSStartTLS && c.tlsConfig() != nil &&
 		c.info.TLS == nil && c.state == stateAuthorization
 }
 
@@ -40,13 +40,13 @@ func (c *conn) cmdSTLS(rest string) {
 	if n := c.br.Buffered(); n > 0 {
 		c.log.Warn("discarding input sent after STLS before the TLS handshake", zap.Int("octets", n))
 	}
-	c.nc = tls.Server(c.raw, c.srv.TLSConfig)
+	c.nc = tls.Server(c.raw, c.tlsConfig())
 	if !c.handshake() {
 		c.closing = true
 		return
 	}
 	c.br.Reset(c.nc)
-	c.bw.Reset(deadlineWriter{c.nc, c.lim.writeTimeout})
+	c.bw.Reset(c.deadlineWriter())
 	// A fresh AUTHORIZATION state (RFC 2595 section 4): nothing said in
 	// the clear carries over. There is no new greeting.
 	c.user, c.haveUser = "", false

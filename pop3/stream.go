@@ -14,9 +14,11 @@ import (
 //
 // The status line is written only once r has produced its first bytes (or
 // a clean EOF), so a backend that fails at once still gets a plain -ERR and
-// the session goes on. A failure after that ends the connection without the
-// terminating ".": the client must never take a truncated message for a
-// complete one.
+// the session goes on (unless the error asks to close). A first read that
+// fails is such a failure even when it also returned bytes: nothing has been
+// sent yet (a short message whose upstream command failed at its end, say).
+// A failure after that ends the connection without the terminating ".": the
+// client must never take a truncated message for a complete one.
 func (c *conn) sendBody(cmd string, n int, status string, r io.ReadCloser) (sent int64, complete bool) {
 	defer func() {
 		if c.werr != nil {
@@ -36,7 +38,7 @@ func (c *conn) sendBody(cmd string, n int, status string, r io.ReadCloser) (sent
 	buf := *bp
 
 	nr, rerr := readSome(r, buf)
-	if nr == 0 && rerr != nil && rerr != io.EOF {
+	if rerr != nil && rerr != io.EOF {
 		c.backendFailed(cmd, n, rerr)
 		return 0, false
 	}
@@ -61,6 +63,7 @@ func (c *conn) sendBody(cmd string, n int, status string, r io.ReadCloser) (sent
 	if rerr != io.EOF {
 		c.log.Warn("message stream failed part-way; closing the connection without the terminating dot",
 			zap.String("cmd", cmd), zap.Int("msg", n), zap.Int64("sent", sent), zap.Error(rerr))
+		c.setEnd(EndError)
 		c.closing = true
 		c.cmdOK = false
 		return sent, false

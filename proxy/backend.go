@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -23,11 +24,26 @@ type Options struct {
 	Map        *uidmap.Map
 	Policy     Policy
 	Logger     *zap.Logger
+	// Observer, when not nil, is told what uidmap named and of lock
+	// contention, for metrics.
+	Observer Observer
+}
+
+// Observer is told of events of the proxy's own, for metrics. Its methods
+// are called from many sessions at once and must return quickly.
+type Observer interface {
+	// Resolved: a login named the maildrop's messages; v.Assigned new
+	// UIDLs were given, v.Kept were re-identified after a UIDVALIDITY
+	// change.
+	Resolved(v *uidmap.View)
+	// LockContended: a login was refused [IN-USE] because another session
+	// holds the maildrop lock.
+	LockContended()
 }
 
 // Backend implements pop3.Backend on an IMAP upstream.
 type Backend struct {
-	opts Options
+	live atomic.Pointer[Options] // the options of new sessions
 	log  *zap.Logger
 }
 
@@ -48,8 +64,31 @@ func New(opts Options) (*Backend, error) {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	return &Backend{opts: opts, log: log}, nil
+	b := &Backend{log: log}
+	b.live.Store(&opts)
+	return b, nil
 }
+
+// Reconfigure makes opts the options of the sessions that log in from now
+// on (a configuration reload); open sessions keep the options they started
+// with. Logger is not changed. UpstreamID and Mailbox name maildrops in
+// uidmap and should stay the same.
+func (b *Backend) Reconfigure(opts Options) error {
+	if opts.Dialer == nil || opts.Map == nil {
+		return errors.New("proxy: Dialer and Map are required")
+	}
+	if opts.Mailbox == "" {
+		opts.Mailbox = "INBOX"
+	}
+	if opts.Policy.OnDele == "" {
+		opts.Policy.OnDele = OnDeleExpunge
+	}
+	b.live.Store(&opts)
+	return nil
+}
+
+// Options returns the options new sessions use.
+func (b *Backend) Options() Options { return *b.live.Load() }
 
 // Login implements pop3.Backend. The order matters: the upstream checks the
 // credentials first (so an unauthenticated client never learns whether a
@@ -57,6 +96,7 @@ func New(opts Options) (*Backend, error) {
 // snapshotted and every message named. Only then does the client get +OK.
 func (b *Backend) Login(ctx context.Context, ci *pop3.ConnInfo, cred *pop3.Credentials) (_ pop3.Session, err error) {
 	start := time.Now()
+	opts := b.live.Load() // one set of options for the whole session
 	log := b.log.With(zap.String("session", ci.ID), zap.String("user", cred.Username), zap.String("mech", cred.Mechanism))
 	defer func() {
 		if err != nil {
@@ -76,25 +116,28 @@ func (b *Backend) Login(ctx context.Context, ci *pop3.ConnInfo, cred *pop3.Crede
 	default:
 		upCred.Password = cred.Password
 	}
-	conn, err := b.opts.Dialer.Login(ctx, upCred)
+	conn, err := opts.Dialer.Login(ctx, upCred)
 	if err != nil {
 		return nil, clientError(err)
 	}
 	s := &session{
-		backend: b,
-		conn:    conn,
-		log:     log,
-		key:     uidmap.Key{Upstream: b.opts.UpstreamID, User: cred.Username, Mailbox: b.opts.Mailbox},
-		seen:    make(map[uint32]struct{}),
+		opts: opts,
+		conn: conn,
+		log:  log,
+		key:  uidmap.Key{Upstream: opts.UpstreamID, User: cred.Username, Mailbox: opts.Mailbox},
+		seen: make(map[uint32]struct{}),
 	}
 	defer func() {
 		if err != nil {
 			s.Close()
 		}
 	}()
-	if b.opts.Policy.Exclusive {
-		release, err := b.opts.Map.Store().Lock(ctx, s.key, ci.ID)
+	if opts.Policy.Exclusive {
+		release, err := opts.Map.Store().Lock(ctx, s.key, ci.ID)
 		if err != nil {
+			if errors.Is(err, uidmap.ErrLocked) && opts.Observer != nil {
+				opts.Observer.LockContended()
+			}
 			return nil, clientError(err)
 		}
 		s.release = release
@@ -111,15 +154,18 @@ func (b *Backend) Login(ctx context.Context, ci *pop3.ConnInfo, cred *pop3.Crede
 	for i, m := range metas {
 		msgs[i] = uidmap.Message{UID: m.UID, Size: m.Size}
 	}
-	view, err := b.opts.Map.Resolve(ctx, s.key, mbox.UIDValidity, msgs, Identifier(conn))
+	view, err := opts.Map.Resolve(ctx, s.key, mbox.UIDValidity, msgs, Identifier(conn))
 	if err != nil {
 		return nil, clientError(fmt.Errorf("proxy: %w", err))
+	}
+	if opts.Observer != nil {
+		opts.Observer.Resolved(view)
 	}
 	if view.Reset {
 		log.Warn("upstream UIDVALIDITY changed: messages re-identified", zap.Int("kept", view.Kept),
 			zap.Int("assigned", view.Assigned), zap.Uint32("uidvalidity", mbox.UIDValidity))
 	}
-	if view.Fresh && b.opts.Policy.OnDele == OnDeleHide {
+	if view.Fresh && opts.Policy.OnDele == OnDeleHide {
 		// No state for this maildrop (first session, or the store was
 		// lost): messages hidden before carry the keyword upstream.
 		if err := s.adoptHiddenKeyword(ctx, mbox.UIDValidity, metas, view); err != nil {

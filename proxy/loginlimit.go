@@ -33,11 +33,20 @@ var _ pop3.LoginLimiter = (*LoginLimiter)(nil)
 // NewLoginLimiter allows perMinute failed logins per address per minute,
 // refilled evenly; perMinute <= 0 disables it (nil).
 func NewLoginLimiter(perMinute int) *LoginLimiter {
+	return NewLoginLimiterWithClock(perMinute, time.Now)
+}
+
+// NewLoginLimiterWithClock is NewLoginLimiter with the clock it reads (for
+// tests that move time on).
+func NewLoginLimiterWithClock(perMinute int, now func() time.Time) *LoginLimiter {
 	if perMinute <= 0 {
 		return nil
 	}
-	return &LoginLimiter{perMinute: perMinute, buckets: make(map[string]*bucket), now: time.Now}
+	return &LoginLimiter{perMinute: perMinute, buckets: make(map[string]*bucket), now: now}
 }
+
+// PerMinute is the number of failed logins allowed per address per minute.
+func (l *LoginLimiter) PerMinute() int { return l.perMinute }
 
 func addrKey(a net.Addr) string {
 	if tcp, ok := a.(*net.TCPAddr); ok {

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"slices"
 	"time"
@@ -16,7 +17,7 @@ import (
 // session is one POP3 session on one upstream connection. The pop3 server
 // calls it from the connection's goroutine only.
 type session struct {
-	backend     *Backend
+	opts        *Options // as they were at login
 	conn        *imapupstream.Conn
 	log         *zap.Logger
 	key         uidmap.Key
@@ -30,31 +31,77 @@ type session struct {
 	seen      map[uint32]struct{}
 	retrieved int
 	closed    bool
+	// checked is set once checkMailbox has run; checkErr is its verdict.
+	checked  bool
+	checkErr error
 }
 
 func (s *session) Messages() []pop3.Message { return s.messages }
 
 func (s *session) Retrieve(ctx context.Context, n int) (io.ReadCloser, error) {
 	r, err := s.conn.Fetch(ctx, s.uids[n-1])
-	return r, sessionError(err)
+	if err != nil {
+		return nil, sessionError(err)
+	}
+	return sessionReader{r}, nil
 }
 
 func (s *session) Top(ctx context.Context, n int, lines int) (io.ReadCloser, error) {
 	r, err := s.conn.Top(ctx, s.uids[n-1], lines)
-	return r, sessionError(err)
+	if err != nil {
+		return nil, sessionError(err)
+	}
+	return sessionReader{r}, nil
+}
+
+// sessionReader reports the failures of a message stream as sessionError
+// does those of the command: if the upstream connection died before the
+// first octet went out (a short message whose FETCH ended in BYE), the
+// client gets -ERR [SYS/TEMP] and the connection closes, as it would later.
+type sessionReader struct{ io.ReadCloser }
+
+func (r sessionReader) Read(p []byte) (int, error) {
+	n, err := r.ReadCloser.Read(p)
+	if err != nil && err != io.EOF {
+		err = sessionError(err)
+	}
+	return n, err
 }
 
 func (s *session) Retrieved(_ context.Context, n int) {
 	s.retrieved++
-	if s.backend.opts.Policy.MarkSeen {
+	if s.opts.Policy.MarkSeen {
 		s.seen[s.uids[n-1]] = struct{}{}
 	}
+}
+
+// checkMailbox makes sure, once, before the session writes anything
+// upstream by UID (\Seen, deletions, the hidden keyword), that its UIDs
+// still name its messages: it SELECTs the mailbox again and compares
+// UIDVALIDITY with the one of the login. After a change every UID is
+// suspect: Dovecot, for one, still applies a UID STORE to its old view
+// before it ends the session with BYE, and a mailbox whose UIDs were
+// reassigned would have other messages flagged or expunged. Once the check
+// has failed, nothing more is written.
+func (s *session) checkMailbox(ctx context.Context) error {
+	if !s.checked {
+		s.checked = true
+		mbox, err := s.conn.Select(ctx)
+		if err == nil && mbox.UIDValidity != s.uidValidity {
+			err = fmt.Errorf("%w: %d at login, now %d", imapupstream.ErrMailboxChanged, s.uidValidity, mbox.UIDValidity)
+		}
+		s.checkErr = err
+	}
+	return s.checkErr
 }
 
 // flushSeen stores \Seen on the messages retrieved so far.
 func (s *session) flushSeen(ctx context.Context) error {
 	if len(s.seen) == 0 {
 		return nil
+	}
+	if err := s.checkMailbox(ctx); err != nil {
+		return err
 	}
 	uids := make([]uint32, 0, len(s.seen))
 	for uid := range s.seen {
@@ -79,7 +126,13 @@ func (s *session) Update(ctx context.Context, deleted []int) error {
 	for i, n := range deleted {
 		uids[i] = s.uids[n-1]
 	}
-	p := s.backend.opts.Policy
+	p := s.opts.Policy
+	if len(uids) > 0 && p.OnDele != OnDeleKeep {
+		if err := s.checkMailbox(ctx); err != nil {
+			s.log.Warn("update failed", zap.Error(err), zap.Int("deleted", len(uids)))
+			return clientError(err)
+		}
+	}
 	if len(uids) > 0 {
 		var err error
 		if p.OnDele == OnDeleHide {
@@ -123,7 +176,7 @@ func (s *session) Close() error {
 // sessions obey), then sets HiddenKeyword upstream where the mailbox allows
 // it, as a copy that survives the loss of the store.
 func (s *session) hide(ctx context.Context, uids []uint32) error {
-	if err := s.backend.opts.Map.SetHidden(ctx, s.key, s.uidValidity, uids, true); err != nil {
+	if err := s.opts.Map.SetHidden(ctx, s.key, s.uidValidity, uids, true); err != nil {
 		return err
 	}
 	stored, err := s.conn.AddKeyword(ctx, uids, HiddenKeyword)
@@ -158,5 +211,5 @@ func (s *session) adoptHiddenKeyword(ctx context.Context, uidValidity uint32, me
 		}
 	}
 	s.log.Info("hidden marks restored from the upstream keyword", zap.Int("hidden", len(hide)))
-	return s.backend.opts.Map.SetHidden(ctx, s.key, uidValidity, hide, true)
+	return s.opts.Map.SetHidden(ctx, s.key, uidValidity, hide, true)
 }

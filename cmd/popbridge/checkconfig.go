@@ -14,6 +14,10 @@ func cmdCheckConfig(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// Risky settings are warnings, not errors: the file is valid.
+	for _, w := range cfg.Warnings() {
+		fmt.Fprintf(stderr, "warning: %v\n", w)
+	}
 	fmt.Fprintf(stdout, "# %s: OK\n", path)
 	_, err = stdout.Write(out)
 	return err

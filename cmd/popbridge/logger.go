@@ -2,29 +2,43 @@ package main
 
 import (
 	"fmt"
+	"io"
+	"os"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 )
 
-// newLogger builds the process logger from log.level and log.format.
+// newLogger builds the process logger from log.level and log.format,
+// writing to standard error.
 func newLogger(level, format string) (*zap.Logger, error) {
+	log, _, err := newLoggerTo(os.Stderr, level, format)
+	return log, err
+}
+
+// newLoggerTo is newLogger writing to w, with the level that a reload of
+// log.level changes.
+func newLoggerTo(w io.Writer, level, format string) (*zap.Logger, zap.AtomicLevel, error) {
 	lvl, err := zapcore.ParseLevel(level)
 	if err != nil {
-		return nil, fmt.Errorf("log.level: %w", err)
+		return nil, zap.AtomicLevel{}, fmt.Errorf("log.level: %w", err)
 	}
-	var zc zap.Config
+	var enc zapcore.Encoder
 	switch format {
 	case "console":
-		zc = zap.NewDevelopmentConfig()
-		zc.Development = false
+		enc = zapcore.NewConsoleEncoder(zap.NewDevelopmentEncoderConfig())
 	default:
-		zc = zap.NewProductionConfig()
-		zc.EncoderConfig.TimeKey = "time"
-		zc.EncoderConfig.EncodeTime = zapcore.ISO8601TimeEncoder
+		ec := zap.NewProductionEncoderConfig()
+		ec.TimeKey = "time"
+		ec.EncodeTime = zapcore.ISO8601TimeEncoder
+		enc = zapcore.NewJSONEncoder(ec)
 	}
-	zc.Level = zap.NewAtomicLevelAt(lvl)
-	zc.Sampling = nil // every session's lines, not a sample
-	zc.DisableStacktrace = lvl > zapcore.DebugLevel
-	return zc.Build()
+	atom := zap.NewAtomicLevelAt(lvl)
+	out := zapcore.Lock(zapcore.AddSync(w))
+	// Every session's lines, not a sample.
+	opts := []zap.Option{zap.AddCaller(), zap.ErrorOutput(out)}
+	if lvl <= zapcore.DebugLevel {
+		opts = append(opts, zap.AddStacktrace(zapcore.ErrorLevel))
+	}
+	return zap.New(zapcore.NewCore(enc, out, atom), opts...), atom, nil
 }

@@ -2,6 +2,8 @@ package config
 
 import (
 	"time"
+
+	"gopkg.in/yaml.v3"
 )
 
 // Config is the whole configuration file. Field tags are the YAML keys of
@@ -18,6 +20,8 @@ type Config struct {
 	ShutdownGrace time.Duration `yaml:"shutdown_grace"`
 	Log           Log           `yaml:"log"`
 	Metrics       Metrics       `yaml:"metrics"`
+
+	src *yaml.Node // the parsed file, for the lines of Warnings
 }
 
 // Listener is one address popbridge accepts POP3 clients on.
@@ -25,7 +29,26 @@ type Listener struct {
 	Address       string `yaml:"address"`
 	TLS           string `yaml:"tls"` // none | starttls | implicit
 	ProxyProtocol bool   `yaml:"proxy_protocol"`
+	// Legacy relaxes the policy on this listener for clients in its
+	// networks only: old scanners and devices.
+	Legacy Legacy `yaml:"legacy,omitempty"`
 }
+
+// Legacy is a listener's lane for old clients that cannot do better: older
+// TLS versions and/or plaintext login, only from the listed networks.
+type Legacy struct {
+	// MinTLSVersion ("1.0" | "1.1" | …) is the lowest TLS version accepted
+	// from these networks; "" keeps tls.min_version.
+	MinTLSVersion string `yaml:"min_tls_version,omitempty"`
+	// AllowPlaintext allows USER/PASS and AUTH without TLS from these
+	// networks.
+	AllowPlaintext bool `yaml:"allow_plaintext,omitempty"`
+	// Networks are the client addresses or CIDRs the lane is for.
+	Networks []string `yaml:"networks,omitempty"`
+}
+
+// Enabled reports whether the lane relaxes anything.
+func (l Legacy) Enabled() bool { return l.MinTLSVersion != "" || l.AllowPlaintext }
 
 // TLS holds the server certificate for STLS and implicit-TLS listeners.
 type TLS struct {
@@ -98,6 +121,9 @@ type Log struct {
 // Metrics configures the Prometheus and health endpoint.
 type Metrics struct {
 	Address string `yaml:"address"`
+	// ReadyzUpstream makes /readyz also check that the upstream accepts
+	// TCP connections (cached for a few seconds).
+	ReadyzUpstream bool `yaml:"readyz_upstream"`
 }
 
 // Default returns the configuration used for every key a file leaves out.

@@ -45,6 +45,7 @@ func Parse(data []byte, environ []string) (*Config, error) {
 		}
 		return nil, errs
 	}
+	cfg.src = &root
 	return cfg, nil
 }
 

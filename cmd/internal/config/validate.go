@@ -53,6 +53,7 @@ func (cfg *Config) validate() Errors {
 		if l.TLS != "none" {
 			needCert = true
 		}
+		validateLegacy(key+".legacy", l, bad)
 	}
 	if needCert && (cfg.TLS.CertFile == "" || cfg.TLS.KeyFile == "") {
 		bad("tls.cert_file", "a listener uses TLS, so tls.cert_file and tls.key_file are required")
@@ -127,4 +128,40 @@ func (cfg *Config) validate() Errors {
 		hostPort("metrics.address", cfg.Metrics.Address)
 	}
 	return errs
+}
+
+// validateLegacy checks a listener's legacy lane: it must name what it
+// relaxes and the networks it relaxes it for, and those may not be
+// everyone.
+func validateLegacy(key string, l *Listener, bad func(key, format string, args ...any)) {
+	lg := l.Legacy
+	if !lg.Enabled() {
+		if len(lg.Networks) > 0 {
+			bad(key, "networks are listed but nothing is relaxed: set min_tls_version and/or allow_plaintext")
+		}
+		return
+	}
+	if v := lg.MinTLSVersion; v != "" {
+		switch v {
+		case "1.0", "1.1", "1.2", "1.3":
+		default:
+			bad(key+".min_tls_version", "%q is not one of 1.0, 1.1, 1.2, 1.3", v)
+		}
+		if l.TLS == "none" {
+			bad(key+".min_tls_version", "the listener has tls: none, so there is no TLS version to relax")
+		}
+	}
+	if len(lg.Networks) == 0 {
+		bad(key+".networks", "required: the client networks (CIDRs or addresses) the legacy lane is for")
+	}
+	for i, n := range lg.Networks {
+		nk := key + ".networks." + strconv.Itoa(i)
+		if _, ipnet, err := net.ParseCIDR(n); err == nil {
+			if ones, _ := ipnet.Mask.Size(); ones == 0 {
+				bad(nk, "%q covers every address: a legacy lane must be limited to the networks of the old clients", n)
+			}
+		} else if net.ParseIP(n) == nil {
+			bad(nk, "%q is neither an IP address nor a CIDR", n)
+		}
+	}
 }

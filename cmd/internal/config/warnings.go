@@ -1,0 +1,75 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+)
+
+// Warnings returns the settings of a valid configuration that are risky
+// (secrets in the clear, unverified upstreams, legacy lanes), each naming
+// its key and, where the file sets it, its line. They are not errors:
+// popbridge runs with them, and says so.
+func (cfg *Config) Warnings() []KeyError {
+	var ws []KeyError
+	warn := func(key, format string, args ...any) {
+		w := KeyError{Key: key, Problem: fmt.Sprintf(format, args...)}
+		if cfg.src != nil {
+			w.Line = lineOf(cfg.src, key)
+		}
+		ws = append(ws, w)
+	}
+	if cfg.Auth.AllowPlaintext {
+		for i, l := range cfg.Listeners {
+			if l.TLS == "implicit" || IsLoopbackAddress(l.Address) {
+				continue
+			}
+			warn("auth.allow_plaintext", "listeners.%d (%s, tls: %s) accepts passwords in the clear from other machines", i, l.Address, l.TLS)
+		}
+	}
+	if cfg.Upstream.InsecureSkipVerify {
+		warn("upstream.insecure_skip_verify", "the upstream's certificate is not verified: anyone in between can read every password")
+	}
+	if cfg.Upstream.TLS == "none" && cfg.Upstream.Address != "" && !IsLoopbackAddress(cfg.Upstream.Address) {
+		warn("upstream.tls", "none: passwords and mail go to %s in the clear", cfg.Upstream.Address)
+	}
+	if v := cfg.TLS.MinVersion; v == "1.0" || v == "1.1" {
+		warn("tls.min_version", "TLS %s is obsolete (RFC 8996); a listener's legacy lane can allow it for old devices' networks only", v)
+	}
+	for i, l := range cfg.Listeners {
+		if !l.Legacy.Enabled() {
+			continue
+		}
+		warn("listeners."+strconv.Itoa(i)+".legacy", "legacy lane on %s for %s: %s", l.Address,
+			strings.Join(l.Legacy.Networks, ", "), l.Legacy.Describe())
+	}
+	return ws
+}
+
+// Describe says what a legacy lane relaxes, for logs.
+func (l Legacy) Describe() string {
+	var parts []string
+	if l.MinTLSVersion != "" {
+		parts = append(parts, "TLS down to "+l.MinTLSVersion)
+	}
+	if l.AllowPlaintext {
+		parts = append(parts, "plaintext login")
+	}
+	return strings.Join(parts, " and ")
+}
+
+// IsLoopbackAddress reports whether host:port names the local machine only
+// (a loopback IP address or "localhost"). An empty or wildcard host listens
+// everywhere and is not.
+func IsLoopbackAddress(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
