@@ -129,3 +129,10 @@ func TestMasterUserRefused(t *testing.T) {
 		t.Fatalf("got %v: a master user without a check of the user's password must be refused", err)
 	}
 }
+
+func TestProxyProtocolRefusedUntilBuilt(t *testing.T) {
+	_, err := Parse([]byte(minimal+"listeners:\n  - address: 0.0.0.0:110\n    proxy_protocol: true\n"), nil)
+	if err == nil || !strings.Contains(err.Error(), "listeners.0.proxy_protocol (line") {
+		t.Fatalf("got %v", err)
+	}
+}

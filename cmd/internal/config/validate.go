@@ -50,6 +50,11 @@ func (cfg *Config) validate() Errors {
 			l.TLS = "none"
 		}
 		oneOf(key+".tls", l.TLS, "none", "starttls", "implicit")
+		if l.ProxyProtocol {
+			// Accepting the header without acting on it would log and limit
+			// by the load balancer's address: refuse rather than mislead.
+			bad(key+".proxy_protocol", "the PROXY protocol is planned (with the shared store), not available yet")
+		}
 		if l.TLS != "none" {
 			needCert = true
 		}
