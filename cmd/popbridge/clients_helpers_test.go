@@ -186,12 +186,7 @@ shutdown_grace: 2s
 // freeAddrOn is freeAddr on a given local IP.
 func freeAddrOn(t *testing.T, host string) string {
 	t.Helper()
-	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
+	return dovecottest.FreeAddr(t, host)
 }
 
 // tap is a TCP relay in front of one popbridge listener that records the

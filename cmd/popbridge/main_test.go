@@ -116,12 +116,7 @@ func TestDemoServesSampleMessages(t *testing.T) {
 // freeAddr returns a loopback address nothing listens on right now.
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
+	return dovecottest.FreeAddr(t, "127.0.0.1")
 }
 
 func waitListening(t *testing.T, addr string, stderr *syncBuffer) {

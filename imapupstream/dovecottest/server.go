@@ -276,18 +276,16 @@ func (s *Server) allocatePorts(t testing.TB, o options) {
 			n++
 		}
 	}
+	// Distinct ports: a port is only free until something binds it.
 	ports := make([]int, 0, n)
-	var ls []net.Listener
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatalf("dovecottest: find a free port: %v", err)
+	seen := map[int]bool{}
+	for len(ports) < n {
+		_, p, _ := net.SplitHostPort(FreeAddr(t, "127.0.0.1"))
+		port, _ := strconv.Atoi(p)
+		if !seen[port] {
+			seen[port] = true
+			ports = append(ports, port)
 		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	for _, l := range ls {
-		l.Close()
 	}
 	addr := func(p int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(p)) }
 	s.params.imapPort, ports = ports[0], ports[1:]
