@@ -154,7 +154,7 @@ func (r *report) writeChart(path string) error {
 			}
 		}
 	}
-	lo = math.Pow(2, math.Floor(math.Log2(lo)))
+	lo = math.Pow(2, math.Floor(math.Log2(lo/1.15))) // room for the value below the lowest bar
 	hi = math.Pow(2, math.Ceil(math.Log2(hi*1.15)))
 	y := func(q float64) int {
 		f := (math.Log2(q) - math.Log2(lo)) / (math.Log2(hi) - math.Log2(lo))

@@ -6,8 +6,8 @@
 // It needs what the tests need: Debian's dovecot-imapd (dovecot-pop3d for
 // the Dovecot column), root, and the popbridge source it is part of:
 //
-//	go run ./cmd/popbench                          # everything, 5 runs each (about 25 minutes on 2 cores)
-//	go run ./cmd/popbench -quick                   # a smoke run with small sizes (about a minute)
+//	go run ./cmd/popbench                          # everything, 5 runs each (about 15 minutes on 2 cores)
+//	go run ./cmd/popbench -quick                   # a smoke run with small sizes (about 3 minutes)
 //	go run ./cmd/popbench -scenarios list,retr -runs 7
 //	go run ./cmd/popbench -chart docs/benchmarks.png -markdown docs/benchmarks.md
 //

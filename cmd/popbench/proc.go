@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // memInfo is a process's memory in KiB.
@@ -210,6 +211,30 @@ func memTotalGiB() float64 {
 func kernelRelease() string {
 	data, _ := os.ReadFile("/proc/sys/kernel/osrelease")
 	return strings.TrimSpace(string(data))
+}
+
+// idleShare is the share of the machine that was idle during d.
+func idleShare(d time.Duration) float64 {
+	read := func() (idle, total int64) {
+		data, _ := os.ReadFile("/proc/stat")
+		line, _, _ := strings.Cut(string(data), "\n")
+		f := strings.Fields(line)
+		for i := 1; i < len(f) && i <= 8; i++ {
+			v, _ := strconv.ParseInt(f[i], 10, 64)
+			total += v
+			if i == 4 || i == 5 {
+				idle += v
+			}
+		}
+		return idle, total
+	}
+	i0, t0 := read()
+	time.Sleep(d)
+	i1, t1 := read()
+	if t1 == t0 {
+		return 0
+	}
+	return float64(i1-i0) / float64(t1-t0)
 }
 
 func loadAvg() string {

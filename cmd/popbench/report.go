@@ -55,7 +55,8 @@ type report struct {
 	peer                  bool
 	started, finished     time.Time
 	loadBefore, loadAfter string
-	retried               int // measurements taken again after a disturbance
+	idleBefore            float64 // share of the machine idle in the seconds before the run
+	retried               int     // measurements taken again after a disturbance
 	phases                []*phaseSeries
 }
 
@@ -344,7 +345,7 @@ func (r *report) markdownSection(w io.Writer, mdPath string) {
 	if o.stockDovecot {
 		p("- Both Dovecots with their default process settings (`-stock-dovecot`): a new login process and a new mail process for every session.")
 	} else {
-		p("- Both Dovecots with Dovecot's documented tuning for many short sessions: login processes in high-performance mode (`service_count = 0`, `process_min_avail = 2`) and mail processes reused (`service_count = 0`, `process_min_avail = 8`; all users share one UID). With the defaults (`-stock-dovecot`) starting two processes per session dominates every short session (about 25 sessions/s instead of 250 on 2 cores) and hides the bridges' own costs.")
+		p("- Both Dovecots with Dovecot's documented tuning for many short sessions: login processes in high-performance mode (`service_count = 0`, `process_min_avail = 2`) and mail processes reused (`service_count = 0`, `process_min_avail = 8`; all users share one UID). With the defaults (`-stock-dovecot`) starting two processes for every session dominates short sessions and hides the bridges' own costs.")
 	}
 	p("")
 	p("### Machine")
@@ -352,7 +353,7 @@ func (r *report) markdownSection(w io.Writer, mdPath string) {
 	m := r.machine
 	p("- CPU: %s, %d cores; memory %.1f GiB; Linux %s", m.cpu, m.cores, m.memGiB, m.kernel)
 	p("- %s (popbench), popbridge `%s`, Dovecot %s", m.goVersion, m.popbridge, m.dovecot)
-	p("- load average before %s, after %s", r.loadBefore, r.loadAfter)
+	p("- before the run the machine was %.0f%% idle (over %v; load average %s)", r.idleBefore*100, idleWindow(o.quick), r.loadBefore)
 	var disturbed []string
 	seen := map[string]bool{}
 	for _, s := range r.sorted() {
