@@ -69,7 +69,7 @@ func (s *BoltStore) Load(ctx context.Context, key Key) (*Maildrop, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	out := &Maildrop{Records: make(map[uint32]Record)}
+	out := &Maildrop{}
 	err := s.db.View(func(tx *bolt.Tx) error {
 		drop := tx.Bucket(bucketMaildrops).Bucket(boltKey(key))
 		if drop == nil {
@@ -82,6 +82,10 @@ func (s *BoltStore) Load(ctx context.Context, key Key) (*Maildrop, error) {
 		if uids == nil {
 			return nil
 		}
+		// Sized up front: growing a 50,000-record slice copies it over
+		// and over. Stats walks the pages without decoding records.
+		out.Records = make([]Record, 0, uids.Stats().KeyN)
+		// Keys are big-endian UIDs: ForEach yields them in ascending order.
 		return uids.ForEach(func(k, v []byte) error {
 			if len(k) != 4 {
 				return fmt.Errorf("corrupt UID key %x", k)
@@ -91,7 +95,7 @@ func (s *BoltStore) Load(ctx context.Context, key Key) (*Maildrop, error) {
 				return fmt.Errorf("UID %d: %w", binary.BigEndian.Uint32(k), err)
 			}
 			r.UID = binary.BigEndian.Uint32(k)
-			out.Records[r.UID] = r
+			out.Records = append(out.Records, r)
 			return nil
 		})
 	})
@@ -111,7 +115,15 @@ func (s *BoltStore) Apply(ctx context.Context, key Key, ch *Change) error {
 		if err != nil {
 			return err
 		}
-		if v := drop.Get(keyUIDValidity); len(v) != 4 || binary.BigEndian.Uint32(v) != ch.UIDValidity {
+		stored := uint32(0)
+		if v := drop.Get(keyUIDValidity); len(v) == 4 {
+			stored = binary.BigEndian.Uint32(v)
+		}
+		if stored != ch.Expect {
+			return fmt.Errorf("uidmap: stored UIDVALIDITY %d, change computed from %d: %w", stored, ch.Expect, ErrStale)
+		}
+		reset := stored != ch.UIDValidity
+		if reset {
 			if err := drop.DeleteBucket(bucketUIDs); err != nil && !errors.Is(err, bolt.ErrBucketNotFound) {
 				return err
 			}
@@ -133,6 +145,17 @@ func (s *BoltStore) Apply(ctx context.Context, key Key, ch *Change) error {
 		// bbolt keeps references to keys and values until the transaction
 		// ends: one arena, never overwritten, instead of a reused buffer.
 		var arena []byte
+		for _, r := range ch.Add {
+			k := uidKey(r.UID)
+			if !reset && uids.Get(k) != nil {
+				return fmt.Errorf("uidmap: UID %d was named by another session: %w", r.UID, ErrStale)
+			}
+			start := len(arena)
+			arena = encodeRecord(arena, r)
+			if err := uids.Put(k, arena[start:len(arena):len(arena)]); err != nil {
+				return err
+			}
+		}
 		for _, r := range ch.Put {
 			start := len(arena)
 			arena = encodeRecord(arena, r)
@@ -208,13 +231,16 @@ func decodeRecord(b []byte) (Record, error) {
 	}
 	b = b[n:]
 	r.FP.Size, r.FP.Date = int64(size), date
+	// One string for the three fields: one allocation per record, not three.
+	str, off := string(b), 0
 	for _, dst := range []*string{&r.UIDL, &r.FP.MessageID, &r.FP.HeaderHash} {
-		l, n := binary.Uvarint(b)
-		if n <= 0 || uint64(len(b)-n) < l {
+		l, n := binary.Uvarint(b[off:])
+		if n <= 0 || uint64(len(b)-off-n) < l {
 			return r, errCorruptRecord
 		}
-		*dst = string(b[n : n+int(l)])
-		b = b[n+int(l):]
+		off += n
+		*dst = str[off : off+int(l)]
+		off += int(l)
 	}
 	if r.UIDL == "" {
 		return r, errCorruptRecord

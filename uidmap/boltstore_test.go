@@ -46,7 +46,7 @@ func TestBoltStoreSurvivesReopen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d.UIDValidity != 9 || d.Records[4].UIDL != "kept" {
+	if r, _ := d.Find(4); d.UIDValidity != 9 || r.UIDL != "kept" {
 		t.Fatalf("after reopen: %+v", d)
 	}
 }

@@ -355,7 +355,7 @@ func (im *Importer) Run(ctx context.Context, src ImportSource, dst ImportTarget)
 		return res, nil
 	}
 
-	ch := &Change{UIDValidity: dst.UIDValidity}
+	ch := &Change{Expect: drop.UIDValidity, UIDValidity: dst.UIDValidity}
 	if len(res.Matches) > 0 {
 		ch.Put, err = importRecords(ctx, res.Matches, dst)
 		if err != nil {
@@ -370,7 +370,7 @@ func (im *Importer) Run(ctx context.Context, src ImportSource, dst ImportTarget)
 		uidls := make(map[string]bool, len(ch.Put))
 		for i, r := range ch.Put {
 			put[r.UID], uidls[r.UIDL] = true, true
-			if old, ok := drop.Records[r.UID]; ok {
+			if old, ok := drop.Find(r.UID); ok {
 				ch.Put[i].Hidden = old.Hidden
 			}
 		}
@@ -378,7 +378,8 @@ func (im *Importer) Run(ctx context.Context, src ImportSource, dst ImportTarget)
 		for _, m := range dst.Messages {
 			present[m.UID] = true
 		}
-		for uid, r := range drop.Records {
+		for _, r := range drop.Records {
+			uid := r.UID
 			if put[uid] {
 				continue
 			}
@@ -387,7 +388,6 @@ func (im *Importer) Run(ctx context.Context, src ImportSource, dst ImportTarget)
 			}
 			ch.Delete = append(ch.Delete, uid)
 		}
-		slices.Sort(ch.Delete)
 	}
 	if err := im.Store.Apply(ctx, im.Key, ch); err != nil {
 		return nil, fmt.Errorf("uidmap: store %d imported UIDLs for %s: %w", len(ch.Put), im.Key.User, err)

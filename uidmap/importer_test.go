@@ -330,8 +330,9 @@ func TestImportWritesOneApplyAndResolveServesIt(t *testing.T) {
 		t.Fatalf("identified %v, want the matched messages only", f.identAsk)
 	}
 	drop, _ := store.Load(ctx, importKey)
-	if drop.UIDValidity != 500 || len(drop.Records) != 3 || drop.Records[2].UIDL != "u2" ||
-		drop.Records[2].FP.MessageID == "" || drop.Records[2].FP.Size != 20 || drop.Records[2].FP.Date == 0 {
+	r2, _ := drop.Find(2)
+	if drop.UIDValidity != 500 || len(drop.Records) != 3 || r2.UIDL != "u2" ||
+		r2.FP.MessageID == "" || r2.FP.Size != 20 || r2.FP.Date == 0 {
 		t.Fatalf("stored %+v", drop)
 	}
 
@@ -393,8 +394,8 @@ func TestImportRefusesExistingStateUnlessForced(t *testing.T) {
 	}
 	after, _ := store.Load(ctx, importKey)
 	got := map[uint32]string{}
-	for uid, r := range after.Records {
-		got[uid] = fmt.Sprintf("%s hidden=%v", r.UIDL, r.Hidden)
+	for _, r := range after.Records {
+		got[r.UID] = fmt.Sprintf("%s hidden=%v", r.UIDL, r.Hidden)
 	}
 	want := map[uint32]string{
 		1: "u1 hidden=false", 2: "u2 hidden=true", 3: "u3 hidden=false",
@@ -411,7 +412,7 @@ func TestImportRefusesExistingStateUnlessForced(t *testing.T) {
 	if _, err := (&uidmap.Importer{Store: store2, Key: importKey, Force: true}).Run(ctx, f.src, f.dst); err != nil {
 		t.Fatal(err)
 	}
-	if d, _ := store2.Load(ctx, importKey); d.UIDValidity != 500 || len(d.Records) != 3 || d.Records[1].UIDL != "u1" || d.Records[1].Hidden {
+	if d, _ := store2.Load(ctx, importKey); d.UIDValidity != 500 || len(d.Records) != 3 || d.Records[0].UID != 1 || d.Records[0].UIDL != "u1" || d.Records[0].Hidden {
 		t.Fatalf("after -force over another UIDVALIDITY: %+v", d)
 	}
 }

@@ -1,8 +1,10 @@
 package uidmap
 
 import (
+	"cmp"
 	"context"
-	"maps"
+	"fmt"
+	"slices"
 	"sync"
 )
 
@@ -11,23 +13,32 @@ import (
 // stores are tested against.
 type MemoryStore struct {
 	mu    sync.Mutex
-	drops map[Key]*Maildrop
+	drops map[Key]*memDrop
 	locks *lockTable
+}
+
+type memDrop struct {
+	uidValidity uint32
+	records     map[uint32]Record
 }
 
 // NewMemoryStore returns an empty MemoryStore.
 func NewMemoryStore() *MemoryStore {
-	return &MemoryStore{drops: make(map[Key]*Maildrop), locks: newLockTable()}
+	return &MemoryStore{drops: make(map[Key]*memDrop), locks: newLockTable()}
 }
 
 // Load implements Store.
 func (s *MemoryStore) Load(_ context.Context, key Key) (*Maildrop, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := &Maildrop{Records: make(map[uint32]Record)}
+	out := &Maildrop{}
 	if d := s.drops[key]; d != nil {
-		out.UIDValidity = d.UIDValidity
-		maps.Copy(out.Records, d.Records)
+		out.UIDValidity = d.uidValidity
+		out.Records = make([]Record, 0, len(d.records))
+		for _, r := range d.records {
+			out.Records = append(out.Records, r)
+		}
+		slices.SortFunc(out.Records, func(a, b Record) int { return cmp.Compare(a.UID, b.UID) })
 	}
 	return out, nil
 }
@@ -37,15 +48,31 @@ func (s *MemoryStore) Apply(_ context.Context, key Key, ch *Change) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	d := s.drops[key]
-	if d == nil || d.UIDValidity != ch.UIDValidity {
-		d = &Maildrop{UIDValidity: ch.UIDValidity, Records: make(map[uint32]Record, len(ch.Put))}
+	stored := uint32(0)
+	if d != nil {
+		stored = d.uidValidity
+	}
+	if stored != ch.Expect {
+		return fmt.Errorf("uidmap: stored UIDVALIDITY %d, change computed from %d: %w", stored, ch.Expect, ErrStale)
+	}
+	if d != nil && d.uidValidity == ch.UIDValidity {
+		for _, r := range ch.Add {
+			if _, ok := d.records[r.UID]; ok {
+				return fmt.Errorf("uidmap: UID %d was named by another session: %w", r.UID, ErrStale)
+			}
+		}
+	} else {
+		d = &memDrop{uidValidity: ch.UIDValidity, records: make(map[uint32]Record, len(ch.Add)+len(ch.Put))}
 		s.drops[key] = d
 	}
 	for _, uid := range ch.Delete {
-		delete(d.Records, uid)
+		delete(d.records, uid)
+	}
+	for _, r := range ch.Add {
+		d.records[r.UID] = r
 	}
 	for _, r := range ch.Put {
-		d.Records[r.UID] = r
+		d.records[r.UID] = r
 	}
 	return nil
 }

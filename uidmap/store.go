@@ -1,8 +1,10 @@
 package uidmap
 
 import (
+	"cmp"
 	"context"
 	"errors"
+	"slices"
 )
 
 // Key identifies one maildrop: the upstream it lives on, the user and the
@@ -36,17 +38,41 @@ type Maildrop struct {
 	// UIDValidity is the upstream UIDVALIDITY the UIDs below belong to;
 	// zero when nothing is stored yet.
 	UIDValidity uint32
-	Records     map[uint32]Record // by upstream UID
+	// Records in ascending order of UID, one per UID. A sorted slice and
+	// not a map: a login on a 50,000-message maildrop merges it with the
+	// snapshot, which costs a fraction of building and probing a map.
+	Records []Record
 }
 
-// Change is one atomic update of a maildrop.
+// Find returns the record of uid, by binary search.
+func (d *Maildrop) Find(uid uint32) (Record, bool) {
+	i, ok := slices.BinarySearchFunc(d.Records, uid, func(r Record, uid uint32) int { return cmp.Compare(r.UID, uid) })
+	if !ok {
+		return Record{}, false
+	}
+	return d.Records[i], true
+}
+
+// Change is one atomic update of a maildrop. Stores apply it as a
+// compare-and-set, so that sessions on several instances (or lock: none)
+// that compute changes from the same state at once cannot give one message
+// two UIDLs: the loser gets ErrStale, writes nothing, and starts again from
+// a fresh Load.
 type Change struct {
-	// UIDValidity of the records in Put. When it differs from the stored
-	// one, every stored record is dropped first (their UIDs name other
-	// messages now): Put must then carry the whole maildrop.
+	// Expect is the UIDVALIDITY the change was computed from, as Load
+	// returned it (zero for a maildrop with nothing stored). If the stored
+	// one differs, Apply fails with ErrStale.
+	Expect uint32
+	// UIDValidity of the records in Add and Put. When it differs from the
+	// stored one, every stored record is dropped first (their UIDs name
+	// other messages now): Add and Put must then carry the whole maildrop.
 	UIDValidity uint32
-	Put         []Record // added or replaced, by UID
-	Delete      []uint32 // UIDs gone from the upstream
+	// Add names messages for the first time. If a UID in Add is stored
+	// already (another session named it first), Apply fails with ErrStale.
+	Add []Record
+	// Put replaces records (hidden marks, imports), by UID, or adds them.
+	Put    []Record
+	Delete []uint32 // UIDs gone from the upstream
 }
 
 // Store keeps the state of many maildrops. Each call is atomic: Load sees
@@ -70,6 +96,7 @@ type Store interface {
 // maildrop.
 var ErrLocked = errors.New("uidmap: maildrop is locked by another session")
 
-// ErrStale is returned when a change names messages of a maildrop state
-// that is no longer current (its UIDVALIDITY changed in between).
+// ErrStale is returned when a change was computed from a maildrop state that
+// is no longer current: its UIDVALIDITY changed in between, or another
+// session named one of its new messages first.
 var ErrStale = errors.New("uidmap: maildrop state changed")

@@ -3,6 +3,7 @@ package uidmap
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -69,14 +70,29 @@ type View struct {
 // Resolve returns, so a UIDL is never served that a later session could not
 // reproduce. UIDLs are unique within the maildrop.
 func (m *Map) Resolve(ctx context.Context, key Key, uidValidity uint32, msgs []Message, identify Identifier) (*View, error) {
+	// A change computed from a state that another session (on this
+	// instance or another one sharing the store) changed in between is
+	// refused by the store: start again from the new state, where that
+	// session's names are known and kept.
+	for attempt := 1; ; attempt++ {
+		v, err := m.resolve(ctx, key, uidValidity, msgs, identify)
+		if errors.Is(err, ErrStale) && attempt < 3 {
+			continue
+		}
+		return v, err
+	}
+}
+
+func byUID(r Record, uid uint32) int { return cmp.Compare(r.UID, uid) }
+
+func (m *Map) resolve(ctx context.Context, key Key, uidValidity uint32, msgs []Message, identify Identifier) (*View, error) {
 	drop, err := m.store.Load(ctx, key)
 	if err != nil {
 		return nil, fmt.Errorf("uidmap: load %s: %w", key.User, err)
 	}
 	v := &View{UIDLs: make([]string, len(msgs)), Hidden: make([]bool, len(msgs)), Fresh: len(drop.Records) == 0}
 	v.Reset = !v.Fresh && drop.UIDValidity != uidValidity
-	ch := &Change{UIDValidity: uidValidity}
-	used := make(map[string]struct{}, len(msgs))
+	ch := &Change{Expect: drop.UIDValidity, UIDValidity: uidValidity}
 
 	var unknown []int // indexes into msgs still without a UIDL
 	if v.Reset {
@@ -84,20 +100,27 @@ func (m *Map) Resolve(ctx context.Context, key Key, uidValidity uint32, msgs []M
 			unknown = append(unknown, i)
 		}
 	} else {
-		present := make(map[uint32]struct{}, len(msgs))
+		// Snapshots come in UID order, like the records: walk both, and
+		// search only where they part.
+		recs := drop.Records
+		matched := make([]bool, len(recs))
+		j := 0
 		for i, msg := range msgs {
-			present[msg.UID] = struct{}{}
-			if r, ok := drop.Records[msg.UID]; ok {
-				v.UIDLs[i], v.Hidden[i] = r.UIDL, r.Hidden
-				used[r.UIDL] = struct{}{}
-				v.Known++
-			} else {
-				unknown = append(unknown, i)
+			if j >= len(recs) || recs[j].UID != msg.UID {
+				var ok bool
+				if j, ok = slices.BinarySearchFunc(recs, msg.UID, byUID); !ok {
+					unknown = append(unknown, i)
+					continue
+				}
 			}
+			v.UIDLs[i], v.Hidden[i] = recs[j].UIDL, recs[j].Hidden
+			matched[j] = true
+			v.Known++
+			j++
 		}
-		for uid := range drop.Records {
-			if _, ok := present[uid]; !ok {
-				ch.Delete = append(ch.Delete, uid)
+		for j, r := range recs {
+			if !matched[j] {
+				ch.Delete = append(ch.Delete, r.UID)
 			}
 		}
 		v.Pruned = len(ch.Delete)
@@ -109,6 +132,12 @@ func (m *Map) Resolve(ctx context.Context, key Key, uidValidity uint32, msgs []M
 			}
 		}
 		return v, nil
+	}
+	used := make(map[string]struct{}, len(msgs))
+	for _, u := range v.UIDLs {
+		if u != "" {
+			used[u] = struct{}{}
+		}
 	}
 
 	ids := make(map[uint32]*Identity, len(unknown))
@@ -147,11 +176,11 @@ func (m *Map) Resolve(ctx context.Context, key Key, uidValidity uint32, msgs []M
 		used[u] = struct{}{}
 		v.UIDLs[i] = u
 		v.Assigned++
-		ch.Put = append(ch.Put, Record{UID: msg.UID, UIDL: u, FP: fps[msg.UID]})
+		ch.Add = append(ch.Add, Record{UID: msg.UID, UIDL: u, FP: fps[msg.UID]})
 	}
-	slices.SortFunc(ch.Put, func(a, b Record) int { return cmp.Compare(a.UID, b.UID) })
+	slices.SortFunc(ch.Add, func(a, b Record) int { return cmp.Compare(a.UID, b.UID) })
 	if err := m.store.Apply(ctx, key, ch); err != nil {
-		return nil, fmt.Errorf("uidmap: store %d UIDLs for %s: %w", len(ch.Put), key.User, err)
+		return nil, fmt.Errorf("uidmap: store %d UIDLs for %s: %w", len(ch.Add), key.User, err)
 	}
 	return v, nil
 }
@@ -164,10 +193,7 @@ func (m *Map) Resolve(ctx context.Context, key Key, uidValidity uint32, msgs []M
 // UIDL and hidden mark; the rest is returned.
 func (m *Map) reidentify(drop *Maildrop, msgs []Message, unknown []int, fps map[uint32]Fingerprint,
 	v *View, used map[string]struct{}, ch *Change) []int {
-	old := make([]Record, 0, len(drop.Records))
-	for _, r := range drop.Records {
-		old = append(old, r)
-	}
+	old := slices.Clone(drop.Records)
 	byAge := func(a, b Record) int {
 		return cmp.Or(cmp.Compare(a.FP.Date, b.FP.Date), cmp.Compare(a.UID, b.UID))
 	}
@@ -208,7 +234,7 @@ func (m *Map) reidentify(drop *Maildrop, msgs []Message, unknown []int, fps map[
 				v.UIDLs[i], v.Hidden[i] = r.UIDL, r.Hidden
 				used[r.UIDL] = struct{}{}
 				v.Kept++
-				ch.Put = append(ch.Put, Record{UID: msgs[i].UID, UIDL: r.UIDL, Hidden: r.Hidden, FP: fps[msgs[i].UID]})
+				ch.Add = append(ch.Add, Record{UID: msgs[i].UID, UIDL: r.UIDL, Hidden: r.Hidden, FP: fps[msgs[i].UID]})
 				continue
 			}
 			rest = append(rest, i)
@@ -238,9 +264,9 @@ func (m *Map) SetHidden(ctx context.Context, key Key, uidValidity uint32, uids [
 	if drop.UIDValidity != uidValidity {
 		return fmt.Errorf("uidmap: %s: UIDVALIDITY %d is not the stored %d: %w", key.User, uidValidity, drop.UIDValidity, ErrStale)
 	}
-	ch := &Change{UIDValidity: uidValidity}
+	ch := &Change{Expect: drop.UIDValidity, UIDValidity: uidValidity}
 	for _, uid := range uids {
-		r, ok := drop.Records[uid]
+		r, ok := drop.Find(uid)
 		if !ok {
 			return fmt.Errorf("uidmap: %s: UID %d was never named: %w", key.User, uid, ErrStale)
 		}

@@ -170,7 +170,10 @@ func TestImportUIDLFromDovecotPOP3(t *testing.T) {
 	wantLine(t, out, `unmatched old messages: 0`)
 	wantLine(t, out, `unmatched IMAP messages: 0`)
 	wantLine(t, out, `written: 5 UIDLs`)
-	if d := e.loadState(t); len(d.Records) != 5 || d.Records[4].FP.HeaderHash == "" || d.Records[1].FP.MessageID == "" {
+	d := e.loadState(t)
+	r1, _ := d.Find(1)
+	r4, _ := d.Find(4)
+	if len(d.Records) != 5 || r4.FP.HeaderHash == "" || r1.FP.MessageID == "" {
 		t.Fatalf("stored %+v: want 5 records with fingerprints", d)
 	}
 

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"slices"
 	"strings"
 	"text/tabwriter"
 
@@ -95,23 +94,17 @@ func stateShow(ctx context.Context, store uidmap.Store, key uidmap.Key, w io.Wri
 		fmt.Fprintf(w, "no state for %s (%s on %s)\n", key.User, key.Mailbox, key.Upstream)
 		return nil
 	}
-	uids := make([]uint32, 0, len(drop.Records))
-	for uid := range drop.Records {
-		uids = append(uids, uid)
-	}
-	slices.Sort(uids)
 	fmt.Fprintf(w, "%s (%s on %s), UIDVALIDITY %d, as of its last POP3 session:\n", key.User, key.Mailbox, key.Upstream, drop.UIDValidity)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "N\tUID\tUIDL\tSIZE\tHIDDEN")
 	n := 0
-	for _, uid := range uids {
-		r := drop.Records[uid]
+	for _, r := range drop.Records {
 		num := "-"
 		if !r.Hidden {
 			n++
 			num = fmt.Sprint(n)
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%v\n", num, uid, r.UIDL, r.FP.Size, r.Hidden)
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%v\n", num, r.UID, r.UIDL, r.FP.Size, r.Hidden)
 	}
 	return tw.Flush()
 }

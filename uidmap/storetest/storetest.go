@@ -41,6 +41,16 @@ func apply(t *testing.T, s uidmap.Store, k uidmap.Key, ch *uidmap.Change) {
 	}
 }
 
+// rec returns the loaded record of uid, failing the test when there is none.
+func rec(t *testing.T, d *uidmap.Maildrop, uid uint32) uidmap.Record {
+	t.Helper()
+	r, ok := d.Find(uid)
+	if !ok {
+		t.Fatalf("no record for UID %d in %+v", uid, d.Records)
+	}
+	return r
+}
+
 func runStore(t *testing.T, newStore func(t *testing.T) uidmap.Store) {
 	ctx := context.Background()
 	full := uidmap.Record{UID: 7, UIDL: "uidl-7", Hidden: true,
@@ -59,31 +69,31 @@ func runStore(t *testing.T, newStore func(t *testing.T) uidmap.Store) {
 		if d.UIDValidity != 9 || len(d.Records) != 2 {
 			t.Fatalf("got %+v", d)
 		}
-		if !reflect.DeepEqual(d.Records[7], full) {
-			t.Fatalf("record 7 = %+v, want %+v", d.Records[7], full)
+		if got := rec(t, d, 7); !reflect.DeepEqual(got, full) {
+			t.Fatalf("record 7 = %+v, want %+v", got, full)
 		}
-		if d.Records[8].FP.HeaderHash != "hh" || d.Records[8].Hidden {
-			t.Fatalf("record 8 = %+v", d.Records[8])
+		if rec(t, d, 8).FP.HeaderHash != "hh" || rec(t, d, 8).Hidden {
+			t.Fatalf("record 8 = %+v", rec(t, d, 8))
 		}
 	})
 	t.Run("PutReplacesAndDeleteRemoves", func(t *testing.T) {
 		s := newStore(t)
 		apply(t, s, key, &uidmap.Change{UIDValidity: 1, Put: []uidmap.Record{{UID: 1, UIDL: "a"}, {UID: 2, UIDL: "b"}}})
-		apply(t, s, key, &uidmap.Change{UIDValidity: 1, Put: []uidmap.Record{{UID: 2, UIDL: "b", Hidden: true}, {UID: 3, UIDL: "c"}}, Delete: []uint32{1}})
+		apply(t, s, key, &uidmap.Change{Expect: 1, UIDValidity: 1, Put: []uidmap.Record{{UID: 2, UIDL: "b", Hidden: true}, {UID: 3, UIDL: "c"}}, Delete: []uint32{1}})
 		d := load(t, s, key)
-		if len(d.Records) != 2 || !d.Records[2].Hidden || d.Records[3].UIDL != "c" {
+		if len(d.Records) != 2 || !rec(t, d, 2).Hidden || rec(t, d, 3).UIDL != "c" {
 			t.Fatalf("got %+v", d.Records)
 		}
-		if _, ok := d.Records[1]; ok {
+		if _, ok := d.Find(1); ok {
 			t.Fatal("deleted record still there")
 		}
 	})
 	t.Run("NewUIDValidityDropsOldRecords", func(t *testing.T) {
 		s := newStore(t)
 		apply(t, s, key, &uidmap.Change{UIDValidity: 1, Put: []uidmap.Record{{UID: 1, UIDL: "a"}, {UID: 2, UIDL: "b"}}})
-		apply(t, s, key, &uidmap.Change{UIDValidity: 2, Put: []uidmap.Record{{UID: 5, UIDL: "a"}}})
+		apply(t, s, key, &uidmap.Change{Expect: 1, UIDValidity: 2, Put: []uidmap.Record{{UID: 5, UIDL: "a"}}})
 		d := load(t, s, key)
-		if d.UIDValidity != 2 || len(d.Records) != 1 || d.Records[5].UIDL != "a" {
+		if d.UIDValidity != 2 || len(d.Records) != 1 || rec(t, d, 5).UIDL != "a" {
 			t.Fatalf("got %+v", d)
 		}
 	})
@@ -105,8 +115,8 @@ func runStore(t *testing.T, newStore func(t *testing.T) uidmap.Store) {
 		s := newStore(t)
 		apply(t, s, key, &uidmap.Change{UIDValidity: 1, Put: []uidmap.Record{{UID: 1, UIDL: "x"}}})
 		d := load(t, s, key)
-		d.Records[1] = uidmap.Record{UID: 1, UIDL: "changed"}
-		if load(t, s, key).Records[1].UIDL != "x" {
+		d.Records[0] = uidmap.Record{UID: 1, UIDL: "changed"}
+		if rec(t, load(t, s, key), 1).UIDL != "x" {
 			t.Fatal("changing a loaded maildrop changed the store")
 		}
 	})
@@ -131,8 +141,54 @@ func runStore(t *testing.T, newStore func(t *testing.T) uidmap.Store) {
 		}
 		apply(t, s, key, &uidmap.Change{UIDValidity: 3, Put: put})
 		d := load(t, s, key)
-		if len(d.Records) != 5000 || d.Records[4321].UIDL != "000010e1" || d.Records[4321].FP.Size != 4321 {
-			t.Fatalf("got %d records, 4321 = %+v", len(d.Records), d.Records[4321])
+		if len(d.Records) != 5000 || rec(t, d, 4321).UIDL != "000010e1" || rec(t, d, 4321).FP.Size != 4321 {
+			t.Fatalf("got %d records, 4321 = %+v", len(d.Records), rec(t, d, 4321))
+		}
+	})
+	t.Run("RecordsInUIDOrder", func(t *testing.T) {
+		s := newStore(t)
+		apply(t, s, key, &uidmap.Change{UIDValidity: 1, Put: []uidmap.Record{{UID: 300, UIDL: "c"}, {UID: 2, UIDL: "a"}, {UID: 70000, UIDL: "d"}}})
+		apply(t, s, key, &uidmap.Change{Expect: 1, UIDValidity: 1, Add: []uidmap.Record{{UID: 40, UIDL: "b"}}})
+		var uids []uint32
+		for _, r := range load(t, s, key).Records {
+			uids = append(uids, r.UID)
+		}
+		if !reflect.DeepEqual(uids, []uint32{2, 40, 300, 70000}) {
+			t.Fatalf("records in order %v, want ascending UIDs", uids)
+		}
+	})
+	t.Run("StaleExpectWritesNothing", func(t *testing.T) {
+		s := newStore(t)
+		apply(t, s, key, &uidmap.Change{UIDValidity: 5, Add: []uidmap.Record{{UID: 1, UIDL: "a"}}})
+		for _, ch := range []*uidmap.Change{
+			{Expect: 0, UIDValidity: 5, Add: []uidmap.Record{{UID: 2, UIDL: "b"}}},           // computed from nothing stored
+			{Expect: 4, UIDValidity: 6, Put: []uidmap.Record{{UID: 1, UIDL: "z"}}},           // a reset seen from an old state
+			{Expect: 6, UIDValidity: 6, Delete: []uint32{1}, Put: []uidmap.Record{{UID: 3}}}, // from a state never stored
+		} {
+			if err := s.Apply(ctx, key, ch); !errors.Is(err, uidmap.ErrStale) {
+				t.Fatalf("Apply(%+v) = %v, want ErrStale", ch, err)
+			}
+		}
+		if d := load(t, s, key); d.UIDValidity != 5 || len(d.Records) != 1 || rec(t, d, 1).UIDL != "a" {
+			t.Fatalf("a refused change wrote: %+v", d)
+		}
+	})
+	t.Run("AddOfANamedUIDIsStaleAndAtomic", func(t *testing.T) {
+		s := newStore(t)
+		apply(t, s, key, &uidmap.Change{UIDValidity: 5, Add: []uidmap.Record{{UID: 1, UIDL: "a"}, {UID: 2, UIDL: "b"}}})
+		err := s.Apply(ctx, key, &uidmap.Change{Expect: 5, UIDValidity: 5, Delete: []uint32{1},
+			Add: []uidmap.Record{{UID: 3, UIDL: "c"}, {UID: 2, UIDL: "other"}}})
+		if !errors.Is(err, uidmap.ErrStale) {
+			t.Fatalf("Add of a stored UID = %v, want ErrStale", err)
+		}
+		d := load(t, s, key)
+		if len(d.Records) != 2 || rec(t, d, 1).UIDL != "a" || rec(t, d, 2).UIDL != "b" {
+			t.Fatalf("a refused change wrote part of itself: %+v", d.Records)
+		}
+		// After a reset the same UIDs name other messages: Add is no conflict.
+		apply(t, s, key, &uidmap.Change{Expect: 5, UIDValidity: 6, Add: []uidmap.Record{{UID: 2, UIDL: "new-2"}}})
+		if d := load(t, s, key); d.UIDValidity != 6 || len(d.Records) != 1 || rec(t, d, 2).UIDL != "new-2" {
+			t.Fatalf("after the reset: %+v", d)
 		}
 	})
 	t.Run("LockIsExclusive", func(t *testing.T) {
@@ -348,7 +404,7 @@ func runMap(t *testing.T, newStore func(t *testing.T) uidmap.Store) {
 		if v := resolve(t, m, 1, u); v.Pruned != 1 {
 			t.Fatalf("pruned %d, want 1", v.Pruned)
 		}
-		if d := load(t, s, key); len(d.Records) != 1 || d.Records[2].UIDL == "" {
+		if d := load(t, s, key); len(d.Records) != 1 || rec(t, d, 2).UIDL == "" {
 			t.Fatalf("store after prune: %+v", d.Records)
 		}
 	})
@@ -366,6 +422,69 @@ func runMap(t *testing.T, newStore func(t *testing.T) uidmap.Store) {
 		}
 		if err := m.SetHidden(context.Background(), key, 7, []uint32{1}, true); !errors.Is(err, uidmap.ErrStale) {
 			t.Fatalf("hiding under a stale UIDVALIDITY: %v, want ErrStale", err)
+		}
+	})
+	// Two sessions (two instances on one shared store, or lock: none) name
+	// the same new messages at once, with formats that disagree: whichever
+	// stores first wins, and the other serves the winner's UIDLs.
+	t.Run("RacingSessionsNameEachMessageOnce", func(t *testing.T) {
+		s := newStore(t)
+		tmpl, err := uidmap.ParseFormat("other-%u")
+		if err != nil {
+			t.Fatal(err)
+		}
+		slow, fast := uidmap.New(s, uidmap.Options{}), uidmap.New(s, uidmap.Options{Format: tmpl})
+		u := &upstream{}
+		u.add(1, 10, ident(0, "<a@x>", 100))
+		u.add(2, 10, ident(0, "<b@x>", 100))
+		var won *uidmap.View
+		raced := false
+		identify := func(ctx context.Context, uids []uint32) ([]uidmap.Identity, error) {
+			if !raced { // the other session does all its work in between
+				raced = true
+				won = resolve(t, fast, 1, u)
+			}
+			return u.identify(ctx, uids)
+		}
+		v, err := slow.Resolve(context.Background(), key, 1, u.msgs, identify)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(v.UIDLs, []string{"other-1", "other-2"}) || !reflect.DeepEqual(won.UIDLs, v.UIDLs) {
+			t.Fatalf("the racing sessions served %v and %v; both must serve the first stored names", won.UIDLs, v.UIDLs)
+		}
+		if again := resolve(t, slow, 1, u); !reflect.DeepEqual(again.UIDLs, v.UIDLs) || again.Known != 2 {
+			t.Fatalf("next session: %+v", again)
+		}
+	})
+	t.Run("RacingResetReidentifiesOnce", func(t *testing.T) {
+		s := newStore(t)
+		a, b := uidmap.New(s, uidmap.Options{}), uidmap.New(s, uidmap.Options{})
+		before := &upstream{}
+		before.add(1, 10, ident(0, "<a@x>", 100))
+		old := resolve(t, a, 1, before)
+		after := &upstream{}
+		after.add(7, 10, ident(0, "<a@x>", 900))
+		after.add(8, 10, ident(0, "<new@x>", 901))
+		var first *uidmap.View
+		raced := false
+		identify := func(ctx context.Context, uids []uint32) ([]uidmap.Identity, error) {
+			if !raced {
+				raced = true
+				first = resolve(t, b, 2, after)
+			}
+			return after.identify(ctx, uids)
+		}
+		v, err := a.Resolve(context.Background(), key, 2, after.msgs, identify)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := []string{old.UIDLs[0], "0000000800000002"}
+		if !reflect.DeepEqual(first.UIDLs, want) || !reflect.DeepEqual(v.UIDLs, want) {
+			t.Fatalf("racing resets served %v and %v, want %v from both", first.UIDLs, v.UIDLs, want)
+		}
+		if v.Reset || v.Known != 2 {
+			t.Fatalf("the later session must find the first one's mapping: %+v", v)
 		}
 	})
 	t.Run("ReuseXUIDL", func(t *testing.T) {
