@@ -182,11 +182,8 @@ func popbridgeBinary(t *testing.T) string {
 // effectiveConfig is the part of check-config's output the tests compare
 // with the manifests (keys as in config.yaml.example).
 type effectiveConfig struct {
-	Listeners []struct {
-		Address string `yaml:"address"`
-		TLS     string `yaml:"tls"`
-	} `yaml:"listeners"`
-	TLS struct {
+	Listeners []configListener `yaml:"listeners"`
+	TLS       struct {
 		CertFile string `yaml:"cert_file"`
 		KeyFile  string `yaml:"key_file"`
 	} `yaml:"tls"`
@@ -197,14 +194,24 @@ type effectiveConfig struct {
 	State struct {
 		Driver string `yaml:"driver"`
 		Path   string `yaml:"path"`
+		DSN    string `yaml:"dsn"` // REDACTED in check-config's output
 	} `yaml:"state"`
 	Limits struct {
-		MaxConnections int `yaml:"max_connections"`
+		MaxConnections int           `yaml:"max_connections"`
+		IdleTimeout    time.Duration `yaml:"idle_timeout"`
+		TrustedProxies []string      `yaml:"trusted_proxies"`
 	} `yaml:"limits"`
 	ShutdownGrace time.Duration `yaml:"shutdown_grace"`
 	Metrics       struct {
 		Address string `yaml:"address"`
 	} `yaml:"metrics"`
+}
+
+// configListener is one entry of listeners:.
+type configListener struct {
+	Address       string `yaml:"address"`
+	TLS           string `yaml:"tls"`
+	ProxyProtocol bool   `yaml:"proxy_protocol"`
 }
 
 // parseConfig runs `popbridge check-config` on a config file's content,
@@ -1281,8 +1288,8 @@ func checkSeedMessage(t *testing.T, file string) {
 	}
 }
 
-// TestComposeConfig runs `docker compose config` where the plugin is installed
-// (it needs no daemon).
+// TestComposeConfig runs `docker compose config` on both compose files where
+// the plugin is installed (it needs no daemon).
 func TestComposeConfig(t *testing.T) {
 	docker, err := exec.LookPath("docker")
 	if err != nil {
@@ -1293,9 +1300,11 @@ func TestComposeConfig(t *testing.T) {
 	if err := exec.CommandContext(ctx, docker, "compose", "version").Run(); err != nil {
 		t.Skip("docker compose plugin not installed")
 	}
-	out, err := exec.CommandContext(ctx, docker, "compose", "-f", "docker-compose.yml", "config", "-q").CombinedOutput()
-	if err != nil {
-		t.Errorf("docker compose config: %v\n%s", err, out)
+	for _, file := range []string{"docker-compose.yml", scaleComposeFile} {
+		out, err := exec.CommandContext(ctx, docker, "compose", "-f", file, "config", "-q").CombinedOutput()
+		if err != nil {
+			t.Errorf("docker compose -f %s config: %v\n%s", file, err, out)
+		}
 	}
 }
 

@@ -122,26 +122,23 @@ func (d *Dialer) connect(ctx context.Context, c *Conn, cred Credentials) (mech s
 		return fmt.Errorf("%w: %s: %w", ErrUnavailable, what, err)
 	}
 
-	switch d.cfg.TLS {
-	case TLSImplicit:
+	conn := d.wrap(c.raw)
+	if d.cfg.TLS == TLSImplicit {
 		tc := d.tls.Clone()
 		tc.NextProtos = []string{"imap"}
 		tlsConn := tls.Client(c.raw, tc)
 		if err := tlsConn.HandshakeContext(ctx); err != nil {
 			return "", step("TLS handshake", err)
 		}
-		c.client = imapclient.New(d.wrap(tlsConn), opts)
-	case TLSStartTLS:
-		opts.TLSConfig = d.tls.Clone()
-		client, err := imapclient.NewStartTLS(d.wrap(c.raw), opts)
-		if err != nil {
-			// NewStartTLS closed the connection; go-imap's reader ends by itself.
-			return "", step("STARTTLS", err)
-		}
-		c.client = client
-	default:
-		c.client = imapclient.New(d.wrap(c.raw), opts)
+		conn = d.wrap(tlsConn)
 	}
+	// The greeting, STARTTLS and the ID command with the client's address
+	// (see prelogin.go); then go-imap takes over.
+	conn, err = d.preLogin(ctx, conn, cred, step)
+	if err != nil {
+		return "", err
+	}
+	c.client = imapclient.New(conn, opts)
 
 	if err := c.client.WaitGreeting(); err != nil {
 		return "", step("greeting", err)
@@ -149,8 +146,7 @@ func (d *Dialer) connect(ctx context.Context, c *Conn, cred Credentials) (mech s
 	switch c.client.State() {
 	case imap.ConnStateNotAuthenticated:
 	case imap.ConnStateAuthenticated:
-		// PREAUTH: the server decided who we are; that need not be this user.
-		return "", fmt.Errorf("%w: the server greeted with PREAUTH; refusing to use a session it authenticated by other means", ErrUnavailable)
+		return "", errPreauth
 	default:
 		return "", step("greeting", errors.New("unexpected state after greeting"))
 	}

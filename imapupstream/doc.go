@@ -5,10 +5,11 @@
 // A session goes:
 //
 //	d, _ := imapupstream.NewDialer(cfg, log)   // once, at start-up
-//	conn, err := d.Login(ctx, cred)            // dial, TLS, greeting, LOGIN/AUTHENTICATE
+//	conn, err := d.Login(ctx, cred)            // dial, TLS, greeting, ID, LOGIN/AUTHENTICATE
 //	mb, err := conn.Select(ctx)                // SELECT (read-write), UIDVALIDITY
 //	msgs, err := conn.Snapshot(ctx)            // UID FETCH 1:* (UID RFC822.SIZE), one round trip
 //	r, err := conn.Fetch(ctx, uid)             // BODY.PEEK[] streamed from the literal
+//	r, err := conn.FetchAhead(ctx, uid, next)  // the same, with next's UID FETCH sent while uid streams
 //	r, err := conn.Top(ctx, uid, lines)        // BODY.PEEK[HEADER] + partial BODY.PEEK[TEXT]
 //	err = conn.MarkSeen(ctx, uids)             // after RETR, if wanted
 //	err = conn.Delete(ctx, uids, mode, trash)  // in UPDATE: expunge / trash / keep
@@ -23,7 +24,9 @@
 //     \Deleted messages along (see Conn.Delete).
 //   - Message readers stream from the IMAP literal (no message is held in
 //     memory), end with io.EOF only after the exact literal size arrived and
-//     the server completed the command, and otherwise fail with ErrUnavailable.
+//     the server completed the command (or, with a command sent ahead by
+//     FetchAhead, that command's answer started), and otherwise fail with
+//     ErrUnavailable.
 //   - A message expunged by someone else gives ErrNoSuchMessage and the
 //     connection stays usable.
 //

@@ -85,7 +85,21 @@ type Credentials struct {
 type ConnInfo struct {
 	ID         string   // session id, unique per connection, for logs
 	RemoteAddr net.Addr // the client (after PROXY protocol, when used)
-	LocalAddr  net.Addr
-	Listener   string               // ListenerConfig.Name of the listener it came in on
-	TLS        *tls.ConnectionState // nil on a plaintext connection; set by implicit TLS or STLS
+	LocalAddr  net.Addr // the address the client connected to (behind a PROXY header, the one it carried)
+	// ProxyAddr is the load balancer the connection really came from, on a
+	// ListenerConfig.ProxyProtocol listener (where RemoteAddr is what its
+	// header said), nil elsewhere.
+	ProxyAddr net.Addr
+	Listener  string               // ListenerConfig.Name of the listener it came in on
+	TLS       *tls.ConnectionState // nil on a plaintext connection; set by implicit TLS or STLS
+}
+
+// FromLoopback reports whether the client is on this machine and its
+// connection never left it: RemoteAddr is a loopback address (IsLoopback)
+// and, behind a PROXY header, so is the proxy. A client on the proxy's own
+// loopback is a remote client here: what it sends crossed the network
+// between the proxy and us. This is the usual test for allowing plaintext
+// logins (see Server.AllowPlaintext).
+func (ci *ConnInfo) FromLoopback() bool {
+	return IsLoopback(ci.RemoteAddr) && (ci.ProxyAddr == nil || IsLoopback(ci.ProxyAddr))
 }

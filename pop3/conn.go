@@ -40,12 +40,13 @@ func (s state) String() string {
 // conn is one client connection. All its fields are owned by its goroutine,
 // except raw, which Server.Close may close at any time.
 type conn struct {
-	srv *Server
-	raw net.Conn // as accepted; closing it ends everything
-	nc  net.Conn // raw, or the TLS connection over it
-	lc  ListenerConfig
-	lim limits
-	log *zap.Logger
+	srv   *Server
+	raw   net.Conn // as accepted; closing it ends everything
+	plain net.Conn // the client's bytes: raw, or raw after its PROXY header
+	nc    net.Conn // plain, or the TLS connection over it
+	lc    ListenerConfig
+	lim   limits
+	log   *zap.Logger
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -96,18 +97,17 @@ type conn struct {
 // goroutine (setup).
 func newConn(s *Server, nc net.Conn, lc ListenerConfig) *conn {
 	ctx, cancel := context.WithCancel(s.ctx)
-	return &conn{srv: s, raw: nc, nc: nc, lc: lc, ctx: ctx, cancel: cancel}
+	return &conn{srv: s, raw: nc, plain: nc, nc: nc, lc: lc, ctx: ctx, cancel: cancel}
 }
 
-// setup prepares everything else, in the connection's goroutine.
-func (c *conn) setup() {
+// setup prepares everything else, in the connection's goroutine, where the
+// PROXY header (if any) is read: waiting for it never holds up Accept. It
+// reports false when the connection must be closed at once.
+func (c *conn) setup() bool {
 	c.start = time.Now()
 	c.lim = c.srv.limits()
 	if c.lim.loginTimeout > 0 {
 		c.loginDeadline = c.start.Add(c.lim.loginTimeout)
-	}
-	if c.lc.TLS == TLSImplicit {
-		c.nc = tls.Server(c.raw, c.tlsConfig())
 	}
 	c.info = ConnInfo{
 		ID:         newSessionID(),
@@ -115,11 +115,28 @@ func (c *conn) setup() {
 		LocalAddr:  c.raw.LocalAddr(),
 		Listener:   c.lc.Name,
 	}
-	remote := ""
-	if c.info.RemoteAddr != nil {
-		remote = c.info.RemoteAddr.String()
+	c.log = c.srv.logger().With(zap.String("session", c.info.ID), addrField("remote", c.info.RemoteAddr))
+	if pp := c.lc.ProxyProtocol; pp != nil {
+		if !c.readProxyHeader(pp) {
+			return false
+		}
+		// From here on every log line names the client, and the proxy
+		// it came through.
+		c.log = c.srv.logger().With(zap.String("session", c.info.ID), addrField("remote", c.info.RemoteAddr),
+			addrField("proxy", c.info.ProxyAddr))
 	}
-	c.log = c.srv.logger().With(zap.String("session", c.info.ID), zap.String("remote", remote))
+	if c.lc.TLS == TLSImplicit {
+		c.nc = tls.Server(c.plain, c.tlsConfig())
+	}
+	return true
+}
+
+// addrField logs addr as a string ("" for none).
+func addrField(key string, addr net.Addr) zap.Field {
+	if addr == nil {
+		return zap.String(key, "")
+	}
+	return zap.String(key, addr.String())
 }
 
 // tlsConfig is the TLS configuration of the connection's listener.
@@ -149,7 +166,9 @@ func newSessionID() string {
 // backend or here closes this connection only.
 func (c *conn) serve() {
 	defer c.finish()
-	c.setup()
+	if !c.setup() {
+		return
+	}
 	c.log.Debug("connection opened", zap.Stringer("tls", c.lc.TLS))
 	if !c.admit() {
 		return

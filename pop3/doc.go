@@ -40,6 +40,12 @@
 // it had sent the commands one at a time. The exception is STLS: what was
 // sent behind it before the TLS handshake is discarded, never executed.
 //
+// Behind a load balancer, a listener with ListenerConfig.ProxyProtocol takes
+// each client's address from the PROXY protocol header (version 1 or 2) that
+// trusted peers send first; it is read in the connection's goroutine, and
+// from then on ConnInfo.RemoteAddr, the logs, the per-IP limit, the
+// LoginLimiter and AllowPlaintext all see the client, not the balancer.
+//
 // Connections over Server.MaxConnections or MaxConnectionsPerIP get one -ERR
 // line with the SYS/TEMP response code instead of the greeting (nothing on
 // implicit TLS, where no handshake is spent on them) and are closed.

@@ -38,6 +38,8 @@ const (
 	RefusePerIP          = "per_ip"          // Server.MaxConnectionsPerIP reached
 	RefuseLoginLimiter   = "login_limiter"   // LoginLimiter.Allow said no: -ERR [LOGIN-DELAY]
 	RefuseShuttingDown   = "shutting_down"   // Shutdown is under way: -ERR [SYS/TEMP]
+	RefuseUntrustedProxy = "untrusted_proxy" // ProxyProtocol listener, peer not Trusted: closed unread
+	RefuseProxyHeader    = "proxy_header"    // ProxyProtocol listener, trusted peer sent no valid header in time
 )
 
 // Results of Observer.Login.

@@ -82,6 +82,16 @@ type ListenerConfig struct {
 	// Server.TLSConfig: for example one whose GetConfigForClient accepts
 	// older TLS versions from some client networks only.
 	TLSConfig *tls.Config
+	// ProxyProtocol, when not nil, makes every connection on this listener
+	// start with a PROXY protocol header (version 1 or 2) from a trusted
+	// load balancer, and the client address it carries is the
+	// connection's from then on: in ConnInfo, logs, MaxConnectionsPerIP,
+	// the LoginLimiter and AllowPlaintext. Connections from untrusted
+	// peers, and trusted ones without a valid header, are closed before
+	// the greeting (Observer.ConnRefused with RefuseUntrustedProxy or
+	// RefuseProxyHeader). The header is read in the connection's own
+	// goroutine, never in the accept loop.
+	ProxyProtocol *ProxyProtocol
 }
 
 // Server is a POP3 server. Set its fields before the first call to Serve and
@@ -93,7 +103,8 @@ type Server struct {
 	Backend Backend
 
 	// Logger receives the server's logs; each connection logs through a
-	// child carrying "session" and "remote" fields. nil means no logs.
+	// child carrying "session" and "remote" fields (and "proxy" on
+	// ProxyProtocol listeners). nil means no logs.
 	Logger *zap.Logger
 
 	// Implementation is announced as CAPA IMPLEMENTATION when not empty.
@@ -152,7 +163,7 @@ type Server struct {
 	// never see a capability that does not work. A typical policy:
 	//
 	//	AllowPlaintext: func(c *pop3.ConnInfo) bool {
-	//		return cfg.AllowPlaintext || pop3.IsLoopback(c.RemoteAddr)
+	//		return cfg.AllowPlaintext || c.FromLoopback()
 	//	}
 	//
 	// The same rule covers every SASL mechanism of Mechanisms (PLAIN,
@@ -293,7 +304,8 @@ func (s *Server) ServeTLS(l net.Listener) error {
 //
 // It returns a configuration error at once, before accepting anything,
 // when TLSImplicit or TLSStartTLS lacks Server.TLSConfig, when Backend is
-// nil, or when Mechanisms names an unknown mechanism.
+// nil, when Mechanisms names an unknown mechanism, or when ProxyProtocol
+// has no Trusted function.
 func (s *Server) ServeListener(l net.Listener, lc ListenerConfig) error {
 	switch lc.TLS {
 	case TLSNone:
@@ -310,6 +322,9 @@ func (s *Server) ServeListener(l net.Listener, lc ListenerConfig) error {
 	}
 	if s.Backend == nil {
 		return errors.New("pop3: Server.Backend is nil")
+	}
+	if lc.ProxyProtocol != nil && lc.ProxyProtocol.Trusted == nil {
+		return errors.New("pop3: ProxyProtocol needs a Trusted function")
 	}
 	if _, err := resolveMechanisms(s.Mechanisms); err != nil {
 		return err

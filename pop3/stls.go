@@ -40,7 +40,7 @@ func (c *conn) cmdSTLS(rest string) {
 	if n := c.br.Buffered(); n > 0 {
 		c.log.Warn("discarding input sent after STLS before the TLS handshake", zap.Int("octets", n))
 	}
-	c.nc = tls.Server(c.raw, c.tlsConfig())
+	c.nc = tls.Server(c.plain, c.tlsConfig())
 	if !c.handshake() {
 		c.closing = true
 		return

@@ -109,7 +109,10 @@ func (b *Backend) Login(ctx context.Context, ci *pop3.ConnInfo, cred *pop3.Crede
 		// not the client's.
 		return nil, &pop3.Error{Code: pop3.CodeAuth, Message: "authorization identity not allowed"}
 	}
-	upCred := imapupstream.Credentials{Username: cred.Username}
+	// The client's address (the one a PROXY header carried, if any) goes
+	// upstream in an ID command, so the IMAP server logs and rate-limits
+	// the client rather than popbridge.
+	upCred := imapupstream.Credentials{Username: cred.Username, ClientAddr: ci.RemoteAddr, ConnectedAddr: ci.LocalAddr}
 	switch cred.Mechanism {
 	case "OAUTHBEARER", "XOAUTH2":
 		upCred.Token, upCred.Mechanism = cred.Token, cred.Mechanism

@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"strings"
 	"sync"
@@ -31,6 +32,7 @@ type daemon struct {
 	srv     *pop3.Server
 	certs   *tlsCerts
 	lanes   map[string]*legacyLane // by listener address; fixed at start
+	proxies atomic.Pointer[ipNets] // limits.trusted_proxies in force
 	limiter *limiterSwitch
 	metrics *metrics.Metrics // nil without metrics.address
 
@@ -48,7 +50,6 @@ var restartKeys = []string{
 	"upstream.address", // names every maildrop in the state store
 	"upstream.mailbox", // likewise
 	"upstream.master_user", "upstream.master_password",
-	"limits.trusted_proxies",
 }
 
 func needsRestart(key string) bool {
@@ -74,7 +75,6 @@ func keepRestartKeys(next, old *config.Config) *config.Config {
 	eff.Upstream.Mailbox = old.Upstream.Mailbox
 	eff.Upstream.MasterUser = old.Upstream.MasterUser
 	eff.Upstream.MasterPassword = old.Upstream.MasterPassword
-	eff.Limits.TrustedProxies = old.Limits.TrustedProxies
 	return &eff
 }
 
@@ -82,7 +82,9 @@ func keepRestartKeys(next, old *config.Config) *config.Config {
 // changed and can change safely: TLS certificates (re-read even when their
 // paths did not change: that is how a renewed certificate is picked up)
 // and tls.min_version for new TLS handshakes; auth.*, upstream timeouts and
-// TLS settings, policy.*, limits.* and pop3.* for new connections and
+// TLS settings, policy.*, limits.* (limits.trusted_proxies included: the
+// next connection's peer is checked against the new list) and pop3.* for
+// new connections and
 // sessions; log.level at once; shutdown_grace for the next shutdown. Open
 // sessions keep the settings they started with. Keys that need a restart
 // are logged and not applied. A file that fails to load or validate, or
@@ -133,6 +135,10 @@ func (d *daemon) reload() (err error) {
 		return reject(err)
 	}
 	settings := pop3Settings(eff)
+	proxies, err := parseIPNets(eff.Limits.TrustedProxies)
+	if err != nil {
+		return reject(fmt.Errorf("limits.trusted_proxies: %w", err)) // validation already refused it
+	}
 
 	// Then swap it in.
 	if err := d.srv.Reconfigure(settings); err != nil {
@@ -143,6 +149,7 @@ func (d *daemon) reload() (err error) {
 		return reject(err) // cannot happen: backendOptions sets Dialer and Map
 	}
 	d.limiter.set(eff.Limits.AuthFailuresPerIP)
+	d.proxies.Store(&proxies)
 	if d.env.level != nil {
 		d.env.level.SetLevel(level)
 	}
@@ -175,6 +182,13 @@ func (d *daemon) reload() (err error) {
 }
 
 var errNoConfigFile = errors.New("no configuration file to reload")
+
+// trustedProxy is the pop3.ProxyProtocol policy of proxy_protocol
+// listeners: peer is in limits.trusted_proxies as last (re)loaded.
+func (d *daemon) trustedProxy(peer net.Addr) bool {
+	nets := d.proxies.Load()
+	return nets != nil && nets.contains(peer)
+}
 
 // limiterSwitch is the pop3.LoginLimiter of a daemon: a proxy.LoginLimiter
 // that a reload of limits.auth_failures_per_ip replaces (its counts start

@@ -30,7 +30,9 @@ const importUsage = `usage: popbridge import-uidl [-config FILE] -user USER
 Seeds popbridge's state with the UIDLs a previous POP3 server gave USER's
 messages, so that POP3 clients moving to popbridge download nothing again.
 Run it once per user, before the user's first popbridge session, with
-popbridge stopped (state.driver bolt: the state file belongs to one process).
+popbridge stopped (state.driver bolt: the state file belongs to one process;
+with postgres popbridge may run, and the user's maildrop lock keeps the
+user's sessions out meanwhile).
 
 The user's password is read from the first line of standard input (never
 from a flag: it would show in ps), or asked for when standard input is a
@@ -268,7 +270,7 @@ func cmdImportUIDL(ctx context.Context, args []string, stdin io.Reader, stdout, 
 // a running popbridge holds it (it then cannot say whether state exists).
 func openImportStore(sc config.State, dryRun bool) (uidmap.Store, error) {
 	if sc.Driver == "memory" {
-		return nil, errors.New("state.driver memory keeps nothing after popbridge exits: import-uidl needs a persistent store (bolt)")
+		return nil, errors.New("state.driver memory keeps nothing after popbridge exits: import-uidl needs a persistent store (bolt or postgres)")
 	}
 	store, err := openStore(sc)
 	if errors.Is(err, uidmap.ErrStoreBusy) {
@@ -516,15 +518,15 @@ func printImportReport(w io.Writer, f *importFlags, cfg *config.Config, srcName 
 	}
 	switch {
 	case !haveStore:
-		fmt.Fprintf(w, "dry run: nothing written (state %s is in use by a running popbridge, so existing state was not checked: stop popbridge before the real import)\n", cfg.State.Path)
+		fmt.Fprintf(w, "dry run: nothing written (state %s is in use by a running popbridge, so existing state was not checked: stop popbridge before the real import)\n", storeName(cfg.State))
 	case f.dryRun:
-		fmt.Fprintf(w, "dry run: nothing written to %s", cfg.State.Path)
+		fmt.Fprintf(w, "dry run: nothing written to %s", storeName(cfg.State))
 		if res.Existing > 0 {
 			fmt.Fprintf(w, " (-force would replace %d stored UIDLs)", res.Existing)
 		}
 		fmt.Fprintln(w)
 	case res.Written:
-		fmt.Fprintf(w, "written: %d UIDLs to %s", len(res.Matches), cfg.State.Path)
+		fmt.Fprintf(w, "written: %d UIDLs to %s", len(res.Matches), storeName(cfg.State))
 		if res.Replaced {
 			fmt.Fprintf(w, ", replacing %d stored", res.Existing)
 		}

@@ -81,6 +81,8 @@ commands:
   state show|mark-old|reset [-config FILE] USER
                                show a user's maildrop as POP3 saw it, mark all present mail
                                as already retrieved (password on stdin), or forget the state
+  state migrate -from-bolt PATH [-force] [-config FILE]
+                               copy an embedded (bolt) store into the configured PostgreSQL store
   import-uidl [-config FILE] -user USER (-pop3 HOST:PORT | -dovecot-uidlist FILE) [-force] [-dry-run]
                                seed a user's UIDLs from the previous POP3 server (password on stdin;
                                popbridge import-uidl -h for every flag)

@@ -123,6 +123,11 @@ func serve(ctx context.Context, env serveEnv) error {
 	if d.lanes, err = newLegacyLanes(cfg.Listeners); err != nil {
 		return err
 	}
+	proxies, err := parseIPNets(cfg.Limits.TrustedProxies)
+	if err != nil {
+		return fmt.Errorf("limits.trusted_proxies: %w", err)
+	}
+	d.proxies.Store(&proxies)
 	d.srv = d.newPOP3Server(cfg)
 
 	listeners := make([]net.Listener, 0, len(cfg.Listeners))
@@ -172,10 +177,18 @@ func serve(ctx context.Context, env serveEnv) error {
 		if plc.TLS != pop3.TLSNone {
 			plc.TLSConfig = d.certs.listenerConfig(d.lanes[lc.Address])
 		}
+		if lc.ProxyProtocol {
+			// The header is read with pop3's DefaultProxyHeaderTimeout: a
+			// load balancer sends it at once.
+			plc.ProxyProtocol = &pop3.ProxyProtocol{Trusted: d.trustedProxy}
+		}
 		if d.metrics != nil {
 			d.metrics.Listener(plc.Name, plc.TLS)
 		}
 		fields := []zap.Field{zap.Stringer("address", l.Addr()), zap.Stringer("tls", plc.TLS)}
+		if lc.ProxyProtocol {
+			fields = append(fields, zap.Bool("proxy_protocol", true), zap.Strings("trusted_proxies", cfg.Limits.TrustedProxies))
+		}
 		if lane := d.lanes[lc.Address]; lane != nil {
 			fields = append(fields, zap.String("legacy", lc.Legacy.Describe()), zap.Strings("legacy_networks", lc.Legacy.Networks))
 		}
@@ -234,17 +247,6 @@ var tlsModes = map[string]pop3.TLSMode{
 	"":         pop3.TLSNone,
 	"starttls": pop3.TLSStartTLS,
 	"implicit": pop3.TLSImplicit,
-}
-
-func openStore(sc config.State) (uidmap.Store, error) {
-	switch sc.Driver {
-	case "bolt":
-		return uidmap.OpenBolt(sc.Path)
-	case "memory":
-		return uidmap.NewMemoryStore(), nil
-	default:
-		return nil, fmt.Errorf("state.driver %q is not available in this version", sc.Driver)
-	}
 }
 
 // newDialer builds the upstream dialer from the upstream: section.
@@ -344,9 +346,11 @@ func (d *daemon) newPOP3Server(cfg *config.Config) *pop3.Server {
 
 // allowPlaintext is the login policy for connections without TLS:
 // auth.allow_plaintext, loopback clients, and the networks of a listener's
-// legacy lane with allow_plaintext.
+// legacy lane with allow_plaintext. Behind a PROXY header the client is
+// the one the header names, and it is a loopback client only if the proxy
+// is local too (ConnInfo.FromLoopback).
 func (d *daemon) allowPlaintext(c *pop3.ConnInfo) bool {
-	if d.cfg.Load().Auth.AllowPlaintext || pop3.IsLoopback(c.RemoteAddr) {
+	if d.cfg.Load().Auth.AllowPlaintext || c.FromLoopback() {
 		return true
 	}
 	lane := d.lanes[c.Listener]

@@ -19,12 +19,15 @@ import (
 )
 
 // cmdState is `popbridge state show|mark-old|reset USER`: the operator's
-// view of and hand on one user's uidmap state.
+// view of and hand on one user's uidmap state; and `state migrate`.
 func cmdState(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return errors.New("usage: popbridge state show|mark-old|reset [-config FILE] USER")
+		return errors.New("usage: popbridge state show|mark-old|reset [-config FILE] USER\n       popbridge state migrate -from-bolt PATH [-force] [-config FILE]")
 	}
 	verb := args[0]
+	if verb == "migrate" {
+		return cmdStateMigrate(ctx, args[1:], stdout, stderr)
+	}
 	fs := flag.NewFlagSet("state "+verb, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	path := configFlag(fs)
@@ -80,7 +83,7 @@ func cmdState(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fmt.Fprintf(stdout, "%s: %d messages marked as already retrieved; POP3 clients will see only mail that arrives from now on\n", user, n)
 		return nil
 	default:
-		return fmt.Errorf("state: unknown verb %q (show, mark-old, reset)", verb)
+		return fmt.Errorf("state: unknown verb %q (show, mark-old, reset, migrate)", verb)
 	}
 }
 

@@ -110,7 +110,7 @@ var legacyCipherSuites = func() []uint16 {
 type legacyLane struct {
 	tlsMin    uint16 // 0: TLS as for everyone
 	plaintext bool
-	nets      []*net.IPNet
+	nets      ipNets
 }
 
 // newLegacyLanes parses the lanes of the listeners that have one, by
@@ -121,52 +121,16 @@ func newLegacyLanes(ls []config.Listener) (map[string]*legacyLane, error) {
 		if !l.Legacy.Enabled() {
 			continue
 		}
-		lane := &legacyLane{tlsMin: tlsVersions[l.Legacy.MinTLSVersion], plaintext: l.Legacy.AllowPlaintext}
-		for _, n := range l.Legacy.Networks {
-			_, ipnet, err := net.ParseCIDR(n)
-			if err != nil {
-				ip := net.ParseIP(n)
-				if ip == nil {
-					return nil, fmt.Errorf("listener %s: legacy network %q is neither an IP address nor a CIDR", l.Address, n)
-				}
-				bits := 8 * net.IPv6len
-				if ip4 := ip.To4(); ip4 != nil {
-					ip, bits = ip4, 8*net.IPv4len
-				}
-				ipnet = &net.IPNet{IP: ip, Mask: net.CIDRMask(bits, bits)}
-			}
-			lane.nets = append(lane.nets, ipnet)
+		nets, err := parseIPNets(l.Legacy.Networks)
+		if err != nil {
+			return nil, fmt.Errorf("listener %s: legacy network %w", l.Address, err)
 		}
-		lanes[l.Address] = lane
+		lanes[l.Address] = &legacyLane{tlsMin: tlsVersions[l.Legacy.MinTLSVersion], plaintext: l.Legacy.AllowPlaintext, nets: nets}
 	}
 	return lanes, nil
 }
 
-// contains reports whether addr's IP is in one of the lane's networks.
-func (l *legacyLane) contains(addr net.Addr) bool {
-	var ip net.IP
-	switch a := addr.(type) {
-	case *net.TCPAddr:
-		ip = a.IP
-	case nil:
-		return false
-	default:
-		host, _, err := net.SplitHostPort(addr.String())
-		if err != nil {
-			return false
-		}
-		ip = net.ParseIP(host)
-	}
-	if ip == nil {
-		return false
-	}
-	if ip4 := ip.To4(); ip4 != nil {
-		ip = ip4
-	}
-	for _, n := range l.nets {
-		if n.Contains(ip) {
-			return true
-		}
-	}
-	return false
-}
+// contains reports whether addr's IP is in one of the lane's networks. On
+// a proxy_protocol listener addr is the client's address from the PROXY
+// header: the lane is for the old devices, not for the load balancer.
+func (l *legacyLane) contains(addr net.Addr) bool { return l.nets.contains(addr) }

@@ -91,9 +91,12 @@ type Policy struct {
 
 // State is where uidmap keeps UIDLs and leave-on-server marks.
 type State struct {
-	Driver string `yaml:"driver"` // bolt | postgres
-	Path   string `yaml:"path"`
+	Driver string `yaml:"driver"` // bolt | postgres | memory
+	Path   string `yaml:"path"`   // bolt
 	DSN    string `yaml:"dsn" secret:"true"`
+	// LockLease is how long a maildrop lock outlives an instance that
+	// died holding it (postgres; bolt's locks die with the process).
+	LockLease time.Duration `yaml:"lock_lease"`
 }
 
 // Limits protect the proxy and the upstream from single clients.
@@ -148,7 +151,7 @@ func Default() *Config {
 			Lock:         "exclusive",
 			UIDLFormat:   "dovecot",
 		},
-		State: State{Driver: "bolt", Path: "/var/lib/popbridge/state.db"},
+		State: State{Driver: "bolt", Path: "/var/lib/popbridge/state.db", LockLease: 30 * time.Second},
 		Limits: Limits{
 			MaxConnections:      10000,
 			MaxConnectionsPerIP: 50,

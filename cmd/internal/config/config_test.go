@@ -130,9 +130,74 @@ func TestMasterUserRefused(t *testing.T) {
 	}
 }
 
-func TestProxyProtocolRefusedUntilBuilt(t *testing.T) {
-	_, err := Parse([]byte(minimal+"listeners:\n  - address: 0.0.0.0:110\n    proxy_protocol: true\n"), nil)
-	if err == nil || !strings.Contains(err.Error(), "listeners.0.proxy_protocol (line") {
+func TestProxyProtocolAccepted(t *testing.T) {
+	cfg, err := Parse([]byte(minimal+`listeners:
+  - address: 0.0.0.0:110
+    proxy_protocol: true
+  - address: 127.0.0.1:1110
+limits:
+  trusted_proxies: [10.0.0.5, 192.0.2.0/24]
+`), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !cfg.Listeners[0].ProxyProtocol || cfg.Listeners[1].ProxyProtocol || len(cfg.Limits.TrustedProxies) != 2 {
+		t.Fatalf("parsed %+v %+v", cfg.Listeners, cfg.Limits)
+	}
+	// For containers: both from the environment.
+	cfg, err = Parse([]byte(minimal), []string{"POPBRIDGE_LISTENERS_0_PROXY_PROTOCOL=true",
+		"POPBRIDGE_LIMITS_TRUSTED_PROXIES=10.0.0.5, 2001:db8::/64"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !cfg.Listeners[0].ProxyProtocol || strings.Join(cfg.Limits.TrustedProxies, ",") != "10.0.0.5,2001:db8::/64" {
+		t.Fatalf("from the environment: %+v %+v", cfg.Listeners, cfg.Limits)
+	}
+}
+
+func TestProxyProtocolNeedsTrustedProxies(t *testing.T) {
+	file := minimal + `listeners:
+  - address: 0.0.0.0:110
+  - address: 0.0.0.0:1110
+    proxy_protocol: true
+limits:
+  trusted_proxies: []
+`
+	_, err := Parse([]byte(file), nil)
+	var es Errors
+	if !errors.As(err, &es) || len(es) != 1 || es[0].Key != "limits.trusted_proxies" || es[0].Line != 11 ||
+		!strings.Contains(es[0].Problem, "listeners.1") {
+		t.Fatalf("got %v, want one error on limits.trusted_proxies (line 11) naming listeners.1", err)
+	}
+	// From the environment too.
+	_, err = Parse([]byte(minimal), []string{"POPBRIDGE_LISTENERS_0_PROXY_PROTOCOL=true"})
+	if err == nil || !strings.Contains(err.Error(), "limits.trusted_proxies: required") {
 		t.Fatalf("got %v", err)
+	}
+	// And bad entries are named.
+	_, err = Parse([]byte(minimal+"limits:\n  trusted_proxies: [10.0.0.5, lb.example.net]\n"), nil)
+	if err == nil || !strings.Contains(err.Error(), "limits.trusted_proxies.1 (line") {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestProxyProtocolWarnings(t *testing.T) {
+	cfg, err := Parse([]byte(minimal+`listeners:
+  - address: 127.0.0.1:1110
+    proxy_protocol: true
+auth:
+  allow_plaintext: true
+limits:
+  trusted_proxies: [0.0.0.0/0]
+`), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]bool{}
+	for _, w := range cfg.Warnings() {
+		got[w.Key] = true
+	}
+	if !got["auth.allow_plaintext"] || !got["limits.trusted_proxies.0"] {
+		t.Fatalf("warnings %v: a loopback listener behind a proxy serves remote clients, and 0.0.0.0/0 trusts everyone", cfg.Warnings())
 	}
 }

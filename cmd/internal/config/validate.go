@@ -42,6 +42,7 @@ func (cfg *Config) validate() Errors {
 		bad("listeners", "at least one listener is needed")
 	}
 	needCert := false
+	proxyListener := "" // the first listener with proxy_protocol
 	for i := range cfg.Listeners {
 		l := &cfg.Listeners[i]
 		key := "listeners." + strconv.Itoa(i)
@@ -50,10 +51,8 @@ func (cfg *Config) validate() Errors {
 			l.TLS = "none"
 		}
 		oneOf(key+".tls", l.TLS, "none", "starttls", "implicit")
-		if l.ProxyProtocol {
-			// Accepting the header without acting on it would log and limit
-			// by the load balancer's address: refuse rather than mislead.
-			bad(key+".proxy_protocol", "the PROXY protocol is planned (with the shared store), not available yet")
+		if l.ProxyProtocol && proxyListener == "" {
+			proxyListener = key
 		}
 		if l.TLS != "none" {
 			needCert = true
@@ -103,8 +102,11 @@ func (cfg *Config) validate() Errors {
 	if cfg.State.Driver == "bolt" && cfg.State.Path == "" {
 		bad("state.path", "required for the bolt driver")
 	}
-	if cfg.State.Driver == "postgres" {
-		bad("state.driver", "postgres is planned, not available yet: use bolt")
+	if cfg.State.Driver == "postgres" && cfg.State.DSN == "" {
+		bad("state.dsn", "required for the postgres driver (e.g. postgres://popbridge:PASSWORD@db.example.net/popbridge)")
+	}
+	if cfg.State.LockLease < time.Second {
+		bad("state.lock_lease", "must be at least 1s (leases are renewed every third of it)")
 	}
 
 	if cfg.Limits.MaxConnections < 1 {
@@ -123,6 +125,12 @@ func (cfg *Config) validate() Errors {
 		if _, _, err := net.ParseCIDR(p); err != nil && net.ParseIP(p) == nil {
 			bad("limits.trusted_proxies."+strconv.Itoa(i), "%q is neither an IP address nor a CIDR", p)
 		}
+	}
+	if proxyListener != "" && len(cfg.Limits.TrustedProxies) == 0 {
+		// A PROXY header is a claim about who the client is: taken from
+		// anyone, it would let every client pick its own address past the
+		// per-IP limits, the login limiter and the plaintext policy.
+		bad("limits.trusted_proxies", "required when a listener has proxy_protocol: true (%s): the addresses or CIDRs of the load balancers allowed to send PROXY headers", proxyListener)
 	}
 	if cfg.ShutdownGrace < 0 {
 		bad("shutdown_grace", "must not be negative")

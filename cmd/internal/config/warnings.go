@@ -22,7 +22,9 @@ func (cfg *Config) Warnings() []KeyError {
 	}
 	if cfg.Auth.AllowPlaintext {
 		for i, l := range cfg.Listeners {
-			if l.TLS == "implicit" || IsLoopbackAddress(l.Address) {
+			// Behind a PROXY header the clients of a loopback listener are
+			// the load balancer's, from anywhere.
+			if l.TLS == "implicit" || (IsLoopbackAddress(l.Address) && !l.ProxyProtocol) {
 				continue
 			}
 			warn("auth.allow_plaintext", "listeners.%d (%s, tls: %s) accepts passwords in the clear from other machines", i, l.Address, l.TLS)
@@ -36,6 +38,13 @@ func (cfg *Config) Warnings() []KeyError {
 	}
 	if v := cfg.TLS.MinVersion; v == "1.0" || v == "1.1" {
 		warn("tls.min_version", "TLS %s is obsolete (RFC 8996); a listener's legacy lane can allow it for old devices' networks only", v)
+	}
+	for i, p := range cfg.Limits.TrustedProxies {
+		if _, n, err := net.ParseCIDR(p); err == nil {
+			if ones, _ := n.Mask.Size(); ones == 0 {
+				warn("limits.trusted_proxies."+strconv.Itoa(i), "%q trusts every address: any client can send a PROXY header and claim any address", p)
+			}
+		}
 	}
 	for i, l := range cfg.Listeners {
 		if !l.Legacy.Enabled() {

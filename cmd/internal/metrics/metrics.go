@@ -50,7 +50,8 @@ type Metrics struct {
 }
 
 // Refusal reasons of popbridge_connections_refused_total: pop3's.
-var refuseReasons = []string{pop3.RefuseMaxConnections, pop3.RefusePerIP, pop3.RefuseLoginLimiter, pop3.RefuseShuttingDown}
+var refuseReasons = []string{pop3.RefuseMaxConnections, pop3.RefusePerIP, pop3.RefuseLoginLimiter, pop3.RefuseShuttingDown,
+	pop3.RefuseUntrustedProxy, pop3.RefuseProxyHeader}
 
 // Login results of popbridge_logins_total: pop3's.
 var loginResults = []string{pop3.LoginOK, pop3.LoginAuth, pop3.LoginInUse, pop3.LoginSysTemp, pop3.LoginSysPerm,
@@ -114,7 +115,7 @@ func New(version string) *Metrics {
 	})
 	m.refused = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: namespace, Name: "connections_refused_total",
-		Help: "POP3 connections refused or closed at login, by reason: max_connections, per_ip, login_limiter, shutting_down.",
+		Help: "POP3 connections refused or closed at login, by reason: max_connections, per_ip, login_limiter, shutting_down, untrusted_proxy (a proxy_protocol listener, from outside limits.trusted_proxies), proxy_header (no valid PROXY header in time).",
 	}, []string{"reason"})
 
 	buckets := []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60}
