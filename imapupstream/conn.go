@@ -33,6 +33,7 @@ type Conn struct {
 	cfg    Config
 	raw    net.Conn // the TCP connection under TLS and go-imap: closing it unblocks everything
 	client *imapclient.Client
+	lean   *leanConn // under go-imap: answers read without its decoder (leanconn.go)
 	caps   Caps
 	mbox   *Mailbox
 	reader io.Closer // the message reader still open, if any

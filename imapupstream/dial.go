@@ -138,7 +138,8 @@ func (d *Dialer) connect(ctx context.Context, c *Conn, cred Credentials) (mech s
 	if err != nil {
 		return "", err
 	}
-	c.client = imapclient.New(conn, opts)
+	c.lean = newLeanConn(conn)
+	c.client = imapclient.New(c.lean, opts)
 
 	if err := c.client.WaitGreeting(); err != nil {
 		return "", step("greeting", err)

@@ -74,7 +74,9 @@ func (w *wire) commands() []string {
 	var out []string
 	for _, line := range strings.Split(sent, "\n") {
 		line = strings.TrimRight(line, "\r")
-		if len(line) > 1 && line[0] == 'T' && line[1] >= '0' && line[1] <= '9' {
+		// go-imap's tags start with T, the pre-login step's with P and
+		// the lean commands' with L.
+		if len(line) > 1 && strings.IndexByte("TPL", line[0]) >= 0 && line[1] >= '0' && line[1] <= '9' {
 			if _, rest, ok := strings.Cut(line, " "); ok {
 				out = append(out, rest)
 			}

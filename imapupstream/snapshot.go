@@ -2,6 +2,7 @@ package imapupstream
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -41,6 +42,21 @@ func (c *Conn) Snapshot(ctx context.Context) (_ []MessageMeta, err error) {
 
 	g := c.guard(ctx, c.cfg.CommandTimeout)
 	defer g.stop()
+	metas, err := c.leanSnapshot(g, n)
+	switch {
+	case err == nil:
+		return c.sortedSnapshot(g, metas, nil)
+	case !errors.Is(err, errLeanFallback):
+		return nil, c.fail(op, err)
+	}
+	// An answer of another shape came along: take the snapshot again, the
+	// general way.
+	return c.goimapSnapshot(g, n)
+}
+
+// goimapSnapshot is the snapshot with go-imap's decoder.
+func (c *Conn) goimapSnapshot(g *guard, n uint32) ([]MessageMeta, error) {
+	const op = "UID FETCH 1:* (UID RFC822.SIZE)"
 	cmd := c.client.Fetch(imap.UIDSet{imap.UIDRange{Start: 1, Stop: 0}},
 		&imap.FetchOptions{UID: true, RFC822Size: true})
 	metas := make([]MessageMeta, 0, n)
@@ -79,7 +95,12 @@ func (c *Conn) Snapshot(ctx context.Context) (_ []MessageMeta, err error) {
 	if err := cmd.Close(); err != nil {
 		return nil, c.fail(op, err)
 	}
+	return c.sortedSnapshot(g, metas, missing)
+}
 
+// sortedSnapshot sorts metas by UID, drops duplicates and asks for the sizes
+// that did not come.
+func (c *Conn) sortedSnapshot(g *guard, metas []MessageMeta, missing []uint32) ([]MessageMeta, error) {
 	if !slices.IsSortedFunc(metas, cmpMeta) {
 		slices.SortFunc(metas, cmpMeta)
 	}
