@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
@@ -36,7 +37,9 @@ type Conn struct {
 	lean   *leanConn // under go-imap: answers read without its decoder (leanconn.go)
 	caps   Caps
 	mbox   *Mailbox
-	reader io.Closer // the message reader still open, if any
+	reader io.Closer          // the message reader still open, if any
+	ahead  *aheadFetch        // a UID FETCH sent ahead by FetchAhead, its answer not taken yet
+	later  []*laterCompletion // fetches read whose completion is collected later (see ahead.go)
 
 	mu     sync.Mutex // guards dead and closed (guards' callbacks run on other goroutines)
 	dead   error      // why the connection ended, once it has
@@ -179,9 +182,11 @@ func (c *Conn) messageCountHint() uint32 {
 }
 
 // Close logs out (with a short timeout) and closes the connection. A message
-// reader still open is abandoned, not drained. Close may be called more than
-// once; it must not be called while another method of the Conn is running
-// (cancel that method's context instead).
+// reader still open is abandoned, not drained; a command sent ahead
+// (FetchAhead) and not taken is drained first if the connection is still
+// fine. Close may be called more than once; it must not be called while
+// another method of the Conn is running (cancel that method's context
+// instead).
 func (c *Conn) Close() error {
 	c.mu.Lock()
 	if c.closed {
@@ -200,6 +205,20 @@ func (c *Conn) Close() error {
 		dead = errConnClosed
 	}
 	c.reader = nil
+	if c.ahead != nil {
+		// The command sent ahead must be answered before LOGOUT is:
+		// drain it briefly (it is small), or give it up if the
+		// connection is gone or the drain ended it.
+		c.drainAhead(context.Background(), logoutTimeout)
+	}
+	if dead == nil && len(c.later) > 0 {
+		g := c.guard(context.Background(), logoutTimeout)
+		c.awaitLater()
+		g.stop()
+	}
+	if dead == nil {
+		dead = c.deadCause()
+	}
 	if dead == nil {
 		// LOGOUT politely, briefly. A failure only means we close harder.
 		g := c.guard(context.Background(), logoutTimeout)
@@ -210,6 +229,7 @@ func (c *Conn) Close() error {
 	}
 	c.kill(errConnClosed)
 	c.client.Close() // waits for go-imap's reading goroutine; its error is moot now
+	c.awaitLater()   // the reader completed every command as it ended
 	return nil
 }
 
@@ -237,10 +257,22 @@ func (c *Conn) deadCause() error {
 // begin starts an operation: it closes a message reader still open and
 // checks that the connection is usable.
 func (c *Conn) begin(op string) error {
+	c.closeReader()
+	c.dropAhead()  // its answer comes after the reader's: drained second
+	c.awaitLater() // nothing more can wait for us to read: safe to block
+	return c.usable(op)
+}
+
+// closeReader closes (drains) the message reader still open, if any.
+func (c *Conn) closeReader() {
 	if r := c.reader; r != nil {
 		r.Close()
 		c.reader = nil
 	}
+}
+
+// usable reports, as an error for op, whether the connection can be used.
+func (c *Conn) usable(op string) error {
 	c.mu.Lock()
 	closed, dead := c.closed, c.dead
 	c.mu.Unlock()
@@ -280,15 +312,38 @@ func (c *Conn) fail(op string, err error) error {
 	return classify(op, err)
 }
 
-// guard bounds blocking go-imap calls: when ctx is done or the timer fires,
-// the connection is ended, which makes the blocked call return; fail then
-// reports the cause. No goroutine runs unless one of them fires.
+// guard bounds blocking go-imap calls: when ctx is done, or when the
+// server makes no progress for d while we wait on it, the connection is
+// ended, which makes the blocked call return; fail then reports the cause.
+// No goroutine runs unless one of them fires.
+//
+// A streaming reader marks every Read with resume and pause (the consumer,
+// not the server, is slow in between), hundreds of times per message: those
+// only store the time in an atomic, never touch the timer. The one timer
+// checks that time when it fires and sets itself again for what is left of
+// the period; while paused it lapses, and the next resume sets it again.
 type guard struct {
 	c       *Conn
 	d       time.Duration
 	timer   *time.Timer
 	stopCtx func() bool
+	// since is when the current wait began (clock()), or guardPaused or
+	// guardStopped.
+	since atomic.Int64
+	// armed: the timer is set, or its function runs and will decide.
+	armed atomic.Bool
 }
+
+const (
+	guardPaused  = -1
+	guardStopped = -2
+)
+
+// clockBase makes clock's readings small non-negative numbers, on the
+// monotonic clock.
+var clockBase = time.Now()
+
+func clock() int64 { return int64(time.Since(clockBase)) }
 
 // timeoutError is the cause recorded when a guard's timer fires.
 type timeoutError struct{ d time.Duration }
@@ -301,7 +356,9 @@ func (e timeoutError) Timeout() bool { return true }
 
 func (c *Conn) guard(ctx context.Context, d time.Duration) *guard {
 	g := &guard{c: c, d: d}
-	g.timer = time.AfterFunc(d, func() { c.kill(timeoutError{d}) })
+	g.since.Store(clock())
+	g.armed.Store(true)
+	g.timer = time.AfterFunc(d, g.fire)
 	g.stopCtx = context.AfterFunc(ctx, func() {
 		cause := context.Cause(ctx)
 		if cause == nil {
@@ -312,15 +369,57 @@ func (c *Conn) guard(ctx context.Context, d time.Duration) *guard {
 	return g
 }
 
-// pause stops the timer (the consumer, not the server, is slow); resume
-// restarts it for a full period.
-func (g *guard) pause()  { g.timer.Stop() }
-func (g *guard) resume() { g.timer.Reset(g.d) }
+// fire runs when the timer goes off: it ends the connection if the current
+// wait has lasted d, else sets the timer for the rest of it.
+func (g *guard) fire() {
+	for {
+		since := g.since.Load()
+		switch since {
+		case guardStopped:
+			return
+		case guardPaused:
+			g.armed.Store(false)
+			// A resume between the Load and the Store found armed still
+			// set and left the timer to us.
+			if g.since.Load() >= 0 && g.armed.CompareAndSwap(false, true) {
+				continue
+			}
+			return
+		}
+		left := g.d - time.Duration(clock()-since)
+		if left <= 0 {
+			g.c.kill(timeoutError{g.d})
+			return
+		}
+		g.timer.Reset(left)
+		return
+	}
+}
 
-// progress restarts the timer: the server is making progress.
-func (g *guard) progress() { g.timer.Reset(g.d) }
+// resume starts a wait on the server, for a full period. Like pause, it is
+// called by the guard's owner only, and does nothing after stop.
+func (g *guard) resume() {
+	if g.since.Load() == guardStopped {
+		return
+	}
+	g.since.Store(clock())
+	if !g.armed.Load() && g.armed.CompareAndSwap(false, true) {
+		g.timer.Reset(g.d)
+	}
+}
+
+// pause ends the wait: the consumer, not the server, is slow.
+func (g *guard) pause() {
+	if g.since.Load() != guardStopped {
+		g.since.Store(guardPaused)
+	}
+}
+
+// progress restarts the period: the server is making progress.
+func (g *guard) progress() { g.resume() }
 
 func (g *guard) stop() {
+	g.since.Store(guardStopped)
 	g.timer.Stop()
 	g.stopCtx()
 }

@@ -25,27 +25,30 @@ import (
 //
 // If the server answers without the message (another client expunged it),
 // the error wraps ErrNoSuchMessage and the Conn stays usable.
-func (c *Conn) Fetch(ctx context.Context, uid uint32) (_ io.ReadCloser, err error) {
-	if o := c.cfg.Observer; o != nil {
-		defer observeCommand(o, "fetch", time.Now(), &err)
-	}
-	op := fmt.Sprintf("UID FETCH %d (BODY.PEEK[])", uid)
-	if err := c.begin(op); err != nil {
-		return nil, err
-	}
-	s, err := c.startFetch(ctx, op, uid, &imap.FetchItemBodySection{Peek: true}, false)
-	if err != nil {
-		return nil, err
-	}
-	c.reader = s
-	return s, nil
+//
+// If an earlier FetchAhead sent this UID's command already, Fetch takes its
+// answer, which is then usually under way.
+func (c *Conn) Fetch(ctx context.Context, uid uint32) (io.ReadCloser, error) {
+	return c.FetchAhead(ctx, uid, 0)
 }
+
+// bodyPeek is what Fetch asks for. go-imap only reads it, so one value
+// serves every command.
+var bodyPeek = &imap.FetchOptions{UID: true, BodySection: []*imap.FetchItemBodySection{{Peek: true}}}
+
+// fetchOp names a UID FETCH in errors, formatted only when one is needed.
+type fetchOp struct {
+	uid   uint32
+	items string
+}
+
+func (o fetchOp) String() string { return fmt.Sprintf("UID FETCH %d (%s)", o.uid, o.items) }
 
 // fetchStream is one UID FETCH command in flight whose answer carries one
 // body-section literal that is being read.
 type fetchStream struct {
 	c         *Conn
-	op        string
+	op        fetchOp
 	g         *guard
 	cmd       *imapclient.FetchCommand
 	lit       imap.LiteralReader // nil when the section came back NIL
@@ -85,19 +88,34 @@ type litReader struct{ s *fetchStream }
 func (r litReader) Read(p []byte) (int, error) { return r.s.litRead(p) }
 
 // startFetch sends UID FETCH uid (UID section) and waits until the section's
-// literal starts. With nilIsEmpty, a section answered NIL (or a message
-// answered without it) counts as empty rather than as a missing message; a
-// message missing from the answer altogether is always ErrNoSuchMessage.
-func (c *Conn) startFetch(ctx context.Context, op string, uid uint32, section *imap.FetchItemBodySection, nilIsEmpty bool) (*fetchStream, error) {
+// literal starts (see awaitFetch).
+func (c *Conn) startFetch(ctx context.Context, op fetchOp, section *imap.FetchItemBodySection, nilIsEmpty bool) (*fetchStream, error) {
 	g := c.guard(ctx, c.cfg.CommandTimeout)
-	cmd := c.client.Fetch(imap.UIDSetNum(imap.UID(uid)), &imap.FetchOptions{
+	cmd := c.client.Fetch(imap.UIDSetNum(imap.UID(op.uid)), &imap.FetchOptions{
 		UID:         true,
 		BodySection: []*imap.FetchItemBodySection{section},
 	})
+	return c.awaitFetch(g, op, cmd, nil, nilIsEmpty)
+}
+
+// awaitFetch waits, under g, until the answer to cmd (a UID FETCH of op.uid
+// for one body section) starts the section's literal, and returns the stream
+// that reads it; g then belongs to the stream. For a command sent ahead, a
+// is its aheadFetch, whose goroutine takes the first message. With
+// nilIsEmpty, a section answered NIL (or a message answered without it)
+// counts as empty rather than as a missing message; a message missing from
+// the answer altogether is always ErrNoSuchMessage.
+func (c *Conn) awaitFetch(g *guard, op fetchOp, cmd *imapclient.FetchCommand, a *aheadFetch, nilIsEmpty bool) (*fetchStream, error) {
 	s := &fetchStream{c: c, op: op, g: g, cmd: cmd}
 	gotMsg := false
 	for {
-		msg := cmd.Next()
+		var msg *imapclient.FetchMessageData
+		if a != nil {
+			msg = a.first() // the cmd is ours from now on
+			a = nil
+		} else {
+			msg = cmd.Next()
+		}
 		if msg == nil {
 			break
 		}
@@ -112,9 +130,12 @@ func (c *Conn) startFetch(ctx context.Context, op string, uid uint32, section *i
 				continue
 			}
 			// The literal is ours to read now; go-imap's reader waits
-			// until we have read it to the end. It set a 5-minute read
-			// deadline for the whole literal: our guard takes over, per
-			// Read, so a slow consumer is not the server's fault.
+			// until we have read it to the end. Our guard bounds each
+			// Read, so a slow consumer is not the server's fault: no
+			// deadline may be left on the socket (go-imap's own, for the
+			// whole literal, never reaches it: leanConn drops them). The
+			// answer to a command sent ahead may have waited here, unread,
+			// for as long as the client took.
 			c.raw.SetReadDeadline(time.Time{})
 			s.lit = body.Literal
 			s.size = body.Literal.Size()
@@ -126,14 +147,14 @@ func (c *Conn) startFetch(ctx context.Context, op string, uid uint32, section *i
 	err := cmd.Close()
 	g.stop()
 	if err != nil {
-		return nil, c.fail(op, err)
+		return nil, c.fail(op.String(), err)
 	}
 	if gotMsg && nilIsEmpty {
 		s.err = io.EOF
 		s.closed = true
 		return s, nil
 	}
-	return nil, fmt.Errorf("%w: UID %d (%s answered without it)", ErrNoSuchMessage, uid, op)
+	return nil, fmt.Errorf("%w: UID %d (%s answered without it)", ErrNoSuchMessage, op.uid, op)
 }
 
 func (s *fetchStream) Read(p []byte) (int, error) {
@@ -153,8 +174,9 @@ func (s *fetchStream) Read(p []byte) (int, error) {
 	s.remaining -= int64(n)
 	switch {
 	case s.remaining == 0:
-		// All of it: complete the command now, so that the caller's last
-		// Read already knows whether the server agreed.
+		// All of it: complete the command now (unless a command went out
+		// ahead, see finish), so that the caller's last Read already knows
+		// whether the server agreed.
 		if ferr := s.finish(); ferr != io.EOF {
 			s.err = ferr
 			return n, ferr
@@ -195,13 +217,47 @@ func (s *fetchStream) finish() error {
 	if err := s.drainLit(); err != nil {
 		return s.broken(err)
 	}
-	err := s.cmd.Close()
+	if a := s.c.ahead; a != nil {
+		// The answer of the command sent ahead may come before this one's
+		// completion (servers run pipelined FETCHes side by side; Dovecot
+		// does), and go-imap's reader then waits for us to read its
+		// literal: the completion would never come. So wait for the
+		// completion only until that answer has started; then the message
+		// is whole (the literal had its full size) and the completion is
+		// collected later.
+		lc := s.c.completion(s.op, s.cmd)
+		select {
+		case <-lc.done:
+		case <-a.ready:
+			if a.msg == nil {
+				// The command ahead ended without an answer (the
+				// message is gone, or so is the connection): nothing
+				// can be waiting to be read.
+				<-lc.done
+				break
+			}
+			select {
+			case <-lc.done:
+			default:
+				s.c.later = append(s.c.later, lc)
+				s.release()
+				return io.EOF
+			}
+		}
+		return s.completed(lc.err)
+	}
+	return s.completed(s.cmd.Close())
+}
+
+// completed ends the stream with the completion of its command, err;
+// io.EOF means all went well.
+func (s *fetchStream) completed(err error) error {
 	if isConnError(err) {
 		s.c.kill(err)
 	}
 	s.release()
 	if err != nil {
-		err = s.c.fail(s.op, err)
+		err = s.c.fail(s.op.String(), err)
 		if o := s.c.cfg.Observer; o != nil {
 			o.StreamFailed(err)
 		}

@@ -89,28 +89,61 @@ func (l *leanConn) Read(p []byte) (int, error) {
 			l.pass = l.pass[n:]
 			return n, nil
 		}
-		// pass is empty: buf and out are free again.
+		// pass is empty: buf and out are free again. With no lean command
+		// running, read straight into p (a literal's 64 KiB at a time);
+		// a command armed meanwhile gets the bytes sorted from there.
+		l.mu.Lock()
+		direct := l.cmd == nil
+		l.mu.Unlock()
+		if direct {
+			n, err := l.Conn.Read(p)
+			if n > 0 {
+				l.mu.Lock()
+				direct = l.cmd == nil
+				l.mu.Unlock()
+				if direct {
+					l.track(p[:n])
+					return n, err
+				}
+				// Sorted through out, then back into p.
+				l.handle(p[:n])
+				n = copy(p, l.pass)
+				l.pass = l.pass[n:]
+				if n > 0 || err != nil {
+					return n, err
+				}
+			}
+			if err != nil {
+				return l.readFailed(p, err)
+			}
+			continue
+		}
 		n, err := l.Conn.Read(l.buf)
 		if n > 0 {
 			l.handle(l.buf[:n])
 		}
 		if err != nil {
-			l.mu.Lock()
-			if cmd := l.cmd; cmd != nil {
-				l.cmd = nil
-				cmd.done <- fmt.Errorf("reading the answer: %w", err)
-			}
-			l.mu.Unlock()
-			if len(l.pass) > 0 {
-				// Give go-imap what came before the error first; the
-				// next Read hits the error again on the dead connection.
-				n := copy(p, l.pass)
-				l.pass = l.pass[n:]
-				return n, nil
-			}
-			return 0, err
+			return l.readFailed(p, err)
 		}
 	}
+}
+
+// readFailed ends a lean command on a read error and gives go-imap what
+// came before it first; the next Read meets the error again on the dead
+// connection.
+func (l *leanConn) readFailed(p []byte, err error) (int, error) {
+	l.mu.Lock()
+	if cmd := l.cmd; cmd != nil {
+		l.cmd = nil
+		cmd.done <- fmt.Errorf("reading the answer: %w", err)
+	}
+	l.mu.Unlock()
+	if len(l.pass) > 0 {
+		n := copy(p, l.pass)
+		l.pass = l.pass[n:]
+		return n, nil
+	}
+	return 0, err
 }
 
 // handle sorts one chunk into bytes for go-imap (pass) and lines for the

@@ -16,9 +16,14 @@ type chunkConn struct {
 	net.Conn
 	data   []byte
 	chunks []int
+	onRead func() // once, as the next Read starts (while go-imap is "blocked" in it)
 }
 
 func (c *chunkConn) Read(p []byte) (int, error) {
+	if f := c.onRead; f != nil {
+		c.onRead = nil
+		f()
+	}
 	if len(c.data) == 0 {
 		return 0, io.EOF
 	}
@@ -108,6 +113,33 @@ func TestLeanConnSortsTheStream(t *testing.T) {
 		if !reflect.DeepEqual(metas, wantMetas) {
 			t.Fatalf("chunks %v: captured %v, want %v", chunks, metas, wantMetas)
 		}
+	}
+}
+
+// The usual order in life: go-imap's goroutine already waits in Read
+// (straight into its own buffer) when the command is armed and its answer
+// arrives in that very read.
+func TestLeanConnArmedDuringRead(t *testing.T) {
+	src := &chunkConn{}
+	l := newLeanConn(src)
+	var got []uint32
+	cmd := &leanCmd{tag: "L1", line: func(line []byte) bool {
+		uid, _, ok := parseSizeFetch(line)
+		if ok {
+			got = append(got, uid)
+		}
+		return ok
+	}}
+	src.onRead = func() {
+		l.start(cmd)
+		src.data = []byte("* 1 FETCH (UID 5 RFC822.SIZE 9)\r\nL1 OK done\r\n* 2 EXISTS\r\n")
+	}
+	all, _ := io.ReadAll(l)
+	if err := <-cmd.done; err != nil || len(got) != 1 || got[0] != 5 {
+		t.Fatalf("captured %v, completion %v", got, err)
+	}
+	if string(all) != "* 2 EXISTS\r\n" {
+		t.Fatalf("go-imap got %q", all)
 	}
 }
 

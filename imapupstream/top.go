@@ -34,12 +34,12 @@ func (c *Conn) Top(ctx context.Context, uid uint32, lines int) (_ io.ReadCloser,
 	if o := c.cfg.Observer; o != nil {
 		defer observeCommand(o, "top", time.Now(), &err)
 	}
-	op := fmt.Sprintf("UID FETCH %d (BODY.PEEK[HEADER])", uid)
-	if err := c.begin(op); err != nil {
+	op := fetchOp{uid: uid, items: "BODY.PEEK[HEADER]"}
+	if err := c.begin(op.String()); err != nil {
 		return nil, err
 	}
 	lines = min(max(lines, 0), 1<<30) // "TOP n 99999999" means all of it
-	hdr, err := c.startFetch(ctx, op, uid,
+	hdr, err := c.startFetch(ctx, op,
 		&imap.FetchItemBodySection{Specifier: imap.PartSpecifierHeader, Peek: true}, false)
 	if err != nil {
 		return nil, err
@@ -167,12 +167,12 @@ func (r *topReader) nextText() bool {
 		r.finish(io.EOF)
 		return false
 	}
-	op := fmt.Sprintf("UID FETCH %d (BODY.PEEK[TEXT]<%d.%d>)", r.uid, r.offset, r.chunk)
+	op := fetchOp{uid: r.uid, items: fmt.Sprintf("BODY.PEEK[TEXT]<%d.%d>", r.offset, r.chunk)}
 	// An empty body, or a partial beyond its end, is an empty string
 	// (RFC 3501 6.4.5); NIL, or no section at all, means the message is
 	// gone (Dovecot: BODY[TEXT]<0> NIL, then OK [EXPUNGEISSUED]), which must
 	// not pass for the end of the body: the answer would look complete.
-	s, err := r.c.startFetch(r.ctx, op, r.uid, &imap.FetchItemBodySection{
+	s, err := r.c.startFetch(r.ctx, op, &imap.FetchItemBodySection{
 		Specifier: imap.PartSpecifierText,
 		Peek:      true,
 		Partial:   &imap.SectionPartial{Offset: r.offset, Size: r.chunk},

@@ -66,7 +66,7 @@ func (c *conn) cmdRETR(rest string) {
 		return
 	}
 	c.flush() // earlier answers go out before we wait for the backend
-	rc, err := c.sess.Retrieve(c.ctx, n)
+	rc, err := c.retrieve(n)
 	if err != nil {
 		c.backendFailed("RETR", n, err)
 		return

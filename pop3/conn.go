@@ -59,6 +59,8 @@ type conn struct {
 
 	info ConnInfo
 
+	lastRetr int // the message of the last RETR, 0 before the first
+
 	state    state
 	user     string // from USER, waiting for PASS
 	haveUser bool

@@ -246,9 +246,9 @@ func benchDotWriter(b *testing.B, msg []byte, noNULs bool) {
 	for b.Loop() {
 		d.reset(bw)
 		d.noNULs = noNULs
-		// Backend readers hand out chunks; 16 KiB is the server's.
+		// Backend readers hand out chunks of the server's read size.
 		for p := msg; len(p) > 0; {
-			n := min(streamBufSize, len(p))
+			n := min(bodyReadSize, len(p))
 			if _, err := d.Write(p[:n]); err != nil {
 				b.Fatal(err)
 			}

@@ -223,21 +223,22 @@ type Server struct {
 	// when Shutdown returns.
 	RefuseDuringShutdown bool
 
-	live       atomic.Pointer[Settings] // set by Reconfigure
-	mu         sync.Mutex
-	listeners  map[*net.Listener]struct{}
-	conns      map[*conn]struct{}
-	wg         sync.WaitGroup // one per tracked connection
-	inShutdown bool           // no new listeners or connections
-	ctx        context.Context
-	cancel     context.CancelFunc // cancels ctx, on Close
-	bufPool    sync.Pool          // *[]byte of streamBufSize, for RETR/TOP
-	active     int                // admitted connections, for MaxConnections
-	perIP      map[string]int     // admitted connections per IP, for MaxConnectionsPerIP
-	draining   bool               // Shutdown is under way: no new logins or connections
-	busy       int                // connections logging in or logged in, which Shutdown waits for
-	drained    chan struct{}      // made by Shutdown, closed once busy is 0 while draining
-	isDrained  bool               // drained is closed
+	live        atomic.Pointer[Settings] // set by Reconfigure
+	mu          sync.Mutex
+	listeners   map[*net.Listener]struct{}
+	conns       map[*conn]struct{}
+	wg          sync.WaitGroup // one per tracked connection
+	inShutdown  bool           // no new listeners or connections
+	ctx         context.Context
+	cancel      context.CancelFunc // cancels ctx, on Close
+	bodyWriters sync.Pool          // *bufio.Writer of bodyWriterSize, for RETR/TOP (stream.go)
+	readBufs    sync.Pool          // *[]byte of bodyReadSize, for RETR/TOP
+	active      int                // admitted connections, for MaxConnections
+	perIP       map[string]int     // admitted connections per IP, for MaxConnectionsPerIP
+	draining    bool               // Shutdown is under way: no new logins or connections
+	busy        int                // connections logging in or logged in, which Shutdown waits for
+	drained     chan struct{}      // made by Shutdown, closed once busy is 0 while draining
+	isDrained   bool               // drained is closed
 }
 
 // Settings are the Server fields that may change while it runs, for a
@@ -569,19 +570,6 @@ func (s *Server) logger() *zap.Logger {
 	}
 	return s.Logger
 }
-
-// streamBufSize is the chunk read from a backend message reader at a time.
-const streamBufSize = 16 << 10
-
-func (s *Server) getBuf() *[]byte {
-	if b, ok := s.bufPool.Get().(*[]byte); ok {
-		return b
-	}
-	b := make([]byte, streamBufSize)
-	return &b
-}
-
-func (s *Server) putBuf(b *[]byte) { s.bufPool.Put(b) }
 
 // limits resolves the zero-means-default fields once per connection.
 type limits struct {

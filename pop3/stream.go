@@ -1,6 +1,7 @@
 package pop3
 
 import (
+	"bufio"
 	"errors"
 	"io"
 
@@ -33,8 +34,8 @@ func (c *conn) sendBody(cmd string, n int, status string, r io.ReadCloser) (sent
 			c.log.Debug("closing message reader failed", zap.String("cmd", cmd), zap.Int("msg", n), zap.Error(err))
 		}
 	}()
-	bp := c.srv.getBuf()
-	defer c.srv.putBuf(bp)
+	bp := c.srv.getReadBuf()
+	defer c.srv.readBufs.Put(bp)
 	buf := *bp
 
 	nr, rerr := readSome(r, buf)
@@ -43,6 +44,7 @@ func (c *conn) sendBody(cmd string, n int, status string, r io.ReadCloser) (sent
 		return 0, false
 	}
 
+	defer c.restoreWriter(c.useBodyWriter())
 	c.ok(status)
 	c.streaming = true
 	c.dw.reset(c.bw)
@@ -75,6 +77,57 @@ func (c *conn) sendBody(cmd string, n int, status string, r io.ReadCloser) (sent
 	c.streaming = false
 	c.cmdOK = true
 	return sent, true
+}
+
+// Buffers for a message body, pooled and taken for the length of a body
+// only. A connection's own writer is small, as it lives as long as the
+// connection, idle or not; a message written through it would leave in as
+// many small writes, each a system call with its own write deadline. Reads
+// of 64 KiB take what the backend's connection has in one system call
+// (bufio.Reader, go-imap's included, reads that much straight into them).
+const (
+	bodyWriterSize = 64 << 10
+	bodyReadSize   = 64 << 10
+)
+
+func (s *Server) getBodyWriter() *bufio.Writer {
+	if w, ok := s.bodyWriters.Get().(*bufio.Writer); ok {
+		return w
+	}
+	return bufio.NewWriterSize(nil, bodyWriterSize)
+}
+
+func (s *Server) getReadBuf() *[]byte {
+	if b, ok := s.readBufs.Get().(*[]byte); ok {
+		return b
+	}
+	b := make([]byte, bodyReadSize)
+	return &b
+}
+
+// useBodyWriter stacks a pooled body writer on c.bw, until restoreWriter.
+// The callers flush c.bw before they wait on the backend, so it is empty
+// and every flush of the body writer goes straight through it to the
+// connection.
+func (c *conn) useBodyWriter() (saved, big *bufio.Writer) {
+	saved = c.bw
+	big = c.srv.getBodyWriter()
+	big.Reset(saved)
+	c.bw = big
+	return saved, big
+}
+
+// restoreWriter puts c.bw back; what the body writer still holds goes into
+// it, to be flushed as usual (unless writing has failed).
+func (c *conn) restoreWriter(saved, big *bufio.Writer) {
+	c.bw = saved
+	if c.werr == nil {
+		if err := big.Flush(); err != nil {
+			c.werr = err
+		}
+	}
+	big.Reset(nil)
+	c.srv.bodyWriters.Put(big)
 }
 
 // readSome reads into buf until it gets at least one byte or an error; a

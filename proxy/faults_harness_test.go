@@ -36,7 +36,7 @@ func withTimeouts(connect, command time.Duration) bridgeOption {
 
 // startBridgeWith is startBridge with the backend wrapped by wrap (for
 // backends that misbehave on purpose).
-func startBridgeWith(t *testing.T, dv *dovecottest.Server, wrap func(pop3.Backend) pop3.Backend, opts ...bridgeOption) *bridge {
+func startBridgeWith(t testing.TB, dv *dovecottest.Server, wrap func(pop3.Backend) pop3.Backend, opts ...bridgeOption) *bridge {
 	t.Helper()
 	core, logs := observer.New(zap.DebugLevel)
 	log := zap.New(core)

@@ -41,7 +41,7 @@ func defaultPolicy() proxy.Policy {
 	return proxy.Policy{OnDele: proxy.OnDeleExpunge, TrashMailbox: "Trash", MarkSeen: true, Exclusive: true}
 }
 
-func startBridge(t *testing.T, dv *dovecottest.Server, opts ...bridgeOption) *bridge {
+func startBridge(t testing.TB, dv *dovecottest.Server, opts ...bridgeOption) *bridge {
 	t.Helper()
 	return startBridgeWith(t, dv, func(b pop3.Backend) pop3.Backend { return b }, opts...)
 }
