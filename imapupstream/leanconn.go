@@ -29,8 +29,8 @@ import (
 type leanConn struct {
 	net.Conn
 
-	buf  []byte // read from the connection
-	out  []byte // reused for what passes of a chunk read during a capture
+	buf  []byte // read from the connection during a lean command
+	out  []byte // reused for what passes of a chunk read during a lean command
 	pass []byte // handled bytes waiting to be given to go-imap
 
 	// Where the stream is, so that a lean command starts on a response's
@@ -45,8 +45,11 @@ type leanConn struct {
 	cmd *leanCmd // armed or running lean command, nil when none
 }
 
+// leanBufSize is the read buffer of a running lean command.
+const leanBufSize = 32 << 10
+
 func newLeanConn(c net.Conn) *leanConn {
-	return &leanConn{Conn: c, buf: make([]byte, 32*1024), lineStart: true}
+	return &leanConn{Conn: c, lineStart: true}
 }
 
 // leanCmd is one lean command: its tag, its line handler and its outcome.
@@ -96,6 +99,9 @@ func (l *leanConn) Read(p []byte) (int, error) {
 		direct := l.cmd == nil
 		l.mu.Unlock()
 		if direct {
+			// The buffers of a lean command are not kept: an idle
+			// session's memory is the budget (64 KiB in all).
+			l.buf, l.out = nil, nil
 			n, err := l.Conn.Read(p)
 			if n > 0 {
 				l.mu.Lock()
@@ -117,6 +123,9 @@ func (l *leanConn) Read(p []byte) (int, error) {
 				return l.readFailed(p, err)
 			}
 			continue
+		}
+		if l.buf == nil {
+			l.buf = make([]byte, leanBufSize)
 		}
 		n, err := l.Conn.Read(l.buf)
 		if n > 0 {
