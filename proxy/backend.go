@@ -145,6 +145,18 @@ func (b *Backend) Login(ctx context.Context, ci *pop3.ConnInfo, cred *pop3.Crede
 		}
 		s.release = release
 	}
+	// The stored state is read while the upstream lists the mailbox: on a
+	// big maildrop both take a while, and they need not wait for each other.
+	var (
+		drop    *uidmap.Maildrop
+		loadErr error
+		loaded  = make(chan struct{})
+	)
+	go func() {
+		defer close(loaded)
+		drop, loadErr = opts.Map.Load(ctx, s.key)
+	}()
+	defer func() { <-loaded }() // on every path: no Load outlives the login
 	mbox, err := conn.Select(ctx)
 	if err != nil {
 		return nil, clientError(err)
@@ -157,7 +169,11 @@ func (b *Backend) Login(ctx context.Context, ci *pop3.ConnInfo, cred *pop3.Crede
 	for i, m := range metas {
 		msgs[i] = uidmap.Message{UID: m.UID, Size: m.Size}
 	}
-	view, err := opts.Map.Resolve(ctx, s.key, mbox.UIDValidity, msgs, Identifier(conn))
+	<-loaded
+	if loadErr != nil {
+		return nil, clientError(fmt.Errorf("proxy: %w", loadErr))
+	}
+	view, err := opts.Map.ResolveLoaded(ctx, s.key, drop, mbox.UIDValidity, msgs, Identifier(conn))
 	if err != nil {
 		return nil, clientError(fmt.Errorf("proxy: %w", err))
 	}
