@@ -145,18 +145,6 @@ func (b *Backend) Login(ctx context.Context, ci *pop3.ConnInfo, cred *pop3.Crede
 		}
 		s.release = release
 	}
-	// The stored state is read while the upstream lists the mailbox: on a
-	// big maildrop both take a while, and they need not wait for each other.
-	var (
-		drop    *uidmap.Maildrop
-		loadErr error
-		loaded  = make(chan struct{})
-	)
-	go func() {
-		defer close(loaded)
-		drop, loadErr = opts.Map.Load(ctx, s.key)
-	}()
-	defer func() { <-loaded }() // on every path: no Load outlives the login
 	mbox, err := conn.Select(ctx)
 	if err != nil {
 		return nil, clientError(err)
@@ -169,11 +157,7 @@ func (b *Backend) Login(ctx context.Context, ci *pop3.ConnInfo, cred *pop3.Crede
 	for i, m := range metas {
 		msgs[i] = uidmap.Message{UID: m.UID, Size: m.Size}
 	}
-	<-loaded
-	if loadErr != nil {
-		return nil, clientError(fmt.Errorf("proxy: %w", loadErr))
-	}
-	view, err := opts.Map.ResolveLoaded(ctx, s.key, drop, mbox.UIDValidity, msgs, Identifier(conn))
+	view, err := opts.Map.Resolve(ctx, s.key, mbox.UIDValidity, msgs, Identifier(conn))
 	if err != nil {
 		return nil, clientError(fmt.Errorf("proxy: %w", err))
 	}

@@ -70,36 +70,13 @@ type View struct {
 // Resolve returns, so a UIDL is never served that a later session could not
 // reproduce. UIDLs are unique within the maildrop.
 func (m *Map) Resolve(ctx context.Context, key Key, uidValidity uint32, msgs []Message, identify Identifier) (*View, error) {
-	return m.ResolveLoaded(ctx, key, nil, uidValidity, msgs, identify)
-}
-
-// Load reads a maildrop's stored state for ResolveLoaded, so that a session
-// can read it while it waits for the upstream's snapshot.
-func (m *Map) Load(ctx context.Context, key Key) (*Maildrop, error) {
-	drop, err := m.store.Load(ctx, key)
-	if err != nil {
-		return nil, fmt.Errorf("uidmap: load %s: %w", key.User, err)
-	}
-	return drop, nil
-}
-
-// ResolveLoaded is Resolve starting from drop, the state Load returned (nil:
-// load it now).
-func (m *Map) ResolveLoaded(ctx context.Context, key Key, drop *Maildrop, uidValidity uint32, msgs []Message, identify Identifier) (*View, error) {
 	// A change computed from a state that another session (on this
 	// instance or another one sharing the store) changed in between is
 	// refused by the store: start again from the new state, where that
 	// session's names are known and kept.
 	for attempt := 1; ; attempt++ {
-		if drop == nil {
-			var err error
-			if drop, err = m.Load(ctx, key); err != nil {
-				return nil, err
-			}
-		}
-		v, err := m.resolve(ctx, key, drop, uidValidity, msgs, identify)
+		v, err := m.resolve(ctx, key, uidValidity, msgs, identify)
 		if errors.Is(err, ErrStale) && attempt < 3 {
-			drop = nil
 			continue
 		}
 		return v, err
@@ -108,7 +85,11 @@ func (m *Map) ResolveLoaded(ctx context.Context, key Key, drop *Maildrop, uidVal
 
 func byUID(r Record, uid uint32) int { return cmp.Compare(r.UID, uid) }
 
-func (m *Map) resolve(ctx context.Context, key Key, drop *Maildrop, uidValidity uint32, msgs []Message, identify Identifier) (*View, error) {
+func (m *Map) resolve(ctx context.Context, key Key, uidValidity uint32, msgs []Message, identify Identifier) (*View, error) {
+	drop, err := m.store.Load(ctx, key)
+	if err != nil {
+		return nil, fmt.Errorf("uidmap: load %s: %w", key.User, err)
+	}
 	v := &View{UIDLs: make([]string, len(msgs)), Hidden: make([]bool, len(msgs)), Fresh: len(drop.Records) == 0}
 	v.Reset = !v.Fresh && drop.UIDValidity != uidValidity
 	ch := &Change{Expect: drop.UIDValidity, UIDValidity: uidValidity}
