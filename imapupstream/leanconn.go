@@ -113,11 +113,15 @@ func (l *leanConn) Read(p []byte) (int, error) {
 				}
 				// Sorted through out, then back into p.
 				l.handle(p[:n])
+				if err != nil {
+					return l.readFailed(p, err)
+				}
 				n = copy(p, l.pass)
 				l.pass = l.pass[n:]
-				if n > 0 || err != nil {
-					return n, err
+				if n > 0 {
+					return n, nil
 				}
+				continue
 			}
 			if err != nil {
 				return l.readFailed(p, err)
