@@ -30,6 +30,16 @@
 //   - A message expunged by someone else gives ErrNoSuchMessage and the
 //     connection stays usable.
 //
+// # Under go-imap
+//
+// go-imap v2 does the IMAP work, with two exceptions that sit below it on
+// the connection. The pre-login step (prelogin.go) reads the greeting, runs
+// STARTTLS and sends ID with the client's address, which imap.IDData cannot
+// carry, then replays the greeting to go-imap. leanConn (leanconn.go) reads
+// the snapshot's 50,000-line answers with a parser of its own, about a
+// sixteenth of go-imap's cost, and passes every other response through to
+// go-imap in order.
+//
 // # Errors and timeouts
 //
 // Errors wrap ErrAuthFailed, ErrInUse, ErrUnavailable, ErrNoSuchMessage,

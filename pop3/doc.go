@@ -40,6 +40,11 @@
 // it had sent the commands one at a time. The exception is STLS: what was
 // sent behind it before the TLS handshake is discarded, never executed.
 //
+// A Session whose messages cost a round trip before their first octet (a
+// proxy's) may implement RetrieveAheader: while the client RETRs in order it
+// learns the next message too, and can fetch it while the current one is
+// written.
+//
 // Behind a load balancer, a listener with ListenerConfig.ProxyProtocol takes
 // each client's address from the PROXY protocol header (version 1 or 2) that
 // trusted peers send first; it is read in the connection's goroutine, and
