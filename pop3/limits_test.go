@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -18,6 +19,9 @@ func (e *testEnv) dialFrom(ip string) (*client, string) {
 	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}, Timeout: 10 * time.Second}
 	nc, err := d.Dial("tcp", e.addr)
 	if err != nil {
+		if os.Getenv("CI") != "" { // Linux routes all of 127/8 to lo: this must work in CI
+			e.t.Fatalf("cannot dial from %s: %v", ip, err)
+		}
 		e.t.Skipf("cannot dial from %s: %v", ip, err)
 	}
 	e.t.Cleanup(func() { nc.Close() })

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -73,6 +74,9 @@ func (e *proxyEnv) dialProxied(from string, h *proxyproto.Header) *client {
 	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}, Timeout: 10 * time.Second}
 	nc, err := d.Dial("tcp", e.addr)
 	if err != nil {
+		if os.Getenv("CI") != "" { // Linux routes all of 127/8 to lo: this must work in CI
+			e.t.Fatalf("cannot dial from %s: %v", from, err)
+		}
 		e.t.Skipf("cannot dial from %s: %v", from, err)
 	}
 	e.t.Cleanup(func() { nc.Close() })

@@ -593,6 +593,9 @@ shutdown_grace: 1s
 		d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}, Timeout: 5 * time.Second}
 		nc, err := d.Dial("tcp", addr)
 		if err != nil {
+			if os.Getenv("CI") != "" { // Linux routes all of 127/8 to lo: this must work in CI
+				t.Fatalf("cannot dial from %s: %v", from, err)
+			}
 			t.Skipf("cannot dial from %s: %v", from, err)
 		}
 		tc := tls.Client(nc, cfg)
