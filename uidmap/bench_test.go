@@ -2,39 +2,20 @@ package uidmap_test
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
-	"time"
 
 	"github.com/popbridge/popbridge/uidmap"
+	"github.com/popbridge/popbridge/uidmap/storetest"
 )
-
-// mailbox50k is a snapshot of 50,000 messages and their identities.
-func mailbox50k() ([]uidmap.Message, uidmap.Identifier) {
-	const n = 50000
-	msgs := make([]uidmap.Message, n)
-	for i := range msgs {
-		msgs[i] = uidmap.Message{UID: uint32(i + 1), Size: int64(2000 + i%5000)}
-	}
-	identify := func(_ context.Context, uids []uint32) ([]uidmap.Identity, error) {
-		out := make([]uidmap.Identity, len(uids))
-		for i, uid := range uids {
-			out[i] = uidmap.Identity{UID: uid, InternalDate: time.Unix(1700000000+int64(uid), 0),
-				MessageID: fmt.Sprintf("<%d.%d@mail.example.org>", uid, uid*7919)}
-		}
-		return out, nil
-	}
-	return msgs, identify
-}
 
 // BenchmarkResolve50k measures a POP3 login's uidmap work on a 50,000-message
 // mailbox with the bolt store: the first login names and stores every
 // message, the next ones only look them up. bytes/msg is the store file's
 // size divided by the message count after the first login.
 func BenchmarkResolve50k(b *testing.B) {
-	msgs, identify := mailbox50k()
+	msgs, identify := storetest.Mailbox(50000)
 	ctx := context.Background()
 	key := uidmap.Key{Upstream: "imap:993", User: "bench", Mailbox: "INBOX"}
 

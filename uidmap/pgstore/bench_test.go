@@ -2,34 +2,14 @@ package pgstore_test
 
 import (
 	"context"
-	"fmt"
 	"path/filepath"
 	"testing"
-	"time"
 
 	"github.com/popbridge/popbridge/uidmap"
 	"github.com/popbridge/popbridge/uidmap/pgstore"
 	"github.com/popbridge/popbridge/uidmap/pgstore/pgtest"
+	"github.com/popbridge/popbridge/uidmap/storetest"
 )
-
-// mailbox50k is uidmap's BenchmarkResolve50k mailbox: 50,000 messages and
-// their identities.
-func mailbox50k() ([]uidmap.Message, uidmap.Identifier) {
-	const n = 50000
-	msgs := make([]uidmap.Message, n)
-	for i := range msgs {
-		msgs[i] = uidmap.Message{UID: uint32(i + 1), Size: int64(2000 + i%5000)}
-	}
-	identify := func(_ context.Context, uids []uint32) ([]uidmap.Identity, error) {
-		out := make([]uidmap.Identity, len(uids))
-		for i, uid := range uids {
-			out[i] = uidmap.Identity{UID: uid, InternalDate: time.Unix(1700000000+int64(uid), 0),
-				MessageID: fmt.Sprintf("<%d.%d@mail.example.org>", uid, uid*7919)}
-		}
-		return out, nil
-	}
-	return msgs, identify
-}
 
 // BenchmarkResolve50k is uidmap's BenchmarkResolve50k on both persistent
 // stores side by side: a POP3 login's uidmap work on a 50,000-message
@@ -38,7 +18,7 @@ func mailbox50k() ([]uidmap.Message, uidmap.Identifier) {
 // is the throw-away test cluster on loopback (fsync off), so its numbers
 // are those of the protocol and the queries, not of a disk.
 func BenchmarkResolve50k(b *testing.B) {
-	msgs, identify := mailbox50k()
+	msgs, identify := storetest.Mailbox(50000)
 	ctx := context.Background()
 	key := uidmap.Key{Upstream: "imap:993", User: "bench", Mailbox: "INBOX"}
 
