@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"time"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
@@ -131,12 +130,11 @@ func (c *Conn) awaitFetch(g *guard, op fetchOp, cmd *imapclient.FetchCommand, a 
 			}
 			// The literal is ours to read now; go-imap's reader waits
 			// until we have read it to the end. Our guard bounds each
-			// Read, so a slow consumer is not the server's fault: no
-			// deadline may be left on the socket (go-imap's own, for the
-			// whole literal, never reaches it: leanConn drops them). The
-			// answer to a command sent ahead may have waited here, unread,
-			// for as long as the client took.
-			c.raw.SetReadDeadline(time.Time{})
+			// Read, so a slow consumer is not the server's fault; no
+			// deadline is on the socket (go-imap's own, for the whole
+			// literal, never reaches it: leanConn drops them), so the
+			// answer to a command sent ahead may wait here, unread, for
+			// as long as the client takes.
 			s.lit = body.Literal
 			s.size = body.Literal.Size()
 			s.remaining = s.size
