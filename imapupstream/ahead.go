@@ -68,8 +68,8 @@ func (a *aheadFetch) first() *imapclient.FetchMessageData {
 	return a.msg
 }
 
-// FetchAhead is Fetch(ctx, uid) that also sends UID FETCH next (UID
-// BODY.PEEK[]), unless next is 0 or uid, as soon as the answer for uid has
+// FetchAhead is Fetch(ctx, m) that also sends UID FETCH next (UID
+// BODY.PEEK[]), unless next is 0 or m.UID, as soon as the answer for m has
 // started: a Fetch (or FetchAhead) of next then finds its answer under way.
 // The command ahead sets no flag (BODY.PEEK); if it is not needed after
 // all, the next operation on the Conn reads its answer and throws it away,
@@ -82,10 +82,11 @@ func (a *aheadFetch) first() *imapclient.FetchMessageData {
 // or the answer ahead has started (the completion may then only come after
 // it, Dovecot's for one): that completion is collected later (a refusal then
 // is logged, a broken connection fails the next call).
-func (c *Conn) FetchAhead(ctx context.Context, uid, next uint32) (_ io.ReadCloser, err error) {
+func (c *Conn) FetchAhead(ctx context.Context, m MessageMeta, next uint32) (_ io.ReadCloser, err error) {
 	if o := c.cfg.Observer; o != nil {
 		defer observeCommand(o, "fetch", time.Now(), &err)
 	}
+	uid := m.UID
 	op := fetchOp{uid: uid, items: "BODY.PEEK[]"}
 	c.closeReader()
 	a := c.ahead
@@ -108,9 +109,9 @@ func (c *Conn) FetchAhead(ctx context.Context, uid, next uint32) (_ io.ReadClose
 	g := c.guard(ctx, c.cfg.CommandTimeout)
 	var s *fetchStream
 	if a != nil {
-		s, err = c.awaitFetch(g, op, a.cmd, a, false)
+		s, err = c.awaitFetch(ctx, g, op, a.cmd, a, wantWhole(m))
 	} else {
-		s, err = c.awaitFetch(g, op, c.client.Fetch(imap.UIDSetNum(imap.UID(uid)), bodyPeek), nil, false)
+		s, err = c.awaitFetch(ctx, g, op, c.client.Fetch(imap.UIDSetNum(imap.UID(uid)), bodyPeek), nil, wantWhole(m))
 	}
 	if err != nil {
 		return nil, err
@@ -149,7 +150,7 @@ func (c *Conn) drainAhead(ctx context.Context, d time.Duration) {
 		c.abandonFetch(a)
 		return
 	}
-	s, err := c.awaitFetch(c.guard(ctx, d), fetchOp{uid: a.uid, items: "BODY.PEEK[], sent ahead"}, a.cmd, a, false)
+	s, err := c.awaitFetch(ctx, c.guard(ctx, d), fetchOp{uid: a.uid, items: "BODY.PEEK[], sent ahead"}, a.cmd, a, wantAny(a.uid))
 	if err != nil {
 		return // gone (ErrNoSuchMessage), or the connection ended
 	}

@@ -65,7 +65,7 @@ func TestFetchAheadSequential(t *testing.T) {
 		if i+1 < len(uids) {
 			next = uids[i+1]
 		}
-		r, err := c.FetchAhead(context.Background(), uid, next)
+		r, err := c.FetchAhead(context.Background(), e.meta(uid), next)
 		if err != nil {
 			t.Fatalf("FetchAhead %d: %v", i, err)
 		}
@@ -113,7 +113,7 @@ func TestFetchAheadNotTaken(t *testing.T) {
 	// ahead fetches u[0] with u[1] sent ahead, reading read octets of u[0].
 	ahead := func(t *testing.T, c *Conn, read int) io.ReadCloser {
 		t.Helper()
-		r, err := c.FetchAhead(ctx, u[0], u[1])
+		r, err := c.FetchAhead(ctx, e.meta(u[0]), u[1])
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -131,10 +131,10 @@ func TestFetchAheadNotTaken(t *testing.T) {
 	}
 	check := func(t *testing.T, c *Conn) {
 		t.Helper()
-		if got, err := fetchAll(t, c, u[2]); err != nil || string(got) != m[2] {
+		if got, err := e.fetchAll(t, c, u[2]); err != nil || string(got) != m[2] {
 			t.Fatalf("Fetch u2 afterwards: %q, %v", got, err)
 		}
-		if got, err := fetchAll(t, c, u[1]); err != nil || string(got) != m[1] {
+		if got, err := e.fetchAll(t, c, u[1]); err != nil || string(got) != m[1] {
 			t.Fatalf("Fetch u1 afterwards: %d octets, %v", len(got), err)
 		}
 	}
@@ -152,7 +152,7 @@ func TestFetchAheadNotTaken(t *testing.T) {
 	t.Run("TOP", func(t *testing.T) {
 		c, _ := e.open(t, e.config(), nil)
 		ahead(t, c, -1)
-		if got := readTop(t, c, u[1], 2); got != wantTop(m[1], 2) {
+		if got := e.readTop(t, c, u[1], 2); got != wantTop(m[1], 2) {
 			t.Fatalf("Top: %q", got)
 		}
 		check(t, c)
@@ -222,7 +222,7 @@ func TestFetchAheadExpunged(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	r, err := c.FetchAhead(ctx, u[0], u[1])
+	r, err := c.FetchAhead(ctx, e.meta(u[0]), u[1])
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -232,13 +232,13 @@ func TestFetchAheadExpunged(t *testing.T) {
 	if n := trace.countCommands(fetchCmd(u[1])); n != 1 {
 		t.Fatalf("%s sent %d times, want once (ahead)", fetchCmd(u[1]), n)
 	}
-	if _, err := c.FetchAhead(ctx, u[1], u[2]); !errors.Is(err, ErrNoSuchMessage) {
+	if _, err := c.FetchAhead(ctx, e.meta(u[1]), u[2]); !errors.Is(err, ErrNoSuchMessage) {
 		t.Fatalf("FetchAhead of the expunged message sent ahead: %v", err)
 	}
 	if n := trace.countCommands(fetchCmd(u[2])); n != 0 {
 		t.Fatalf("%s sent ahead of a message that is gone", fetchCmd(u[2]))
 	}
-	r, err = c.FetchAhead(ctx, u[2], u[3])
+	r, err = c.FetchAhead(ctx, e.meta(u[2]), u[3])
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -247,10 +247,10 @@ func TestFetchAheadExpunged(t *testing.T) {
 	}
 	// The message ahead is gone and something else comes: the drain
 	// finds nothing and the Conn goes on.
-	if got, err := fetchAll(t, c, u[4]); err != nil || string(got) != m[4] {
+	if got, err := e.fetchAll(t, c, u[4]); err != nil || string(got) != m[4] {
 		t.Fatalf("u4: %q, %v", got, err)
 	}
-	if _, err := c.Fetch(ctx, u[3]); !errors.Is(err, ErrNoSuchMessage) {
+	if _, err := c.Fetch(ctx, e.meta(u[3])); !errors.Is(err, ErrNoSuchMessage) {
 		t.Fatalf("Fetch of an expunged message: %v", err)
 	}
 	if _, err := c.Select(ctx); err != nil {

@@ -33,7 +33,8 @@ type Config struct {
 	CAFile             string  // extra CA bundle (PEM) added to the system roots; "" = system roots only
 	InsecureSkipVerify bool    // do not verify the server certificate (testing only)
 	Mailbox            string  // mailbox to SELECT; default "INBOX"
-	// ConnectTimeout bounds dial + TLS + greeting + login; default 10s.
+	// ConnectTimeout bounds dial + TLS + greeting (and STARTTLS, ID); default
+	// 10s. The login is a command: CommandTimeout bounds it.
 	ConnectTimeout time.Duration
 	// CommandTimeout bounds any one command, and any stall while streaming a
 	// literal; default 60s. On expiry the connection is closed (ErrUnavailable

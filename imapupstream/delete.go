@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -198,21 +199,30 @@ func (c *Conn) expunge(g *guard, sorted []uint32) (method string, err error) {
 // Otherwise clear \Deleted on the others ("shield" them), search again until
 // only ours are left (another client may be flagging meanwhile; we give up
 // after a few rounds), EXPUNGE, then set \Deleted on the shielded messages
-// again, even if EXPUNGE failed.
+// again, even if EXPUNGE failed. With CONDSTORE the restore is conditional
+// (UNCHANGEDSINCE the shield's own MODSEQ), so that a message another client
+// changed meanwhile (undeleted, say) keeps that change.
 //
 // Why this one: the other methods lose mail or do not delete. Refusing to
 // expunge would leave our messages in place although the POP3 client was
 // told they are deleted; a bare EXPUNGE would destroy messages another
 // client only marked (and may still undelete). Shielding keeps both promises.
-// What can still go wrong, and how it fails: (a) if the connection dies
-// between clearing and restoring, the shielded messages keep living without
-// their \Deleted flag — they reappear, nothing is lost, and we log their
-// UIDs; (b) a message that another client flags \Deleted in the one round
-// trip between our last SEARCH and the EXPUNGE is expunged with ours — which
-// is what \Deleted asks of any EXPUNGE, and the window is as small as the
-// protocol allows without UIDPLUS.
+//
+// The result is what happened to our messages: after the EXPUNGE, and
+// before the restore, a UID SEARCH checks that none of them is left
+// (another client may have cleared their \Deleted meanwhile); a failed
+// restore, which concerns only other clients' flags, is logged, not
+// returned. What can still go
+// wrong: (a) if the connection dies between clearing and restoring, the
+// shielded messages keep living without their \Deleted flag — they
+// reappear, nothing is lost, and we log their UIDs; (b) a message that
+// another client flags \Deleted in the one round trip between our last
+// SEARCH and the EXPUNGE is expunged with ours — which is what \Deleted asks
+// of any EXPUNGE, and the window is as small as the protocol allows without
+// UIDPLUS. Two popbridge sessions must not run this at once on one mailbox
+// (their shields would undo each other): the proxy serialises them.
 func (c *Conn) expungeShielded(g *guard, sorted []uint32) (method string, err error) {
-	var shielded []uint32
+	var shielded []shield
 	clean := false
 	for round := 0; round < maxShieldRounds; round++ {
 		g.progress()
@@ -226,11 +236,12 @@ func (c *Conn) expungeShielded(g *guard, sorted []uint32) (method string, err er
 			clean = true
 			break
 		}
-		if err := c.storeFlags(g, `UID STORE -FLAGS.SILENT (\Deleted)`, others, imap.StoreFlagsDel, imap.FlagDeleted); err != nil {
-			c.restoreShielded(g, append(shielded, others...))
+		sh, err := c.shieldFlags(g, others)
+		if err != nil {
+			c.restoreShielded(g, append(shielded, shield{uids: others}))
 			return "", err
 		}
-		shielded = sortUIDs(append(shielded, others...))
+		shielded = append(shielded, sh)
 	}
 	if !clean {
 		c.restoreShielded(g, shielded)
@@ -238,35 +249,104 @@ func (c *Conn) expungeShielded(g *guard, sorted []uint32) (method string, err er
 	}
 
 	method = methodPlainExpunge
-	if len(shielded) > 0 {
+	n := 0
+	for _, sh := range shielded {
+		n += len(sh.uids)
+	}
+	if n > 0 {
 		method = methodShieldOthers
 	}
 	c.log.Warn(logFallbackMsg, zap.String("method", method), zap.Int("count", len(sorted)),
-		zap.Int("shielded", len(shielded)))
+		zap.Int("shielded", n))
 	g.progress()
 	expErr := c.client.Expunge().Close()
 	if expErr != nil {
 		expErr = c.fail("EXPUNGE", expErr)
 	}
-	if err := c.restoreShielded(g, shielded); err != nil && expErr == nil {
-		expErr = err
+	// Checked before the restore, which concerns only other clients'
+	// flags: its failure (logged) changes nothing of the result.
+	var left []uint32
+	if expErr == nil {
+		left, expErr = c.searchUIDs(sorted)
 	}
+	c.restoreShielded(g, shielded)
 	if expErr != nil {
 		return "", expErr
+	}
+	if len(left) > 0 {
+		return "", fmt.Errorf("imapupstream: EXPUNGE left %d of the deleted messages in place (UIDs %v): another client cleared their \\Deleted",
+			len(left), left)
 	}
 	return method, nil
 }
 
-// restoreShielded sets \Deleted again on messages whose flag we cleared.
-func (c *Conn) restoreShielded(g *guard, shielded []uint32) error {
-	if len(shielded) == 0 {
-		return nil
+// shield is one round of others' messages whose \Deleted was cleared, and
+// the highest MODSEQ the clearing gave them (0 without CONDSTORE).
+type shield struct {
+	uids   []uint32
+	modSeq uint64
+}
+
+// noModSeqLimit is an UNCHANGEDSINCE that every message passes: it makes a
+// STORE report each message's new MODSEQ (RFC 7162 3.2), even SILENT.
+const noModSeqLimit = math.MaxInt64
+
+// shieldFlags clears \Deleted on uids (sorted), noting the MODSEQ it gave
+// them where the server has CONDSTORE.
+func (c *Conn) shieldFlags(g *guard, uids []uint32) (shield, error) {
+	const op = `UID STORE -FLAGS.SILENT (\Deleted)`
+	sh := shield{uids: uids}
+	if !c.caps.CondStore {
+		return sh, c.storeFlags(g, op, uids, imap.StoreFlagsDel, imap.FlagDeleted)
 	}
-	err := c.storeFlags(g, `UID STORE +FLAGS.SILENT (\Deleted)`, shielded, imap.StoreFlagsAdd, imap.FlagDeleted)
-	if err != nil {
-		c.log.Error(logShieldLostFlags, zap.Uint32s("uids", shielded), zap.Error(err))
+	for _, set := range uidSets(uids) {
+		g.progress()
+		msgs, err := c.client.Store(set, &imap.StoreFlags{Op: imap.StoreFlagsDel, Silent: true, Flags: []imap.Flag{imap.FlagDeleted}},
+			&imap.StoreOptions{UnchangedSince: noModSeqLimit}).Collect()
+		if err != nil {
+			return sh, c.fail(op, err)
+		}
+		for _, m := range msgs {
+			sh.modSeq = max(sh.modSeq, m.ModSeq)
+		}
 	}
-	return err
+	return sh, nil
+}
+
+// restoreShielded sets \Deleted again on the messages whose flag we cleared;
+// with a MODSEQ, only on those that nobody changed since. A failure is
+// logged with the UIDs whose flag it could not restore.
+func (c *Conn) restoreShielded(g *guard, shielded []shield) {
+	const op = `UID STORE +FLAGS.SILENT (\Deleted)`
+	for _, sh := range shielded {
+		var opts *imap.StoreOptions
+		if sh.modSeq > 0 {
+			opts = &imap.StoreOptions{UnchangedSince: sh.modSeq}
+		}
+		for _, set := range uidSets(sh.uids) {
+			g.progress()
+			err := c.client.Store(set, &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagDeleted}}, opts).Close()
+			if err != nil {
+				c.log.Error(logShieldLostFlags, zap.Uint32s("uids", sh.uids), zap.Error(c.fail(op, err)))
+				break
+			}
+		}
+	}
+}
+
+// searchUIDs returns which of the sorted UIDs are still in the mailbox.
+func (c *Conn) searchUIDs(sorted []uint32) ([]uint32, error) {
+	var left []uint32
+	for _, set := range uidSets(sorted) {
+		data, err := c.client.UIDSearch(&imap.SearchCriteria{UID: []imap.UIDSet{set}}, nil).Wait()
+		if err != nil {
+			return nil, c.fail("UID SEARCH UID", err)
+		}
+		for _, u := range data.AllUIDs() {
+			left = append(left, uint32(u))
+		}
+	}
+	return left, nil
 }
 
 // searchDeleted returns the UIDs of all \Deleted messages, sorted.

@@ -87,11 +87,24 @@ func (d *Dialer) Login(ctx context.Context, cred Credentials) (_ *Conn, err erro
 	}
 
 	c := &Conn{log: log, cfg: d.cfg, raw: raw}
-	// Everything below is bounded by cctx: when it ends, the socket is closed
-	// and whatever blocks returns.
+	// TLS, the greeting and the pre-login steps are bounded by cctx: when
+	// it ends, the socket is closed and whatever blocks returns. The login
+	// itself is a command, bounded by CommandTimeout: some servers (Courier)
+	// hold a refusal back for seconds, and a refusal must reach the client
+	// as one, not as an unreachable upstream.
 	g := c.guard(cctx, d.cfg.ConnectTimeout+time.Second)
-	mech, err := d.connect(cctx, c, cred)
+	err = d.connect(cctx, c, cred)
 	g.stop()
+	cancel()
+	var mech string
+	if err == nil {
+		lctx, lcancel := context.WithTimeoutCause(ctx, d.cfg.CommandTimeout,
+			fmt.Errorf("login timeout (%v): %w", d.cfg.CommandTimeout, context.DeadlineExceeded))
+		g = c.guard(lctx, d.cfg.CommandTimeout+time.Second)
+		mech, err = d.authenticate(c, cred)
+		g.stop()
+		lcancel()
+	}
 	if err != nil {
 		if c.client != nil {
 			c.kill(errConnClosed)
@@ -111,16 +124,21 @@ func (d *Dialer) Login(ctx context.Context, cred Credentials) (_ *Conn, err erro
 	return c, nil
 }
 
-// connect runs TLS, greeting and authentication on c.raw. It returns the
-// mechanism used (for logs).
-func (d *Dialer) connect(ctx context.Context, c *Conn, cred Credentials) (mech string, err error) {
-	opts := &imapclient.Options{DebugWriter: d.trace}
-	step := func(what string, err error) error {
-		if cause := c.deadCause(); cause != nil {
-			return fmt.Errorf("%w: %s: %w", ErrUnavailable, what, cause)
-		}
-		return fmt.Errorf("%w: %s: %w", ErrUnavailable, what, err)
+// step reports a failed step of the connection's setup: the cause that
+// ended the connection (a timeout, say) if there is one, else err.
+func (c *Conn) step(what string, err error) error {
+	if cause := c.deadCause(); cause != nil {
+		return fmt.Errorf("%w: %s: %w", ErrUnavailable, what, cause)
 	}
+	return fmt.Errorf("%w: %s: %w", ErrUnavailable, what, err)
+}
+
+// connect runs TLS, the greeting and the pre-login steps (ID with cred's
+// client address) on c.raw, up to the point where the server waits for the
+// login.
+func (d *Dialer) connect(ctx context.Context, c *Conn, cred Credentials) error {
+	opts := &imapclient.Options{DebugWriter: d.trace}
+	step := c.step
 
 	conn := d.wrap(c.raw)
 	if d.cfg.TLS == TLSImplicit {
@@ -128,34 +146,40 @@ func (d *Dialer) connect(ctx context.Context, c *Conn, cred Credentials) (mech s
 		tc.NextProtos = []string{"imap"}
 		tlsConn := tls.Client(c.raw, tc)
 		if err := tlsConn.HandshakeContext(ctx); err != nil {
-			return "", step("TLS handshake", err)
+			return step("TLS handshake", err)
 		}
 		conn = d.wrap(tlsConn)
 	}
 	// The greeting, STARTTLS and the ID command with the client's address
 	// (see prelogin.go); then go-imap takes over.
-	conn, err = d.preLogin(ctx, conn, cred, step)
+	conn, err := d.preLogin(ctx, conn, cred, step)
 	if err != nil {
-		return "", err
+		return err
 	}
 	c.lean = newLeanConn(conn)
 	c.client = imapclient.New(c.lean, opts)
 
 	if err := c.client.WaitGreeting(); err != nil {
-		return "", step("greeting", err)
+		return step("greeting", err)
 	}
 	switch c.client.State() {
 	case imap.ConnStateNotAuthenticated:
 	case imap.ConnStateAuthenticated:
-		return "", errPreauth
+		return errPreauth
 	default:
-		return "", step("greeting", errors.New("unexpected state after greeting"))
+		return step("greeting", errors.New("unexpected state after greeting"))
 	}
+	if c.client.Caps() == nil {
+		return step("CAPABILITY", errors.New("no capabilities"))
+	}
+	return nil
+}
 
+// authenticate logs in on a connection that connect has set up. It returns
+// the mechanism used (for logs).
+func (d *Dialer) authenticate(c *Conn, cred Credentials) (mech string, err error) {
+	step := c.step
 	caps := c.client.Caps()
-	if caps == nil {
-		return "", step("CAPABILITY", errors.New("no capabilities"))
-	}
 
 	host, portStr, _ := net.SplitHostPort(d.cfg.Address)
 	port, _ := strconv.Atoi(portStr)

@@ -8,9 +8,9 @@
 //	conn, err := d.Login(ctx, cred)            // dial, TLS, greeting, ID, LOGIN/AUTHENTICATE
 //	mb, err := conn.Select(ctx)                // SELECT (read-write), UIDVALIDITY
 //	msgs, err := conn.Snapshot(ctx)            // UID FETCH 1:* (UID RFC822.SIZE), one round trip
-//	r, err := conn.Fetch(ctx, uid)             // BODY.PEEK[] streamed from the literal
-//	r, err := conn.FetchAhead(ctx, uid, next)  // the same, with next's UID FETCH sent while uid streams
-//	r, err := conn.Top(ctx, uid, lines)        // BODY.PEEK[HEADER] + partial BODY.PEEK[TEXT]
+//	r, err := conn.Fetch(ctx, m)               // BODY.PEEK[] of msgs[i] streamed from the literal
+//	r, err := conn.FetchAhead(ctx, m, next)    // the same, with next's UID FETCH sent while m streams
+//	r, err := conn.Top(ctx, m, lines)          // BODY.PEEK[HEADER] + partial BODY.PEEK[TEXT]
 //	err = conn.MarkSeen(ctx, uids)             // after RETR, if wanted
 //	err = conn.Delete(ctx, uids, mode, trash)  // in UPDATE: expunge / trash / keep
 //	conn.Close()                               // LOGOUT, close
@@ -27,6 +27,9 @@
 //     the server completed the command (or, with a command sent ahead by
 //     FetchAhead, that command's answer started), and otherwise fail with
 //     ErrUnavailable.
+//   - Fetch and Top hand out nothing of an answer that does not show the
+//     listed message's UID and size (verify.go): Courier answers for a
+//     message expunged by another client with a stand-in of its own.
 //   - A message expunged by someone else gives ErrNoSuchMessage and the
 //     connection stays usable.
 //
@@ -44,9 +47,9 @@
 //
 // Errors wrap ErrAuthFailed, ErrInUse, ErrUnavailable, ErrNoSuchMessage,
 // ErrMailboxChanged, ErrNoMailbox or ErrConfig (use errors.Is); the server's
-// *imap.Error stays in the chain. Login is bounded by Config.ConnectTimeout;
-// each command, and each stall while a literal streams, by
-// Config.CommandTimeout. When a timeout fires or the context of the call is
+// *imap.Error stays in the chain. Login's dial, TLS, greeting and ID are
+// bounded by Config.ConnectTimeout; LOGIN/AUTHENTICATE, each command, and
+// each stall while a literal streams, by Config.CommandTimeout. When a timeout fires or the context of the call is
 // cancelled the connection is closed (go-imap's commands cannot be abandoned
 // otherwise), the call returns ErrUnavailable wrapping
 // context.DeadlineExceeded (or the context's error), and the Conn is done.

@@ -253,7 +253,7 @@ func TestFetchLiteralCutShort(t *testing.T) {
 	if _, err := c.Select(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	r, err := c.Fetch(context.Background(), 1)
+	r, err := c.Fetch(context.Background(), MessageMeta{UID: 1, Size: 1000})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -267,7 +267,7 @@ func TestFetchLiteralCutShort(t *testing.T) {
 	if err := r.Close(); err == nil {
 		t.Fatal("Close of a broken reader: nil")
 	}
-	if _, err := c.Fetch(context.Background(), 2); !errors.Is(err, ErrUnavailable) {
+	if _, err := c.Fetch(context.Background(), MessageMeta{UID: 2, Size: 1000}); !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("Fetch after: %v", err)
 	}
 }
@@ -278,7 +278,7 @@ func TestFetchLiteralStalls(t *testing.T) {
 	if _, err := c.Select(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	r, err := c.Fetch(context.Background(), 1)
+	r, err := c.Fetch(context.Background(), MessageMeta{UID: 1, Size: 1000})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -306,7 +306,7 @@ func TestFetchNoTaggedOKAfterLiteral(t *testing.T) {
 	if _, err := c.Select(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	r, err := c.Fetch(context.Background(), 1)
+	r, err := c.Fetch(context.Background(), MessageMeta{UID: 1, Size: 10})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -323,7 +323,7 @@ func TestFetchNilBody(t *testing.T) {
 	if _, err := c.Select(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Fetch(context.Background(), 1); !errors.Is(err, ErrNoSuchMessage) {
+	if _, err := c.Fetch(context.Background(), MessageMeta{UID: 1, Size: 10}); !errors.Is(err, ErrNoSuchMessage) {
 		t.Fatalf("err = %v", err)
 	}
 	// EXPUNGEISSUED, as Dovecot may say.
@@ -332,7 +332,7 @@ func TestFetchNilBody(t *testing.T) {
 	if _, err := c.Select(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Fetch(context.Background(), 1); !errors.Is(err, ErrNoSuchMessage) {
+	if _, err := c.Fetch(context.Background(), MessageMeta{UID: 1, Size: 10}); !errors.Is(err, ErrNoSuchMessage) {
 		t.Fatalf("EXPUNGEISSUED: err = %v", err)
 	}
 	if _, err := c.Select(context.Background()); err != nil {

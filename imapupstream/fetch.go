@@ -10,25 +10,29 @@ import (
 	"github.com/emersion/go-imap/v2/imapclient"
 )
 
-// Fetch streams the whole message, UID FETCH uid (UID BODY.PEEK[]), straight
-// from the server's literal: nothing marks it \Seen and it is never held in
-// memory. The reader yields exactly RFC822.SIZE octets and then io.EOF, once
-// the server has completed the command. If the connection dies or the literal
-// is cut short, Read returns an error wrapping ErrUnavailable, never a clean
-// io.EOF. Close drains what was not read and waits for the command's end; the
-// reader must be closed before the Conn is used for anything else (another
-// call closes it first).
+// Fetch streams the whole message m, UID FETCH uid (UID BODY.PEEK[]),
+// straight from the server's literal: nothing marks it \Seen and it is
+// never held in memory. The reader yields exactly the literal's octets and
+// then io.EOF, once the server has completed the command. If the connection
+// dies or the literal is cut short, Read returns an error wrapping
+// ErrUnavailable, never a clean io.EOF. Close drains what was not read and
+// waits for the command's end; the reader must be closed before the Conn is
+// used for anything else (another call closes it first).
+//
+// Before Fetch returns, the answer has shown that it is m: its UID is m.UID
+// and its literal is m.Size octets long (see verify.go). If it is not
+// (Courier answers for a message another client expunged with a stand-in of
+// its own), the literal is read and thrown away and the server is asked
+// whether the message still exists: if not, the error wraps
+// ErrNoSuchMessage and the Conn stays usable.
 //
 // ctx bounds the whole read: cancelling it ends the connection. A Read that
 // gets nothing from the server for CommandTimeout ends it too.
 //
-// If the server answers without the message (another client expunged it),
-// the error wraps ErrNoSuchMessage and the Conn stays usable.
-//
 // If an earlier FetchAhead sent this UID's command already, Fetch takes its
 // answer, which is then usually under way.
-func (c *Conn) Fetch(ctx context.Context, uid uint32) (io.ReadCloser, error) {
-	return c.FetchAhead(ctx, uid, 0)
+func (c *Conn) Fetch(ctx context.Context, m MessageMeta) (io.ReadCloser, error) {
+	return c.FetchAhead(ctx, m, 0)
 }
 
 // bodyPeek is what Fetch asks for. go-imap only reads it, so one value
@@ -50,9 +54,11 @@ type fetchStream struct {
 	op        fetchOp
 	g         *guard
 	cmd       *imapclient.FetchCommand
-	lit       imap.LiteralReader // nil when the section came back NIL
-	litDone   bool               // lit returned an error (io.EOF included): never read it again
-	size      int64              // the literal's size
+	msg       *imapclient.FetchMessageData // the answer, for the items after the literal
+	check     answerCheck
+	lit       imap.LiteralReader
+	litDone   bool  // lit returned an error (io.EOF included): never read it again
+	size      int64 // the literal's size
 	remaining int64
 	err       error // sticky: io.EOF once complete, or the failure
 	closed    bool
@@ -86,27 +92,21 @@ type litReader struct{ s *fetchStream }
 
 func (r litReader) Read(p []byte) (int, error) { return r.s.litRead(p) }
 
-// startFetch sends UID FETCH uid (UID section) and waits until the section's
-// literal starts (see awaitFetch).
-func (c *Conn) startFetch(ctx context.Context, op fetchOp, section *imap.FetchItemBodySection, nilIsEmpty bool) (*fetchStream, error) {
-	g := c.guard(ctx, c.cfg.CommandTimeout)
-	cmd := c.client.Fetch(imap.UIDSetNum(imap.UID(op.uid)), &imap.FetchOptions{
-		UID:         true,
-		BodySection: []*imap.FetchItemBodySection{section},
-	})
-	return c.awaitFetch(g, op, cmd, nil, nilIsEmpty)
+// startFetch sends the UID FETCH that want describes and waits until the
+// section's literal starts (see awaitFetch).
+func (c *Conn) startFetch(ctx context.Context, op fetchOp, want answerCheck) (*fetchStream, error) {
+	cmd := c.client.Fetch(imap.UIDSetNum(imap.UID(op.uid)), want.options())
+	return c.awaitFetch(ctx, c.guard(ctx, c.cfg.CommandTimeout), op, cmd, nil, want)
 }
 
 // awaitFetch waits, under g, until the answer to cmd (a UID FETCH of op.uid
-// for one body section) starts the section's literal, and returns the stream
-// that reads it; g then belongs to the stream. For a command sent ahead, a
-// is its aheadFetch, whose goroutine takes the first message. With
-// nilIsEmpty, a section answered NIL (or a message answered without it)
-// counts as empty rather than as a missing message; a message missing from
-// the answer altogether is always ErrNoSuchMessage.
-func (c *Conn) awaitFetch(g *guard, op fetchOp, cmd *imapclient.FetchCommand, a *aheadFetch, nilIsEmpty bool) (*fetchStream, error) {
-	s := &fetchStream{c: c, op: op, g: g, cmd: cmd}
-	gotMsg := false
+// for one body section) starts the section's literal, checks that the
+// answer is the message want describes, and returns the stream that reads
+// it; g then belongs to the stream. For a command sent ahead, a is its
+// aheadFetch, whose goroutine takes the first message. A section answered
+// NIL, or a message missing from the answer, is ErrNoSuchMessage.
+func (c *Conn) awaitFetch(ctx context.Context, g *guard, op fetchOp, cmd *imapclient.FetchCommand, a *aheadFetch, want answerCheck) (*fetchStream, error) {
+	s := &fetchStream{c: c, op: op, g: g, cmd: cmd, check: want}
 	for {
 		var msg *imapclient.FetchMessageData
 		if a != nil {
@@ -118,14 +118,18 @@ func (c *Conn) awaitFetch(g *guard, op fetchOp, cmd *imapclient.FetchCommand, a 
 		if msg == nil {
 			break
 		}
-		gotMsg = true
+		s.check.reset()
 		for {
 			item := msg.Next()
 			if item == nil {
 				break
 			}
 			body, ok := item.(imapclient.FetchItemDataBodySection)
-			if !ok || body.Literal == nil {
+			if !ok {
+				s.check.note(item)
+				continue
+			}
+			if body.Literal == nil {
 				continue
 			}
 			// The literal is ours to read now; go-imap's reader waits
@@ -135,9 +139,12 @@ func (c *Conn) awaitFetch(g *guard, op fetchOp, cmd *imapclient.FetchCommand, a 
 			// literal, never reaches it: leanConn drops them), so the
 			// answer to a command sent ahead may wait here, unread, for
 			// as long as the client takes.
-			s.lit = body.Literal
+			s.msg, s.lit = msg, body.Literal
 			s.size = body.Literal.Size()
 			s.remaining = s.size
+			if bad := s.check.before(s.size); bad != "" {
+				return c.mismatched(ctx, s, bad)
+			}
 			g.pause() // until the first Read: the consumer may be busy
 			return s, nil
 		}
@@ -146,11 +153,6 @@ func (c *Conn) awaitFetch(g *guard, op fetchOp, cmd *imapclient.FetchCommand, a 
 	g.stop()
 	if err != nil {
 		return nil, c.fail(op.String(), err)
-	}
-	if gotMsg && nilIsEmpty {
-		s.err = io.EOF
-		s.closed = true
-		return s, nil
 	}
 	return nil, fmt.Errorf("%w: UID %d (%s answered without it)", ErrNoSuchMessage, op.uid, op)
 }
@@ -214,6 +216,18 @@ func (s *fetchStream) finish() error {
 	// empty literal); then read the rest of the response and the tagged OK.
 	if err := s.drainLit(); err != nil {
 		return s.broken(err)
+	}
+	// The items after the literal: whatever the check still lacks.
+	for item := s.msg.Next(); item != nil; item = s.msg.Next() {
+		s.check.note(item)
+	}
+	if bad := s.check.after(); bad != "" {
+		// The octets went out already, but not the end of the answer:
+		// the caller fails it instead of completing it.
+		if err := s.completed(s.cmd.Close()); err != io.EOF {
+			return err
+		}
+		return fmt.Errorf("%w: %s: %s", ErrNoSuchMessage, s.op, bad)
 	}
 	if a := s.c.ahead; a != nil {
 		// The answer of the command sent ahead may come before this one's

@@ -35,7 +35,7 @@ func BenchmarkFetch(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	open := func(b *testing.B) (*Conn, []uint32) {
+	open := func(b *testing.B) (*Conn, []MessageMeta) {
 		c, err := d.Login(context.Background(), Credentials{Username: user, Password: srv.Password})
 		if err != nil {
 			b.Fatal(err)
@@ -48,16 +48,12 @@ func BenchmarkFetch(b *testing.B) {
 		if err != nil || len(metas) != n {
 			b.Fatalf("snapshot: %d messages, %v", len(metas), err)
 		}
-		uids := make([]uint32, n)
-		for i, m := range metas {
-			uids[i] = m.UID
-		}
-		return c, uids
+		return c, metas
 	}
 	buf := make([]byte, 16<<10) // pop3's stream buffer
 
 	b.Run("raw", func(b *testing.B) {
-		c, uids := open(b) // for the UIDs
+		c, metas := open(b) // for the UIDs
 		c.Close()
 		rc := dialRawIMAP(b, srv.IMAPAddr, user, srv.Password)
 		defer rc.Close()
@@ -65,19 +61,19 @@ func BenchmarkFetch(b *testing.B) {
 		b.ReportAllocs()
 		b.ResetTimer()
 		for i := range b.N {
-			if got := rc.fetch(b, uids[i%n], buf); got < size {
+			if got := rc.fetch(b, metas[i%n].UID, buf); got < size {
 				b.Fatalf("raw fetch: %d octets", got)
 			}
 		}
 	})
 
 	b.Run("Fetch", func(b *testing.B) {
-		c, uids := open(b)
+		c, metas := open(b)
 		b.SetBytes(size)
 		b.ReportAllocs()
 		b.ResetTimer()
 		for i := range b.N {
-			r, err := c.Fetch(context.Background(), uids[i%n])
+			r, err := c.Fetch(context.Background(), metas[i%n])
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -88,12 +84,12 @@ func BenchmarkFetch(b *testing.B) {
 	})
 
 	b.Run("FetchAhead", func(b *testing.B) {
-		c, uids := open(b)
+		c, metas := open(b)
 		b.SetBytes(size)
 		b.ReportAllocs()
 		b.ResetTimer()
 		for i := range b.N {
-			r, err := c.FetchAhead(context.Background(), uids[i%n], uids[(i+1)%n])
+			r, err := c.FetchAhead(context.Background(), metas[i%n], metas[(i+1)%n].UID)
 			if err != nil {
 				b.Fatal(err)
 			}

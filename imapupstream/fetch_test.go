@@ -110,9 +110,9 @@ func TestSnapshotLarge(t *testing.T) {
 	}
 }
 
-func fetchAll(t *testing.T, c *Conn, uid uint32) ([]byte, error) {
+func (e *env) fetchAll(t *testing.T, c *Conn, uid uint32) ([]byte, error) {
 	t.Helper()
-	r, err := c.Fetch(context.Background(), uid)
+	r, err := c.Fetch(context.Background(), e.meta(uid))
 	if err != nil {
 		return nil, err
 	}
@@ -154,7 +154,7 @@ func TestFetchExactBytes(t *testing.T) {
 		sizes[m.UID] = m.Size
 	}
 	for name, want := range cases {
-		got, err := fetchAll(t, c, uids[name])
+		got, err := e.fetchAll(t, c, uids[name])
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
@@ -184,7 +184,7 @@ func TestFetchSmallReadsAndEarlyClose(t *testing.T) {
 	c, _ := e.open(t, e.config(), trace)
 
 	// Tiny reads.
-	r, err := c.Fetch(context.Background(), uid2)
+	r, err := c.Fetch(context.Background(), e.meta(uid2))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -206,7 +206,7 @@ func TestFetchSmallReadsAndEarlyClose(t *testing.T) {
 	r.Close()
 
 	// Close after reading a little drains the rest; the Conn goes on.
-	r, err = c.Fetch(context.Background(), uid1)
+	r, err = c.Fetch(context.Background(), e.meta(uid1))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -221,12 +221,12 @@ func TestFetchSmallReadsAndEarlyClose(t *testing.T) {
 	}
 
 	// An open reader is closed by the next operation.
-	r, err = c.Fetch(context.Background(), uid1)
+	r, err = c.Fetch(context.Background(), e.meta(uid1))
 	if err != nil {
 		t.Fatal(err)
 	}
 	r.Read(make([]byte, 10))
-	if data, err := fetchAll(t, c, uid2); err != nil || string(data) != msg("b", "second") {
+	if data, err := e.fetchAll(t, c, uid2); err != nil || string(data) != msg("b", "second") {
 		t.Fatalf("fetch after abandoned reader: %q %v", data, err)
 	}
 	if trace.countCommands("UID FETCH "+fmt.Sprint(uid1)+" (UID BODY.PEEK[])") != 2 {
@@ -239,7 +239,7 @@ func TestFetchSmallReadsAndEarlyClose(t *testing.T) {
 	}
 
 	// Close of the Conn with a reader open does not hang.
-	r, err = c.Fetch(context.Background(), uid1)
+	r, err = c.Fetch(context.Background(), e.meta(uid1))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -275,17 +275,17 @@ func TestFetchExpungedMessage(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	if _, err := c.Fetch(context.Background(), uid1); !errors.Is(err, ErrNoSuchMessage) {
+	if _, err := c.Fetch(context.Background(), e.meta(uid1)); !errors.Is(err, ErrNoSuchMessage) {
 		t.Fatalf("Fetch of an expunged message: %v", err)
 	}
-	if _, err := c.Top(context.Background(), uid1, 3); !errors.Is(err, ErrNoSuchMessage) {
+	if _, err := c.Top(context.Background(), e.meta(uid1), 3); !errors.Is(err, ErrNoSuchMessage) {
 		t.Fatalf("Top of an expunged message: %v", err)
 	}
-	if _, err := c.Fetch(context.Background(), 999999); !errors.Is(err, ErrNoSuchMessage) {
+	if _, err := c.Fetch(context.Background(), e.meta(999999)); !errors.Is(err, ErrNoSuchMessage) {
 		t.Fatalf("Fetch of a UID that never was: %v", err)
 	}
 	// The connection goes on.
-	if data, err := fetchAll(t, c, uid2); err != nil || string(data) != msg("stays", "y") {
+	if data, err := e.fetchAll(t, c, uid2); err != nil || string(data) != msg("stays", "y") {
 		t.Fatalf("next Fetch: %q %v", data, err)
 	}
 }

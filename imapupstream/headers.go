@@ -13,19 +13,20 @@ import (
 // is read and dropped.
 const MaxHeaderSize = 1 << 20
 
-// Headers fetches the whole header of each of uids,
-// UID FETCH uids (UID BODY.PEEK[HEADER]) — one command per UID set — and
+// Headers fetches the whole header of each of msgs,
+// UID FETCH uids (UID RFC822.SIZE BODY.PEEK[HEADER]) — one command per UID set — and
 // hands each to fn as it streams in, so that a big mailbox's headers are
 // never all held at once. header is only valid during the call and holds at
 // most MaxHeaderSize octets. Nothing is marked \Seen. Messages that no
-// longer exist are left out. The command timeout applies to stalls, not to
-// the whole listing.
-func (c *Conn) Headers(ctx context.Context, uids []uint32, fn func(uid uint32, header []byte)) error {
-	const op = "UID FETCH (UID BODY.PEEK[HEADER])"
+// longer exist are left out, and so are answers whose RFC822.SIZE is not the
+// listed one (a stand-in, see Identify). The command timeout applies to
+// stalls, not to the whole listing.
+func (c *Conn) Headers(ctx context.Context, msgs []MessageMeta, fn func(uid uint32, header []byte)) error {
+	const op = "UID FETCH (UID RFC822.SIZE BODY.PEEK[HEADER])"
 	if err := c.begin(op); err != nil {
 		return err
 	}
-	sorted := sortUIDs(uids)
+	listed, sorted := listing(msgs)
 	if len(sorted) == 0 {
 		return nil
 	}
@@ -35,7 +36,7 @@ func (c *Conn) Headers(ctx context.Context, uids []uint32, fn func(uid uint32, h
 	var buf bytes.Buffer
 	for _, set := range uidSets(sorted) {
 		g.progress()
-		cmd := c.client.Fetch(set, &imap.FetchOptions{UID: true, BodySection: []*imap.FetchItemBodySection{section}})
+		cmd := c.client.Fetch(set, &imap.FetchOptions{UID: true, RFC822Size: true, BodySection: []*imap.FetchItemBodySection{section}})
 		for {
 			msg := cmd.Next()
 			if msg == nil {
@@ -43,6 +44,7 @@ func (c *Conn) Headers(ctx context.Context, uids []uint32, fn func(uid uint32, h
 			}
 			g.progress()
 			var uid uint32
+			size := int64(-1)
 			got := false
 			buf.Reset()
 			for {
@@ -53,6 +55,8 @@ func (c *Conn) Headers(ctx context.Context, uids []uint32, fn func(uid uint32, h
 				switch it := item.(type) {
 				case imapclient.FetchItemDataUID:
 					uid = uint32(it.UID)
+				case imapclient.FetchItemDataRFC822Size:
+					size = it.Size
 				case imapclient.FetchItemDataBodySection:
 					if it.Literal == nil {
 						continue
@@ -67,7 +71,7 @@ func (c *Conn) Headers(ctx context.Context, uids []uint32, fn func(uid uint32, h
 					// go-imap drains what is left of the literal.
 				}
 			}
-			if uid != 0 && got {
+			if got && listed.matches(uid, size) {
 				fn(uid, buf.Bytes())
 			}
 		}

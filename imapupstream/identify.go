@@ -25,21 +25,24 @@ type Ident struct {
 
 var identFields = []string{"MESSAGE-ID", "X-UIDL"}
 
-// Identify fetches the identities of uids: one round trip,
-// UID FETCH uids (UID INTERNALDATE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID X-UIDL)]),
-// and a second one, BODY.PEEK[HEADER], only for the messages that have no
-// Message-ID. UIDs that no longer exist are left out of the result. (RFC 8474
-// EMAILID would be stronger, but go-imap cannot fetch it and Dovecot 2.3
-// does not offer OBJECTID.)
-func (c *Conn) Identify(ctx context.Context, uids []uint32) (_ []Ident, err error) {
+// Identify fetches the identities of msgs: one round trip,
+// UID FETCH uids (UID RFC822.SIZE INTERNALDATE BODY.PEEK[HEADER.FIELDS
+// (MESSAGE-ID X-UIDL)]), and a second one, BODY.PEEK[HEADER], only for the
+// messages that have no Message-ID. Messages that no longer exist are left
+// out of the result, and so is an answer whose RFC822.SIZE is not the
+// listed one: a server may answer for a message another client expunged
+// with a stand-in (see verify.go), whose identity is not the message's.
+// (RFC 8474 EMAILID would be stronger, but go-imap cannot fetch it and
+// Dovecot 2.3 does not offer OBJECTID.)
+func (c *Conn) Identify(ctx context.Context, msgs []MessageMeta) (_ []Ident, err error) {
 	if o := c.cfg.Observer; o != nil {
 		defer observeCommand(o, "identify", time.Now(), &err)
 	}
-	const op = "UID FETCH (INTERNALDATE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID X-UIDL)])"
+	const op = "UID FETCH (RFC822.SIZE INTERNALDATE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID X-UIDL)])"
 	if err := c.begin(op); err != nil {
 		return nil, err
 	}
-	sorted := sortUIDs(uids)
+	listed, sorted := listing(msgs)
 	if len(sorted) == 0 {
 		return nil, nil
 	}
@@ -52,13 +55,13 @@ func (c *Conn) Identify(ctx context.Context, uids []uint32) (_ []Ident, err erro
 	for _, set := range uidSets(sorted) {
 		g.progress()
 		msgs, err := c.client.Fetch(set, &imap.FetchOptions{
-			UID: true, InternalDate: true, BodySection: []*imap.FetchItemBodySection{fieldsSection},
+			UID: true, RFC822Size: true, InternalDate: true, BodySection: []*imap.FetchItemBodySection{fieldsSection},
 		}).Collect()
 		if err != nil {
 			return nil, c.fail(op, err)
 		}
 		for _, m := range msgs {
-			if m.UID == 0 {
+			if !listed.matches(uint32(m.UID), m.RFC822Size) {
 				continue
 			}
 			hdr := parseHeaderFields(m.FindBodySection(fieldsSection))
@@ -79,18 +82,39 @@ func (c *Conn) Identify(ctx context.Context, uids []uint32) (_ []Ident, err erro
 	for _, set := range uidSets(noID) {
 		g.progress()
 		msgs, err := c.client.Fetch(set, &imap.FetchOptions{
-			UID: true, BodySection: []*imap.FetchItemBodySection{headerSection},
+			UID: true, RFC822Size: true, BodySection: []*imap.FetchItemBodySection{headerSection},
 		}).Collect()
 		if err != nil {
-			return nil, c.fail("UID FETCH (BODY.PEEK[HEADER])", err)
+			return nil, c.fail("UID FETCH (RFC822.SIZE BODY.PEEK[HEADER])", err)
 		}
 		for _, m := range msgs {
-			if i, ok := index[uint32(m.UID)]; ok {
+			if i, ok := index[uint32(m.UID)]; ok && listed.matches(uint32(m.UID), m.RFC822Size) {
 				out[i].Header = m.FindBodySection(headerSection)
 			}
 		}
 	}
 	return out, nil
+}
+
+// sizes maps the UIDs of a listing to their RFC822.SIZE.
+type sizes map[uint32]int64
+
+// listing returns msgs as sizes, and their UIDs sorted (no duplicates, no 0).
+func listing(msgs []MessageMeta) (sizes, []uint32) {
+	listed := make(sizes, len(msgs))
+	uids := make([]uint32, 0, len(msgs))
+	for _, m := range msgs {
+		listed[m.UID] = m.Size
+		uids = append(uids, m.UID)
+	}
+	return listed, sortUIDs(uids)
+}
+
+// matches reports whether an answer for uid with RFC822.SIZE size is the
+// listed message.
+func (l sizes) matches(uid uint32, size int64) bool {
+	want, ok := l[uid]
+	return ok && uid != 0 && size == want
 }
 
 // parseHeaderFields reads a header block; a malformed one yields what could

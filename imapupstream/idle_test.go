@@ -19,7 +19,7 @@ func TestIdleUpstreamSurvivesLongPause(t *testing.T) {
 	if _, err := c.Snapshot(context.Background()); err != nil {
 		t.Fatalf("Snapshot after 35 s idle: %v", err)
 	}
-	if data, err := fetchAll(t, c, uid); err != nil || string(data) != msg("after a pause", "x") {
+	if data, err := e.fetchAll(t, c, uid); err != nil || string(data) != msg("after a pause", "x") {
 		t.Fatalf("Fetch after 35 s idle: %q %v", data, err)
 	}
 }

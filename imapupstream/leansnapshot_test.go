@@ -58,7 +58,7 @@ func TestSnapshotWithConcurrentChanges(t *testing.T) {
 				t.Fatalf("%d snapshot commands, want %d", n, tc.snapshots)
 			}
 			// The connection goes on, and go-imap saw the EXISTS.
-			if data, err := fetchAll(t, c, uids[5]); err != nil || string(data) != msg("m5", "body") {
+			if data, err := e.fetchAll(t, c, uids[5]); err != nil || string(data) != msg("m5", "body") {
 				t.Fatalf("Fetch after: %q %v", data, err)
 			}
 			if n := c.client.Mailbox().NumMessages; n != 7 {

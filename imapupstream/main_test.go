@@ -102,6 +102,9 @@ type env struct {
 	user string
 	logs *observer.ObservedLogs
 	log  *zap.Logger
+
+	mu    sync.Mutex
+	sizes map[uint32]int64 // of the messages append added
 }
 
 func newEnv(t *testing.T, opts ...dovecottest.Option) *env {
@@ -150,7 +153,22 @@ func (e *env) open(t *testing.T, cfg Config, trace *wire) (*Conn, *Mailbox) {
 
 func (e *env) append(t *testing.T, msg string, flags ...imap.Flag) uint32 {
 	t.Helper()
-	return e.srv.Append(t, e.user, "INBOX", []byte(msg), flags...)
+	uid := e.srv.Append(t, e.user, "INBOX", []byte(msg), flags...)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.sizes == nil {
+		e.sizes = make(map[uint32]int64)
+	}
+	e.sizes[uid] = int64(len(msg))
+	return uid
+}
+
+// meta is the listing of a message that append added (of size 0 for any
+// other UID, which is only ever one that does not exist).
+func (e *env) meta(uid uint32) MessageMeta {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return MessageMeta{UID: uid, Size: e.sizes[uid]}
 }
 
 // other returns another client of the same user, INBOX selected.

@@ -24,32 +24,33 @@ const (
 )
 
 // Top streams the header, the blank line after it and the first lines of the
-// body: UID FETCH uid (UID BODY.PEEK[HEADER]), then, only if lines > 0,
-// UID FETCH uid (UID BODY.PEEK[TEXT]<offset.N>) in growing chunks until lines
-// lines (a line is up to and including LF) or the end of the body. Nothing
-// marks the message \Seen. The reader behaves like Fetch's (errors, Close,
-// ctx, one open reader per Conn). If the message is gone, the error wraps
-// ErrNoSuchMessage.
-func (c *Conn) Top(ctx context.Context, uid uint32, lines int) (_ io.ReadCloser, err error) {
+// body of m: UID FETCH uid (UID RFC822.SIZE BODY.PEEK[HEADER]), then, only if
+// lines > 0, UID FETCH uid (UID RFC822.SIZE BODY.PEEK[TEXT]<offset.N>) in
+// growing chunks until lines lines (a line is up to and including LF) or the
+// end of the body. Nothing marks the message \Seen. Every answer must carry
+// m's UID and RFC822.SIZE, as Fetch's must carry its size (verify.go). The
+// reader behaves like Fetch's (errors, Close, ctx, one open reader per
+// Conn). If the message is gone, the error wraps ErrNoSuchMessage.
+func (c *Conn) Top(ctx context.Context, m MessageMeta, lines int) (_ io.ReadCloser, err error) {
 	if o := c.cfg.Observer; o != nil {
 		defer observeCommand(o, "top", time.Now(), &err)
 	}
-	op := fetchOp{uid: uid, items: "BODY.PEEK[HEADER]"}
+	op := fetchOp{uid: m.UID, items: "RFC822.SIZE BODY.PEEK[HEADER]"}
 	if err := c.begin(op.String()); err != nil {
 		return nil, err
 	}
 	lines = min(max(lines, 0), 1<<30) // "TOP n 99999999" means all of it
 	hdr, err := c.startFetch(ctx, op,
-		&imap.FetchItemBodySection{Specifier: imap.PartSpecifierHeader, Peek: true}, false)
+		wantPart(m, &imap.FetchItemBodySection{Specifier: imap.PartSpecifierHeader, Peek: true}))
 	if err != nil {
 		return nil, err
 	}
 	chunk := int64(lines) * topBytesPerLine
 	chunk = max(chunk, topFirstChunk)
 	chunk = min(chunk, topMaxFirstChunk)
-	r := &topReader{c: c, ctx: ctx, uid: uid, linesLeft: lines, cur: hdr, chunk: chunk}
+	r := &topReader{c: c, ctx: ctx, msg: m, linesLeft: lines, cur: hdr, chunk: chunk}
 	c.reader = r
-	if lines > 0 && hdr.size <= topMaxBufferedHeader {
+	if hdr.size <= topMaxBufferedHeader {
 		if err := r.prefetch(); err != nil {
 			return nil, err
 		}
@@ -57,11 +58,12 @@ func (c *Conn) Top(ctx context.Context, uid uint32, lines int) (_ io.ReadCloser,
 	return r, nil
 }
 
-// prefetch reads the header whole and starts the first TEXT partial before
-// Top returns. A message expunged by another client between the two
-// FETCHes is then reported by Top itself (ErrNoSuchMessage), while the
-// caller has sent nothing and can still answer with an error, instead of in
-// the middle of its answer.
+// prefetch reads the header whole, which completes its answer and its
+// check, and starts the first TEXT partial before Top returns. A message
+// expunged by another client, before or between the two FETCHes, is then
+// reported by Top itself (ErrNoSuchMessage), while the caller has sent
+// nothing and can still answer with an error, instead of in the middle of
+// its answer.
 func (r *topReader) prefetch() error {
 	head, err := io.ReadAll(r.cur)
 	if err != nil {
@@ -69,6 +71,10 @@ func (r *topReader) prefetch() error {
 		return err
 	}
 	r.head, r.cur, r.inText = head, nil, true
+	r.textDone = r.linesLeft == 0
+	if r.textDone {
+		return nil
+	}
 	if !r.nextText() {
 		return r.err
 	}
@@ -80,7 +86,7 @@ func (r *topReader) prefetch() error {
 type topReader struct {
 	c         *Conn
 	ctx       context.Context
-	uid       uint32
+	msg       MessageMeta
 	linesLeft int
 	head      []byte       // the prefetched header, to deliver first
 	cur       *fetchStream // the stream being read; nil between streams
@@ -167,16 +173,16 @@ func (r *topReader) nextText() bool {
 		r.finish(io.EOF)
 		return false
 	}
-	op := fetchOp{uid: r.uid, items: fmt.Sprintf("BODY.PEEK[TEXT]<%d.%d>", r.offset, r.chunk)}
+	op := fetchOp{uid: r.msg.UID, items: fmt.Sprintf("RFC822.SIZE BODY.PEEK[TEXT]<%d.%d>", r.offset, r.chunk)}
 	// An empty body, or a partial beyond its end, is an empty string
 	// (RFC 3501 6.4.5); NIL, or no section at all, means the message is
 	// gone (Dovecot: BODY[TEXT]<0> NIL, then OK [EXPUNGEISSUED]), which must
 	// not pass for the end of the body: the answer would look complete.
-	s, err := r.c.startFetch(r.ctx, op, &imap.FetchItemBodySection{
+	s, err := r.c.startFetch(r.ctx, op, wantPart(r.msg, &imap.FetchItemBodySection{
 		Specifier: imap.PartSpecifierText,
 		Peek:      true,
 		Partial:   &imap.SectionPartial{Offset: r.offset, Size: r.chunk},
-	}, false)
+	}))
 	if err != nil {
 		r.finish(err)
 		return false

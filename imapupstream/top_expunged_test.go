@@ -21,9 +21,9 @@ func TestTopExpungedBetweenFetches(t *testing.T) {
 		fc.serve(func(tag, cmd, line string) bool {
 			switch {
 			case cmd == "UID FETCH" && strings.Contains(line, "HEADER"):
-				fc.send("* 1 FETCH (UID 1 BODY[HEADER] {14}\r\n" + header + ")\r\n" + tag + " OK done\r\n")
+				fc.send("* 1 FETCH (UID 1 RFC822.SIZE 20 BODY[HEADER] {14}\r\n" + header + ")\r\n" + tag + " OK done\r\n")
 			case cmd == "UID FETCH" && strings.Contains(line, "TEXT"):
-				fc.send("* 1 FETCH (UID 1 BODY[TEXT]<0> NIL)\r\n* 1 EXPUNGE\r\n" +
+				fc.send("* 1 FETCH (UID 1 RFC822.SIZE 20 BODY[TEXT]<0> NIL)\r\n* 1 EXPUNGE\r\n" +
 					tag + " OK [EXPUNGEISSUED] Some messages were already expunged\r\n")
 			default:
 				return false
@@ -35,14 +35,14 @@ func TestTopExpungedBetweenFetches(t *testing.T) {
 	if _, err := c.Select(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if r, err := c.Top(context.Background(), 1, 3); !errors.Is(err, ErrNoSuchMessage) {
+	if r, err := c.Top(context.Background(), MessageMeta{UID: 1, Size: 20}, 3); !errors.Is(err, ErrNoSuchMessage) {
 		if r != nil {
 			r.Close()
 		}
 		t.Fatalf("Top of a message expunged between the FETCHes: %v, want ErrNoSuchMessage", err)
 	}
 	// Only the header was asked for: one FETCH, nothing to lose.
-	r, err := c.Top(context.Background(), 1, 0)
+	r, err := c.Top(context.Background(), MessageMeta{UID: 1, Size: 20}, 0)
 	if err != nil {
 		t.Fatalf("Top 0 lines: %v", err)
 	}

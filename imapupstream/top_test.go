@@ -28,9 +28,9 @@ func wantTop(msg string, n int) string {
 	return out
 }
 
-func readTop(t *testing.T, c *Conn, uid uint32, lines int) string {
+func (e *env) readTop(t *testing.T, c *Conn, uid uint32, lines int) string {
 	t.Helper()
-	r, err := c.Top(context.Background(), uid, lines)
+	r, err := c.Top(context.Background(), e.meta(uid), lines)
 	if err != nil {
 		t.Fatalf("Top(%d, %d): %v", uid, lines, err)
 	}
@@ -66,7 +66,7 @@ func TestTop(t *testing.T) {
 	c, _ := e.open(t, e.config(), trace)
 	// TOP n 0: the header and the blank line, and no TEXT fetch at all.
 	before := trace.countCommands("UID FETCH")
-	if got := readTop(t, c, uShort, 0); got != wantTop(short, 0) {
+	if got := e.readTop(t, c, uShort, 0); got != wantTop(short, 0) {
 		t.Fatalf("TOP 0: %q", got)
 	}
 	if strings.Contains(trace.sent(), "[TEXT]") {
@@ -97,7 +97,7 @@ func TestTop(t *testing.T) {
 	}
 	for _, tc := range cases {
 		before := strings.Count(trace.sent(), "PEEK[TEXT]<")
-		got := readTop(t, c, tc.uid, tc.lines)
+		got := e.readTop(t, c, tc.uid, tc.lines)
 		if want := wantTop(tc.msg, tc.lines); got != want {
 			t.Fatalf("%s: got %d bytes %q…, want %d bytes", tc.name, len(got), trunc(got), len(want))
 		}
@@ -111,7 +111,7 @@ func TestTop(t *testing.T) {
 	}
 
 	// Stop reading midway: Close drains, and the Conn goes on.
-	r, err := c.Top(context.Background(), uLong, 4)
+	r, err := c.Top(context.Background(), e.meta(uLong), 4)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,7 +119,7 @@ func TestTop(t *testing.T) {
 	if err := r.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if got := readTop(t, c, uShort, 1); got != wantTop(short, 1) {
+	if got := e.readTop(t, c, uShort, 1); got != wantTop(short, 1) {
 		t.Fatalf("after early close: %q", got)
 	}
 

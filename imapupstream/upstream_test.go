@@ -20,7 +20,7 @@ func TestUpstreamRestart(t *testing.T) {
 	if _, err := c.Snapshot(context.Background()); !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("Snapshot with the upstream down: %v", err)
 	}
-	if _, err := c.Fetch(context.Background(), uid); !errors.Is(err, ErrUnavailable) {
+	if _, err := c.Fetch(context.Background(), e.meta(uid)); !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("Fetch after: %v", err)
 	}
 	if err := c.Close(); err != nil {
@@ -36,7 +36,7 @@ func TestUpstreamRestart(t *testing.T) {
 	}
 	e.srv.Restart(t)
 	c2, _ := e.open(t, e.config(), nil)
-	if data, err := fetchAll(t, c2, uid); err != nil || string(data) != msg("survives", "x") {
+	if data, err := e.fetchAll(t, c2, uid); err != nil || string(data) != msg("survives", "x") {
 		t.Fatalf("after restart: %q %v", data, err)
 	}
 }

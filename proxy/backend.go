@@ -39,6 +39,9 @@ type Observer interface {
 	// LockContended: a login was refused [IN-USE] because another session
 	// holds the maildrop lock.
 	LockContended()
+	// LeaseLost: a session lost its maildrop lock (a shared store could
+	// not renew it in time) and was ended without writing.
+	LeaseLost()
 }
 
 // Backend implements pop3.Backend on an IMAP upstream.
@@ -124,6 +127,7 @@ func (b *Backend) Login(ctx context.Context, ci *pop3.ConnInfo, cred *pop3.Crede
 		return nil, clientError(err)
 	}
 	s := &session{
+		id:   ci.ID,
 		opts: opts,
 		conn: conn,
 		log:  log,
@@ -136,14 +140,14 @@ func (b *Backend) Login(ctx context.Context, ci *pop3.ConnInfo, cred *pop3.Crede
 		}
 	}()
 	if opts.Policy.Exclusive {
-		release, err := opts.Map.Store().Lock(ctx, s.key, ci.ID)
+		lease, err := opts.Map.Store().Lock(ctx, s.key, ci.ID)
 		if err != nil {
 			if errors.Is(err, uidmap.ErrLocked) && opts.Observer != nil {
 				opts.Observer.LockContended()
 			}
 			return nil, clientError(err)
 		}
-		s.release = release
+		s.lease = lease
 	}
 	mbox, err := conn.Select(ctx)
 	if err != nil {
@@ -157,7 +161,7 @@ func (b *Backend) Login(ctx context.Context, ci *pop3.ConnInfo, cred *pop3.Crede
 	for i, m := range metas {
 		msgs[i] = uidmap.Message{UID: m.UID, Size: m.Size}
 	}
-	view, err := opts.Map.Resolve(ctx, s.key, mbox.UIDValidity, msgs, Identifier(conn))
+	view, err := opts.Map.Resolve(ctx, s.key, mbox.UIDValidity, msgs, Identifier(conn, msgs))
 	if err != nil {
 		return nil, clientError(fmt.Errorf("proxy: %w", err))
 	}
@@ -193,10 +197,11 @@ func (b *Backend) Login(ctx context.Context, ci *pop3.ConnInfo, cred *pop3.Crede
 	return s, nil
 }
 
-// Identifier lets uidmap fetch identities of new messages over conn.
-func Identifier(conn *imapupstream.Conn) uidmap.Identifier {
+// Identifier lets uidmap fetch identities of new messages over conn; msgs
+// is the listing they come from, which each answer must match.
+func Identifier(conn *imapupstream.Conn, msgs []uidmap.Message) uidmap.Identifier {
 	return func(ctx context.Context, uids []uint32) ([]uidmap.Identity, error) {
-		ids, err := conn.Identify(ctx, uids)
+		ids, err := conn.Identify(ctx, Listed(msgs, uids))
 		if err != nil {
 			return nil, err
 		}
@@ -206,4 +211,20 @@ func Identifier(conn *imapupstream.Conn) uidmap.Identifier {
 		}
 		return out, nil
 	}
+}
+
+// Listed returns the messages of msgs whose UIDs are in uids, as the
+// upstream listed them.
+func Listed(msgs []uidmap.Message, uids []uint32) []imapupstream.MessageMeta {
+	size := make(map[uint32]int64, len(msgs))
+	for _, m := range msgs {
+		size[m.UID] = m.Size
+	}
+	out := make([]imapupstream.MessageMeta, 0, len(uids))
+	for _, uid := range uids {
+		if sz, ok := size[uid]; ok {
+			out = append(out, imapupstream.MessageMeta{UID: uid, Size: sz})
+		}
+	}
+	return out
 }

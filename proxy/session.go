@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -17,11 +18,12 @@ import (
 // session is one POP3 session on one upstream connection. The pop3 server
 // calls it from the connection's goroutine only.
 type session struct {
+	id          string
 	opts        *Options // as they were at login
 	conn        *imapupstream.Conn
 	log         *zap.Logger
 	key         uidmap.Key
-	release     func()
+	lease       *uidmap.Lease // the maildrop lock (policy.lock exclusive), nil without
 	uidValidity uint32
 	uids        []uint32 // upstream UID of message n at uids[n-1]
 	messages    []pop3.Message
@@ -31,6 +33,7 @@ type session struct {
 	seen      map[uint32]struct{}
 	retrieved int
 	closed    bool
+	leaseLost bool // the loss of the lease was logged
 	// checked is set once checkMailbox has run; checkErr is its verdict.
 	checked  bool
 	checkErr error
@@ -38,8 +41,16 @@ type session struct {
 
 func (s *session) Messages() []pop3.Message { return s.messages }
 
+// meta is message n as the upstream listed it: what its answers must match.
+func (s *session) meta(n int) imapupstream.MessageMeta {
+	return imapupstream.MessageMeta{UID: s.uids[n-1], Size: s.messages[n-1].Size}
+}
+
 func (s *session) Retrieve(ctx context.Context, n int) (io.ReadCloser, error) {
-	r, err := s.conn.Fetch(ctx, s.uids[n-1])
+	if err := s.checkLease(); err != nil {
+		return nil, err
+	}
+	r, err := s.conn.Fetch(ctx, s.meta(n))
 	if err != nil {
 		return nil, sessionError(err)
 	}
@@ -57,11 +68,14 @@ const aheadMaxSize = 1 << 20
 // RetrieveAhead is Retrieve that has the upstream send message next too,
 // right behind message n: the client most likely RETRs it next.
 func (s *session) RetrieveAhead(ctx context.Context, n, next int) (io.ReadCloser, error) {
+	if err := s.checkLease(); err != nil {
+		return nil, err
+	}
 	var nextUID uint32
 	if next > 0 && s.messages[next-1].Size <= aheadMaxSize {
 		nextUID = s.uids[next-1]
 	}
-	r, err := s.conn.FetchAhead(ctx, s.uids[n-1], nextUID)
+	r, err := s.conn.FetchAhead(ctx, s.meta(n), nextUID)
 	if err != nil {
 		return nil, sessionError(err)
 	}
@@ -69,7 +83,10 @@ func (s *session) RetrieveAhead(ctx context.Context, n, next int) (io.ReadCloser
 }
 
 func (s *session) Top(ctx context.Context, n int, lines int) (io.ReadCloser, error) {
-	r, err := s.conn.Top(ctx, s.uids[n-1], lines)
+	if err := s.checkLease(); err != nil {
+		return nil, err
+	}
+	r, err := s.conn.Top(ctx, s.meta(n), lines)
 	if err != nil {
 		return nil, sessionError(err)
 	}
@@ -139,20 +156,25 @@ func (s *session) flushSeen(ctx context.Context) error {
 
 func (s *session) Update(ctx context.Context, deleted []int) error {
 	start := time.Now()
+	p := s.opts.Policy
+	ctx, done, err := s.writeContext(ctx, len(deleted) > 0 && s.needsSerialUpdate())
+	if err != nil {
+		return err
+	}
+	defer done()
 	// \Seen first, so that a message moved to Trash arrives there read.
 	if err := s.flushSeen(ctx); err != nil {
 		s.log.Warn("storing \\Seen failed", zap.Error(err))
-		return clientError(err)
+		return s.writeFailed(err)
 	}
 	uids := make([]uint32, len(deleted))
 	for i, n := range deleted {
 		uids[i] = s.uids[n-1]
 	}
-	p := s.opts.Policy
 	if len(uids) > 0 && p.OnDele != OnDeleKeep {
 		if err := s.checkMailbox(ctx); err != nil {
 			s.log.Warn("update failed", zap.Error(err), zap.Int("deleted", len(uids)))
-			return clientError(err)
+			return s.writeFailed(err)
 		}
 	}
 	if len(uids) > 0 {
@@ -164,12 +186,114 @@ func (s *session) Update(ctx context.Context, deleted []int) error {
 		}
 		if err != nil {
 			s.log.Warn("update failed", zap.Error(err), zap.Int("deleted", len(uids)))
-			return clientError(err)
+			return s.writeFailed(err)
 		}
 	}
 	s.log.Info("update", zap.String("on_dele", string(p.OnDele)), zap.Int("deleted", len(uids)),
 		zap.Int("retrieved", s.retrieved), zap.Duration("took", time.Since(start)))
 	return nil
+}
+
+// updateLockWait bounds the wait for another session's UPDATE of the same
+// maildrop (see needsSerialUpdate); updateLockPoll is how often the lock is
+// tried meanwhile.
+const (
+	updateLockWait = 30 * time.Second
+	updateLockPoll = 50 * time.Millisecond
+)
+
+// needsSerialUpdate reports whether this session's UPDATE must not run
+// beside another session's of the same maildrop: without UIDPLUS a deletion
+// is a plain EXPUNGE with other messages' \Deleted shielded around it, and
+// two sessions shielding at once undo each other's work. Under
+// policy.lock exclusive the session's own lock already excludes that.
+func (s *session) needsSerialUpdate() bool {
+	if s.lease != nil || s.conn.Caps().UIDPlus {
+		return false
+	}
+	switch s.opts.Policy.OnDele {
+	case OnDeleExpunge:
+		return true
+	case OnDeleTrash:
+		return !s.conn.Caps().Move
+	}
+	return false
+}
+
+// writeContext is the context for UPDATE's writes, and what ends it. With a
+// maildrop lock it is bound to the lock's lease, which must still be held;
+// with serial set (policy.lock none) it takes the maildrop lock for the
+// UPDATE alone, waiting for another session's UPDATE to end.
+func (s *session) writeContext(ctx context.Context, serial bool) (context.Context, func(), error) {
+	if s.lease != nil {
+		if err := s.checkLease(); err != nil {
+			return nil, nil, err
+		}
+		wctx, done := s.lease.Bound(ctx)
+		return wctx, done, nil
+	}
+	if !serial {
+		return ctx, func() {}, nil
+	}
+	lease, err := s.waitLock(ctx)
+	if err != nil {
+		s.log.Warn("update failed: the maildrop lock for UPDATE", zap.Error(err))
+		return nil, nil, clientError(err)
+	}
+	wctx, done := lease.Bound(ctx)
+	return wctx, func() {
+		done()
+		lease.Release()
+	}, nil
+}
+
+// waitLock takes the maildrop lock, retrying while another session holds
+// it, for at most updateLockWait.
+func (s *session) waitLock(ctx context.Context) (*uidmap.Lease, error) {
+	ctx, cancel := context.WithTimeout(ctx, updateLockWait)
+	defer cancel()
+	for {
+		lease, err := s.opts.Map.Store().Lock(ctx, s.key, s.id+" UPDATE")
+		if !errors.Is(err, uidmap.ErrLocked) {
+			return lease, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("another session's UPDATE of the maildrop: %w", err)
+		case <-time.After(updateLockPoll):
+		}
+	}
+}
+
+// checkLease fails once the session's maildrop lock is lost: another
+// session may hold the maildrop now, so this one writes nothing more and
+// ends.
+func (s *session) checkLease() error {
+	if s.lease == nil {
+		return nil
+	}
+	lost := s.lease.Lost()
+	if lost == nil {
+		return nil
+	}
+	if !s.leaseLost {
+		s.leaseLost = true
+		s.log.Warn("maildrop lock lost: the session ends without writing", zap.Error(lost))
+		if s.opts.Observer != nil {
+			s.opts.Observer.LeaseLost()
+		}
+	}
+	return &pop3.Error{Code: pop3.CodeSysTemp, Message: "maildrop lock lost, nothing was changed; please reconnect",
+		Close: true, Err: lost}
+}
+
+// writeFailed is what the client is told of a failed write: a lock lost
+// on the way ends the session as checkLease does.
+func (s *session) writeFailed(err error) error {
+	if lerr := s.checkLease(); lerr != nil {
+		return lerr
+	}
+	return clientError(err)
 }
 
 func (s *session) Close() error {
@@ -179,17 +303,22 @@ func (s *session) Close() error {
 	s.closed = true
 	// A session that ends without QUIT changes nothing but \Seen, which
 	// Dovecot's own POP3 writes in that case too: the client did get those
-	// messages whole.
-	if len(s.seen) > 0 {
+	// messages whole. Not once the maildrop lock is lost.
+	if len(s.seen) > 0 && s.checkLease() == nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if s.lease != nil {
+			var done func()
+			ctx, done = s.lease.Bound(ctx)
+			defer done()
+		}
 		if err := s.flushSeen(ctx); err != nil {
 			s.log.Debug("storing \\Seen at close failed", zap.Error(err))
 		}
 		cancel()
 	}
 	err := s.conn.Close()
-	if s.release != nil {
-		s.release()
+	if s.lease != nil {
+		s.lease.Release()
 	}
 	return err
 }

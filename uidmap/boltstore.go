@@ -182,7 +182,7 @@ func (s *BoltStore) Reset(ctx context.Context, key Key) error {
 }
 
 // Lock implements Store.
-func (s *BoltStore) Lock(_ context.Context, key Key, owner string) (func(), error) {
+func (s *BoltStore) Lock(_ context.Context, key Key, owner string) (*Lease, error) {
 	return s.locks.lock(key, owner)
 }
 

@@ -7,4 +7,9 @@
 // instance) and a shared database store (several instances) are
 // interchangeable; MemoryStore is the in-process implementation used by the
 // demo and by unit tests.
+//
+// Store.Lock hands out a Lease: its Context is cancelled with ErrLeaseLost
+// if a shared store loses the lock while a session holds it, and the session
+// must then write nothing more (Lease.Bound gives writes a context that ends
+// with the lease).
 package uidmap

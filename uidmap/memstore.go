@@ -86,7 +86,7 @@ func (s *MemoryStore) Reset(_ context.Context, key Key) error {
 }
 
 // Lock implements Store.
-func (s *MemoryStore) Lock(_ context.Context, key Key, owner string) (func(), error) {
+func (s *MemoryStore) Lock(_ context.Context, key Key, owner string) (*Lease, error) {
 	return s.locks.lock(key, owner)
 }
 
@@ -102,21 +102,19 @@ type lockTable struct {
 
 func newLockTable() *lockTable { return &lockTable{owner: make(map[Key]string)} }
 
-func (t *lockTable) lock(key Key, owner string) (func(), error) {
+// lock takes key's lock. Within one process a lease is never lost.
+func (t *lockTable) lock(key Key, owner string) (*Lease, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if _, held := t.owner[key]; held {
 		return nil, ErrLocked
 	}
 	t.owner[key] = owner
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			t.mu.Lock()
-			defer t.mu.Unlock()
-			if t.owner[key] == owner {
-				delete(t.owner, key)
-			}
-		})
-	}, nil
+	return NewLease(func() {
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		if t.owner[key] == owner {
+			delete(t.owner, key)
+		}
+	}), nil
 }

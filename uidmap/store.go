@@ -86,9 +86,9 @@ type Store interface {
 	// Reset forgets everything about a maildrop.
 	Reset(ctx context.Context, key Key) error
 	// Lock takes the maildrop lock for one session. It fails with
-	// ErrLocked when another session holds it. release gives it back and
-	// may be called more than once.
-	Lock(ctx context.Context, key Key, owner string) (release func(), err error)
+	// ErrLocked when another session holds it. The Lease says when the
+	// lock is lost before it is released.
+	Lock(ctx context.Context, key Key, owner string) (*Lease, error)
 	Close() error
 }
 

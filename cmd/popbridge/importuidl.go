@@ -181,14 +181,17 @@ func cmdImportUIDL(ctx context.Context, args []string, stdin io.Reader, stdout, 
 			}
 			return err
 		}
-		release, err := store.Lock(ctx, key, "import-uidl")
+		lease, err := store.Lock(ctx, key, "import-uidl")
 		if err != nil {
 			if errors.Is(err, uidmap.ErrLocked) {
 				return fmt.Errorf("%s has a POP3 session open on popbridge: try again when it has ended: %w", f.user, err)
 			}
 			return err
 		}
-		defer release()
+		defer lease.Release()
+		var done context.CancelFunc
+		ctx, done = lease.Bound(ctx)
+		defer done()
 	}
 
 	imapPass, pop3Pass, err := readImportPasswords(stdin, stderr, f, cfg.Upstream.MasterUser != "")
@@ -214,18 +217,19 @@ func cmdImportUIDL(ctx context.Context, args []string, stdin io.Reader, stdout, 
 	if err != nil {
 		return fmt.Errorf("upstream %s: %w", cfg.Upstream.Address, err)
 	}
+	msgs := make([]uidmap.Message, len(metas))
+	for i, m := range metas {
+		msgs[i] = uidmap.Message{UID: m.UID, Size: m.Size}
+	}
 	dst := uidmap.ImportTarget{
 		UIDValidity: mbox.UIDValidity,
-		Messages:    make([]uidmap.Message, len(metas)),
-		Identify:    proxy.Identifier(conn),
+		Messages:    msgs,
+		Identify:    proxy.Identifier(conn, msgs),
 		HeaderHashes: func(ctx context.Context, uids []uint32) (map[uint32]string, error) {
 			out := make(map[uint32]string, len(uids))
-			err := conn.Headers(ctx, uids, func(uid uint32, h []byte) { out[uid] = uidmap.HeaderHash(h) })
+			err := conn.Headers(ctx, proxy.Listed(msgs, uids), func(uid uint32, h []byte) { out[uid] = uidmap.HeaderHash(h) })
 			return out, err
 		},
-	}
-	for i, m := range metas {
-		dst.Messages[i] = uidmap.Message{UID: m.UID, Size: m.Size}
 	}
 
 	// The old server's listing.

@@ -134,7 +134,7 @@ func markOld(ctx context.Context, dialer *imapupstream.Dialer, m *uidmap.Map, ke
 		msgs[i] = uidmap.Message{UID: meta.UID, Size: meta.Size}
 		uids[i] = meta.UID
 	}
-	if _, err := m.Resolve(ctx, key, mbox.UIDValidity, msgs, proxy.Identifier(conn)); err != nil {
+	if _, err := m.Resolve(ctx, key, mbox.UIDValidity, msgs, proxy.Identifier(conn, msgs)); err != nil {
 		return 0, err
 	}
 	return len(uids), m.SetHidden(ctx, key, mbox.UIDValidity, uids, true)

@@ -112,7 +112,7 @@ func migrateStore(ctx context.Context, src *uidmap.BoltStore, dst uidmap.Store, 
 		if key.Upstream != upstream {
 			res.otherUpstream++
 		}
-		release, err := dst.Lock(ctx, key, "popbridge state migrate")
+		lease, err := dst.Lock(ctx, key, "popbridge state migrate")
 		if errors.Is(err, uidmap.ErrLocked) {
 			res.inUse = append(res.inUse, key)
 			continue
@@ -120,8 +120,10 @@ func migrateStore(ctx context.Context, src *uidmap.BoltStore, dst uidmap.Store, 
 		if err != nil {
 			return res, err
 		}
-		err = migrateMaildrop(ctx, dst, key, from, force, res)
-		release()
+		lctx, done := lease.Bound(ctx)
+		err = migrateMaildrop(lctx, dst, key, from, force, res)
+		done()
+		lease.Release()
 		if err != nil {
 			return res, fmt.Errorf("%s: %w", describeKey(key), err)
 		}

@@ -167,7 +167,7 @@ func TestStateMigrateFromBolt(t *testing.T) {
 		t.Fatal(err)
 	}
 	// And a session on another instance holds another maildrop.
-	release, err := pg.Lock(ctx, keys[2], "session-elsewhere")
+	lease, err := pg.Lock(ctx, keys[2], "session-elsewhere")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -176,7 +176,7 @@ func TestStateMigrateFromBolt(t *testing.T) {
 		!strings.Contains(out, "a session on another instance holds it (run again later): user2@example.org") {
 		t.Fatalf("migrate over changed state: exit %d\n%s", code, out)
 	}
-	release()
+	lease.Release()
 	pg.Close()
 
 	code, out, errOut = runState("migrate", "-config", cfg, "-from-bolt", boltPath, "-force")

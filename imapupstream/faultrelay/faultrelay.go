@@ -319,6 +319,7 @@ type Fault struct {
 	cmd      string // upper case, single spaces: "UID EXPUNGE"
 	contains string // upper case
 	forward  bool   // forward the command line, then cut
+	hook     func() // BeforeCommand: run, then forward the line; no cut
 }
 
 // Fired is closed when the fault has fired.
@@ -436,13 +437,32 @@ func (r *Relay) CutAfterCommand(cmd, contains string) *Fault {
 	return r.armCommand(cmd, contains, true)
 }
 
+// BeforeCommand arms a hook: before the first client command line that
+// matches cmd and contains (as for CutOnCommand) is forwarded, fn runs,
+// holding that line (and what the client sends after it) back until fn
+// returns. It lets a test act at an exact point of another client's
+// exchange, e.g. change a flag between two of its commands.
+func (r *Relay) BeforeCommand(cmd, contains string, fn func()) *Fault {
+	f := r.newCommandFault(cmd, contains)
+	f.hook = fn
+	return r.armCommandFault(f)
+}
+
 func (r *Relay) armCommand(cmd, contains string, forward bool) *Fault {
-	f := &Fault{
+	f := r.newCommandFault(cmd, contains)
+	f.forward = forward
+	return r.armCommandFault(f)
+}
+
+func (r *Relay) newCommandFault(cmd, contains string) *Fault {
+	return &Fault{
 		r: r, fired: make(chan struct{}), armed: true,
 		cmd:      asciiUpper(strings.Join(strings.Fields(cmd), " ")),
 		contains: asciiUpper(contains),
-		forward:  forward,
 	}
+}
+
+func (r *Relay) armCommandFault(f *Fault) *Fault {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.cmdFaults = append(r.cmdFaults, f)

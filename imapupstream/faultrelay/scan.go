@@ -124,6 +124,10 @@ func (c *conn) onLine(d Dir, line []byte) (out []byte, cut bool) {
 		r.mu.Unlock()
 		for _, f := range faults {
 			if matchCommand(line, f.cmd, f.contains) && f.fire() {
+				if f.hook != nil {
+					f.hook()
+					return line, false
+				}
 				if f.forward {
 					return line, true
 				}

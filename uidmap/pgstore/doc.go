@@ -27,7 +27,10 @@
 // session. One goroutine per Store renews every lease it holds, in one
 // UPDATE, three times per lease period; release deletes the row if it is
 // still this session's. An instance that dies stops renewing, and its locks
-// expire after at most one lease.
+// expire after at most one lease. A lease not renewed for three quarters of
+// its period (by the instance's clock, counted from when the last renewal
+// was sent), or found taken over, is lost: its uidmap.Lease is cancelled
+// with ErrLeaseLost, before another instance can take the row.
 //
 // The DSN is anything pgx accepts (postgres://user:password@host/db?…, or
 // key=value pairs), including pgxpool's pool_* parameters, e.g.

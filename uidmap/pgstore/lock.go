@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -28,9 +27,13 @@ ON CONFLICT (upstream, username, mailbox) DO UPDATE
 RETURNING token`
 
 // Lock implements uidmap.Store with a lease that this Store renews until
-// release, which deletes it. No connection is held in between.
-func (s *Store) Lock(ctx context.Context, key uidmap.Key, owner string) (func(), error) {
+// release, which deletes it. No connection is held in between. The lease is
+// lost when a renewal finds its row taken over, or when no renewal has
+// succeeded for lossAfter: by the local clock, a quarter of a lease before
+// the database would let another instance take the row.
+func (s *Store) Lock(ctx context.Context, key uidmap.Key, owner string) (*uidmap.Lease, error) {
 	token := newToken()
+	sent := time.Now() // the row's expiry counts from later: the database's now()
 	var got string
 	err := s.pool.QueryRow(ctx, lockSQL, key.Upstream, key.User, key.Mailbox, token, owner, s.lease.Seconds()).Scan(&got)
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -39,24 +42,40 @@ func (s *Store) Lock(ctx context.Context, key uidmap.Key, owner string) (func(),
 	if err != nil {
 		return nil, fmt.Errorf("pgstore: lock: %w", err)
 	}
+	h := &heldLease{lease: uidmap.NewLease(func() { s.release(token) })}
 	s.mu.Lock()
-	s.held[token] = struct{}{}
+	h.timer = time.AfterFunc(time.Until(sent.Add(s.lossAfter())), func() {
+		h.lease.Lose(fmt.Sprintf("not renewed for %v (state.lock_lease %v)", s.lossAfter(), s.lease))
+	})
+	s.held[token] = h
 	s.mu.Unlock()
-	var once sync.Once
-	return func() { once.Do(func() { s.release(token) }) }, nil
+	return h.lease, nil
 }
+
+// heldLease is a lease this Store renews: timer marks it lost when it has
+// not been renewed in time.
+type heldLease struct {
+	lease *uidmap.Lease
+	timer *time.Timer
+}
+
+// lossAfter is how long after the last successful renewal (counted from
+// when it was sent) a lease is given up: the rest of the lease is the
+// margin for a write under way to stop.
+func (s *Store) lossAfter() time.Duration { return s.lease * 3 / 4 }
 
 // release stops renewing the lease and deletes it if it is still this
 // session's (after a lost renewal another session may have taken it over).
 // A failed delete leaves a lease that expires on its own.
 func (s *Store) release(token string) {
 	s.mu.Lock()
-	_, ok := s.held[token]
+	h, ok := s.held[token]
 	delete(s.held, token)
 	s.mu.Unlock()
 	if !ok {
 		return // Close released it already
 	}
+	h.timer.Stop()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	s.pool.Exec(ctx, `DELETE FROM popbridge_locks WHERE token = $1`, token)
@@ -85,21 +104,16 @@ func (s *Store) renew() {
 	if len(tokens) == 0 {
 		return
 	}
+	sent := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), s.lease/3)
 	defer cancel()
-	// A lease that is not found was taken over after it expired (this
-	// instance could not reach the database for a whole lease): its
-	// session no longer holds the maildrop, and renewing it is pointless.
 	rows, err := s.pool.Query(ctx, `UPDATE popbridge_locks SET expires_at = now() + make_interval(secs => $2)
 		WHERE token = ANY($1) RETURNING token`, tokens, s.lease.Seconds())
 	if err != nil {
-		return // tried again at the next tick
+		return // tried again at the next tick; the leases' timers run on
 	}
 	renewed, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	if err != nil {
-		return
-	}
-	if len(renewed) == len(tokens) {
 		return
 	}
 	found := make(map[string]bool, len(renewed))
@@ -107,12 +121,25 @@ func (s *Store) renew() {
 		found[tok] = true
 	}
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	for _, tok := range tokens {
+		h, ok := s.held[tok]
+		if !ok {
+			continue // released meanwhile
+		}
 		if !found[tok] {
+			// Taken over after it expired (this instance could not reach
+			// the database for a whole lease): its session no longer
+			// holds the maildrop.
+			h.timer.Stop()
+			h.lease.Lose("taken over by another session after it expired")
 			delete(s.held, tok)
+			continue
+		}
+		if h.lease.Lost() == nil {
+			h.timer.Reset(time.Until(sent.Add(s.lossAfter())))
 		}
 	}
-	s.mu.Unlock()
 }
 
 // heldTokens lists the leases held; s.mu is held.

@@ -3,9 +3,11 @@ package pgstore_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/popbridge/popbridge/imapupstream/faultrelay"
 	"github.com/popbridge/popbridge/uidmap"
 	"github.com/popbridge/popbridge/uidmap/pgstore"
 	"github.com/popbridge/popbridge/uidmap/pgstore/pgtest"
@@ -20,11 +22,11 @@ func twoInstances(t *testing.T, lease time.Duration) (a, b *pgstore.Store, dsn s
 
 func mustLock(t *testing.T, s uidmap.Store, owner string) func() {
 	t.Helper()
-	release, err := s.Lock(context.Background(), key, owner)
+	lease, err := s.Lock(context.Background(), key, owner)
 	if err != nil {
 		t.Fatalf("Lock by %s: %v", owner, err)
 	}
-	return release
+	return lease.Release
 }
 
 func mustBeLocked(t *testing.T, s uidmap.Store, owner string) {
@@ -55,9 +57,9 @@ func TestLockOfADeadInstanceExpires(t *testing.T) {
 	died := time.Now()
 	mustBeLocked(t, b, "b-1")
 	for {
-		release, err := b.Lock(context.Background(), key, "b-2")
+		l, err := b.Lock(context.Background(), key, "b-2")
 		if err == nil {
-			release()
+			l.Release()
 			break
 		}
 		if !errors.Is(err, uidmap.ErrLocked) {
@@ -115,4 +117,63 @@ func TestCloseReleasesLocks(t *testing.T) {
 	a.Close()
 	release() // after Close: harmless
 	mustLock(t, b, "b-1")()
+}
+
+// waitLost waits up to within for the lease to be lost and returns how long
+// that took.
+func waitLost(t *testing.T, l *uidmap.Lease, within time.Duration) time.Duration {
+	t.Helper()
+	start := time.Now()
+	select {
+	case <-l.Context().Done():
+	case <-time.After(within):
+		t.Fatalf("the lease was not lost within %v", within)
+	}
+	if err := l.Lost(); !errors.Is(err, uidmap.ErrLeaseLost) {
+		t.Fatalf("lease done with %v, want ErrLeaseLost", context.Cause(l.Context()))
+	}
+	return time.Since(start)
+}
+
+// A lease taken over by another instance (after it expired) is reported
+// lost at the next renewal.
+func TestTakenOverLeaseIsLost(t *testing.T) {
+	t.Parallel()
+	const lease = time.Second
+	a, b, dsn := twoInstances(t, lease)
+	la, err := a.Lock(context.Background(), key, "a-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer la.Release()
+	if _, err := adminConn(t, dsn).Exec(context.Background(),
+		`UPDATE popbridge_locks SET expires_at = now() - interval '1 second'`); err != nil {
+		t.Fatal(err)
+	}
+	defer mustLock(t, b, "b-1")()
+	waitLost(t, la, lease)
+}
+
+// An instance that cannot reach the database gives its leases up by its own
+// clock, before the database would let another instance take them: by the
+// time the session learns it, no other session can hold the maildrop yet.
+func TestUnrenewedLeaseIsLostBeforeItExpires(t *testing.T) {
+	t.Parallel()
+	const lease = 2 * time.Second
+	dsn := pgtest.DSN(t)
+	relay := faultrelay.Start(t, strings.Split(strings.TrimPrefix(dsn, "postgres://postgres@"), "/")[0])
+	a := open(t, strings.Replace(dsn, relay.Upstream(), relay.Addr(), 1), pgstore.Options{LockLease: lease})
+	b := open(t, dsn, pgstore.Options{LockLease: lease})
+	la, err := a.Lock(context.Background(), key, "a-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	relay.Stall(faultrelay.BothDirs)
+	took := waitLost(t, la, lease)
+	mustBeLocked(t, b, "b-1") // the row has not expired yet
+	relay.Release()
+	la.Release()
+	if took < lease/3 {
+		t.Errorf("lost %v after the outage began, before renewals could fail (lease %v)", took, lease)
+	}
 }

@@ -34,7 +34,7 @@ type Store struct {
 	lease time.Duration
 
 	mu   sync.Mutex
-	held map[string]struct{} // tokens of the leases this Store renews
+	held map[string]*heldLease // by token: the leases this Store renews
 
 	stop    chan struct{}
 	stopped chan struct{}
@@ -71,7 +71,7 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	s := &Store{
 		pool:    pool,
 		lease:   opts.LockLease,
-		held:    make(map[string]struct{}),
+		held:    make(map[string]*heldLease),
 		stop:    make(chan struct{}),
 		stopped: make(chan struct{}),
 	}
@@ -88,6 +88,10 @@ func (s *Store) Close() error {
 		<-s.stopped
 		s.mu.Lock()
 		tokens := s.heldTokens()
+		for _, h := range s.held {
+			h.timer.Stop()
+			h.lease.Lose("the store was closed")
+		}
 		clear(s.held)
 		s.mu.Unlock()
 		if len(tokens) > 0 {

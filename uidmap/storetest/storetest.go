@@ -193,9 +193,12 @@ func runStore(t *testing.T, newStore func(t *testing.T) uidmap.Store) {
 	})
 	t.Run("LockIsExclusive", func(t *testing.T) {
 		s := newStore(t)
-		release, err := s.Lock(ctx, key, "session-1")
+		lease, err := s.Lock(ctx, key, "session-1")
 		if err != nil {
 			t.Fatal(err)
+		}
+		if lease.Context().Err() != nil || lease.Lost() != nil {
+			t.Fatalf("a lease just taken is done: %v", context.Cause(lease.Context()))
 		}
 		if _, err := s.Lock(ctx, key, "session-2"); !errors.Is(err, uidmap.ErrLocked) {
 			t.Fatalf("second Lock: got %v, want ErrLocked", err)
@@ -206,14 +209,17 @@ func runStore(t *testing.T, newStore func(t *testing.T) uidmap.Store) {
 		if err != nil {
 			t.Fatalf("another maildrop must not be locked: %v", err)
 		}
-		releaseBob()
-		release()
-		release() // twice is harmless
-		release2, err := s.Lock(ctx, key, "session-2")
+		releaseBob.Release()
+		lease.Release()
+		lease.Release() // twice is harmless
+		if lease.Context().Err() == nil || lease.Lost() != nil {
+			t.Fatalf("after Release: context %v, Lost %v; want done, not lost", lease.Context().Err(), lease.Lost())
+		}
+		lease2, err := s.Lock(ctx, key, "session-2")
 		if err != nil {
 			t.Fatalf("Lock after release: %v", err)
 		}
-		release2()
+		lease2.Release()
 	})
 	t.Run("ConcurrentLockOneWinner", func(t *testing.T) {
 		s := newStore(t)

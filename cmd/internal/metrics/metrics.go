@@ -44,6 +44,7 @@ type Metrics struct {
 	uidlsAssigned    prometheus.Counter
 	uidlsReidentifed prometheus.Counter
 	lockContention   prometheus.Counter
+	leasesLost       prometheus.Counter
 
 	reloads       *prometheus.CounterVec
 	reloadSuccess prometheus.Gauge
@@ -145,6 +146,10 @@ func New(version string) *Metrics {
 		Namespace: namespace, Name: "maildrop_lock_contention_total",
 		Help: "Logins refused [IN-USE] because another session held the maildrop lock.",
 	})
+	m.leasesLost = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: namespace, Name: "maildrop_lock_lost_total",
+		Help: "Sessions ended without writing because their maildrop lock's lease was lost (the shared store could not renew it in time, or another session took it over).",
+	})
 	m.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: namespace, Name: "config_reloads_total",
 		Help: "Configuration reloads (SIGHUP) by result: ok, error (the running configuration was kept).",
@@ -162,7 +167,7 @@ func New(version string) *Metrics {
 
 	for _, c := range []prometheus.Collector{m.sessionsActive, m.sessionsTotal, m.sessionsEnded, m.tlsHandshakes,
 		m.tlsHandshakeErrors, m.logins, m.commands, m.sentBytes, m.refused, m.upstreamConnect, m.upstreamCommand,
-		m.upstreamErrors, m.uidlsAssigned, m.uidlsReidentifed, m.lockContention, m.reloads, m.reloadSuccess, build,
+		m.upstreamErrors, m.uidlsAssigned, m.uidlsReidentifed, m.lockContention, m.leasesLost, m.reloads, m.reloadSuccess, build,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		f(c)
 	}
@@ -319,3 +324,5 @@ func (o proxyObserver) Resolved(v *uidmap.View) {
 }
 
 func (o proxyObserver) LockContended() { o.m.lockContention.Inc() }
+
+func (o proxyObserver) LeaseLost() { o.m.leasesLost.Inc() }

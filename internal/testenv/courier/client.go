@@ -1,0 +1,175 @@
+package courier
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-imap/v2/imapclient"
+)
+
+// User creates a new user with an empty INBOX and the password s.Password,
+// and returns its login name: unique to this call, derived from the test's name.
+func (s *Server) User(t testing.TB) string {
+	t.Helper()
+	name := userName(t)
+	if err := s.addUser(name); err != nil {
+		t.Fatalf("courier: add user %s: %v", name, err)
+	}
+	return name
+}
+
+// userName returns a lower-case name (userdb keys must be lower case) made of
+// the end of the test's name and a random suffix.
+func userName(t testing.TB) string {
+	var b strings.Builder
+	for _, r := range strings.ToLower(t.Name()) {
+		switch {
+		case r >= 'a' && r <= 'z', r >= '0' && r <= '9':
+			b.WriteRune(r)
+		default:
+			b.WriteByte('-')
+		}
+	}
+	name := strings.Trim(b.String(), "-")
+	if len(name) > 40 {
+		name = name[len(name)-40:]
+	}
+	var rnd [4]byte
+	rand.Read(rnd[:])
+	return strings.TrimLeft(name+"-"+hex.EncodeToString(rnd[:]), "-")
+}
+
+// addUser makes the user's maildir, adds the user to the userdb file and
+// rebuilds userdb.dat, which authdaemond reopens when its mtime or inode
+// changes.
+func (s *Server) addUser(name string) error {
+	home := filepath.Join(s.Dir, "home", name)
+	if err := makeMaildir(home); err != nil {
+		return err
+	}
+	sum := sha256.Sum256([]byte(s.Password))
+	line := fmt.Sprintf("%s\tuid=%d|gid=%d|home=%s|systempw={SHA256}%s\n",
+		name, mailUID, mailGID, home, base64.StdEncoding.EncodeToString(sum[:]))
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	userdb := filepath.Join(s.Dir, "etc", "userdb")
+	f, err := os.OpenFile(userdb, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	_, werr := f.WriteString(line)
+	if err := errors.Join(werr, f.Close()); err != nil {
+		return err
+	}
+	if out, err := exec.Command(makeuserdbBin, "-f", userdb).CombinedOutput(); err != nil {
+		return fmt.Errorf("makeuserdb: %w: %s", err, out)
+	}
+	// A new userdb.dat may get a freed inode back within the same second:
+	// give every rebuild its own mtime so authdaemond sees the change.
+	s.dbMtime = s.dbMtime.Add(time.Second)
+	if now := time.Now().Truncate(time.Second); now.After(s.dbMtime) {
+		s.dbMtime = now
+	}
+	return os.Chtimes(userdb+".dat", s.dbMtime, s.dbMtime)
+}
+
+// makeMaildir makes home and an empty maildir INBOX in home/Maildir, owned by
+// the user mail.
+func makeMaildir(home string) error {
+	md := filepath.Join(home, "Maildir")
+	for _, d := range []string{home, md, filepath.Join(md, "cur"), filepath.Join(md, "new"), filepath.Join(md, "tmp")} {
+		if err := os.Mkdir(d, 0o700); err != nil {
+			return err
+		}
+		if err := os.Chown(d, mailUID, mailGID); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Client returns a plaintext IMAP client logged in as user (not selected),
+// closed when the test ends.
+func (s *Server) Client(t testing.TB, user string) *imapclient.Client {
+	t.Helper()
+	c, err := s.dial(user)
+	if err != nil {
+		t.Fatalf("courier: %v", err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func (s *Server) dial(user string) (*imapclient.Client, error) {
+	c, err := imapclient.DialInsecure(s.IMAPAddr, nil)
+	if err != nil {
+		return nil, fmt.Errorf("dial %s: %w", s.IMAPAddr, err)
+	}
+	if err := c.Login(user, s.Password).Wait(); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("login %s: %w", user, err)
+	}
+	return c, nil
+}
+
+// Append appends msg to the user's mailbox, which must exist (INBOX always
+// does), and returns its UID from APPENDUID.
+func (s *Server) Append(t testing.TB, user, mailbox string, msg []byte) uint32 {
+	t.Helper()
+	uid, err := s.appendMsg(user, mailbox, msg)
+	if err != nil {
+		t.Fatalf("courier: append to %s/%s: %v", user, mailbox, err)
+	}
+	return uid
+}
+
+func (s *Server) appendMsg(user, mailbox string, msg []byte) (uint32, error) {
+	c, err := s.dial(user)
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	cmd := c.Append(mailbox, int64(len(msg)), nil)
+	_, werr := cmd.Write(msg)
+	cerr := cmd.Close()
+	data, err := cmd.Wait()
+	if err := errors.Join(err, werr, cerr); err != nil {
+		return 0, err
+	}
+	if data.UID == 0 {
+		return 0, errors.New("no APPENDUID in the response")
+	}
+	return uint32(data.UID), nil
+}
+
+// Capabilities returns the capabilities Courier lists after login, sorted.
+func (s *Server) Capabilities(t testing.TB) []string {
+	t.Helper()
+	c, err := s.dial(s.User(t))
+	if err != nil {
+		t.Fatalf("courier: %v", err)
+	}
+	defer c.Close()
+	caps, err := c.Capability().Wait()
+	if err != nil {
+		t.Fatalf("courier: CAPABILITY: %v", err)
+	}
+	names := make([]string, 0, len(caps))
+	for c := range caps {
+		names = append(names, string(c))
+	}
+	slices.Sort(names)
+	return names
+}
