@@ -112,7 +112,7 @@ func (w *answerCheck) after() string {
 // size differs from the listing.
 func (c *Conn) mismatched(ctx context.Context, s *fetchStream, bad string) (*fetchStream, error) {
 	if err := s.drainLit(); err != nil {
-		s.c.kill(err)
+		return nil, s.broken(err) // nothing more of the command may be read
 	}
 	err := s.cmd.Close()
 	s.g.stop()

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/emersion/go-imap/v2"
 
@@ -30,19 +31,20 @@ func fixtures() [][]byte {
 	}
 }
 
-func seed(t *testing.T, dv *dovecottest.Server, user string, msgs [][]byte) {
+func seed(t *testing.T, up upstream, user string, msgs [][]byte) {
 	t.Helper()
 	for _, m := range msgs {
-		dv.Append(t, user, "INBOX", m)
+		up.Append(t, user, "INBOX", m)
 	}
 }
 
-func TestListingMatchesIMAP(t *testing.T) {
-	dv := dovecottest.Start(t)
-	b := startBridge(t, dv)
-	user := dovecottest.User(t)
-	seed(t, dv, user, fixtures())
-	uidValidity, want := imapState(t, dv, user, "INBOX")
+func TestListingMatchesIMAP(t *testing.T) { testListingMatchesIMAP(t, dovecottest.Start(t)) }
+
+func testListingMatchesIMAP(t *testing.T, up upstream) {
+	b := startBridge(t, up)
+	user := newUser(t, up)
+	seed(t, up, user, fixtures())
+	uidValidity, want := imapState(t, up, user, "INBOX")
 
 	c := b.login(t, user)
 	count, total, err := c.Stat()
@@ -106,12 +108,13 @@ func TestListingMatchesIMAP(t *testing.T) {
 	c2.Quit()
 }
 
-func TestRetrIsByteExact(t *testing.T) {
-	dv := dovecottest.Start(t)
-	b := startBridge(t, dv)
-	user := dovecottest.User(t)
-	seed(t, dv, user, fixtures())
-	_, want := imapState(t, dv, user, "INBOX")
+func TestRetrIsByteExact(t *testing.T) { testRetrIsByteExact(t, dovecottest.Start(t)) }
+
+func testRetrIsByteExact(t *testing.T, up upstream) {
+	b := startBridge(t, up)
+	user := newUser(t, up)
+	seed(t, up, user, fixtures())
+	_, want := imapState(t, up, user, "INBOX")
 
 	c := b.login(t, user)
 	for i, m := range want {
@@ -131,13 +134,14 @@ func TestRetrIsByteExact(t *testing.T) {
 	}
 }
 
-func TestTop(t *testing.T) {
-	dv := dovecottest.Start(t)
-	b := startBridge(t, dv)
-	user := dovecottest.User(t)
+func TestTop(t *testing.T) { testTop(t, dovecottest.Start(t)) }
+
+func testTop(t *testing.T, up upstream) {
+	b := startBridge(t, up)
+	user := newUser(t, up)
 	body := "line 1\r\n.line 2\r\nline 3\r\nline 4\r\nline 5\r\n"
-	seed(t, dv, user, [][]byte{message("top", body)})
-	_, want := imapState(t, dv, user, "INBOX")
+	seed(t, up, user, [][]byte{message("top", body)})
+	_, want := imapState(t, up, user, "INBOX")
 	header, _, _ := bytes.Cut(want[0].Body, []byte("\r\n\r\n"))
 	header = append(header, "\r\n\r\n"...)
 
@@ -166,23 +170,26 @@ func TestTop(t *testing.T) {
 	if err := c.Quit(); err != nil {
 		t.Fatal(err)
 	}
-	_, after := imapState(t, dv, user, "INBOX")
+	_, after := imapState(t, up, user, "INBOX")
 	if hasFlag(after[0], imap.FlagSeen) {
 		t.Error("TOP set \\Seen upstream")
 	}
 }
 
 func TestDeleQuitExpungesOnlyDeleted(t *testing.T) {
-	dv := dovecottest.Start(t)
-	b := startBridge(t, dv)
-	user := dovecottest.User(t)
+	testDeleQuitExpungesOnlyDeleted(t, dovecottest.Start(t))
+}
+
+func testDeleQuitExpungesOnlyDeleted(t *testing.T, up upstream) {
+	b := startBridge(t, up)
+	user := newUser(t, up)
 	for i := range 4 {
-		dv.Append(t, user, "INBOX", message(fmt.Sprintf("m%d", i), "body\r\n"))
+		up.Append(t, user, "INBOX", message(fmt.Sprintf("m%d", i), "body\r\n"))
 	}
 	// Another IMAP client's message, flagged \Deleted but not expunged by
 	// it: a bare EXPUNGE from the bridge would take it too.
-	othersUID := dv.Append(t, user, "INBOX", message("other client", "keep me\r\n"), imap.FlagDeleted)
-	_, before := imapState(t, dv, user, "INBOX")
+	othersUID := up.Append(t, user, "INBOX", message("other client", "keep me\r\n"), imap.FlagDeleted)
+	_, before := imapState(t, up, user, "INBOX")
 
 	c := b.login(t, user)
 	for _, n := range []int{1, 3} {
@@ -197,13 +204,13 @@ func TestDeleQuitExpungesOnlyDeleted(t *testing.T) {
 		t.Error("RETR of a DELEted message succeeded")
 	}
 	// Nothing happens upstream before QUIT.
-	if _, mid := imapState(t, dv, user, "INBOX"); len(mid) != len(before) {
+	if _, mid := imapState(t, up, user, "INBOX"); len(mid) != len(before) {
 		t.Fatalf("upstream changed before QUIT: %d messages, had %d", len(mid), len(before))
 	}
 	if err := c.Quit(); err != nil {
 		t.Fatal(err)
 	}
-	_, after := imapState(t, dv, user, "INBOX")
+	_, after := imapState(t, up, user, "INBOX")
 	var uids []uint32
 	for _, m := range after {
 		uids = append(uids, m.UID)
@@ -217,11 +224,12 @@ func TestDeleQuitExpungesOnlyDeleted(t *testing.T) {
 	}
 }
 
-func TestDropDeletesNothing(t *testing.T) {
-	dv := dovecottest.Start(t)
-	b := startBridge(t, dv)
-	user := dovecottest.User(t)
-	seed(t, dv, user, [][]byte{message("a", "a\r\n"), message("b", "b\r\n")})
+func TestDropDeletesNothing(t *testing.T) { testDropDeletesNothing(t, dovecottest.Start(t)) }
+
+func testDropDeletesNothing(t *testing.T, up upstream) {
+	b := startBridge(t, up)
+	user := newUser(t, up)
+	seed(t, up, user, [][]byte{message("a", "a\r\n"), message("b", "b\r\n")})
 
 	c := b.login(t, user)
 	if _, err := c.Cmd("DELE 1"); err != nil {
@@ -239,16 +247,17 @@ func TestDropDeletesNothing(t *testing.T) {
 		t.Fatalf("after a dropped session: STAT %d, %v; want 2 messages", count, err)
 	}
 	c2.Quit()
-	if _, after := imapState(t, dv, user, "INBOX"); len(after) != 2 || hasFlag(after[0], imap.FlagDeleted) {
+	if _, after := imapState(t, up, user, "INBOX"); len(after) != 2 || hasFlag(after[0], imap.FlagDeleted) {
 		t.Fatalf("upstream changed by a dropped session: %+v", after)
 	}
 }
 
-func TestRset(t *testing.T) {
-	dv := dovecottest.Start(t)
-	b := startBridge(t, dv)
-	user := dovecottest.User(t)
-	seed(t, dv, user, [][]byte{message("a", "a\r\n"), message("b", "b\r\n")})
+func TestRset(t *testing.T) { testRset(t, dovecottest.Start(t)) }
+
+func testRset(t *testing.T, up upstream) {
+	b := startBridge(t, up)
+	user := newUser(t, up)
+	seed(t, up, user, [][]byte{message("a", "a\r\n"), message("b", "b\r\n")})
 
 	c := b.login(t, user)
 	c.Cmd("DELE 1")
@@ -262,21 +271,26 @@ func TestRset(t *testing.T) {
 	if err := c.Quit(); err != nil {
 		t.Fatal(err)
 	}
-	if _, after := imapState(t, dv, user, "INBOX"); len(after) != 2 {
+	if _, after := imapState(t, up, user, "INBOX"); len(after) != 2 {
 		t.Fatalf("RSET then QUIT removed messages: %d left", len(after))
 	}
 }
 
 func TestOnDeleTrashAndKeep(t *testing.T) {
-	dv := dovecottest.Start(t)
-	for _, mode := range []proxy.OnDele{proxy.OnDeleTrash, proxy.OnDeleKeep} {
+	testOnDele(t, dovecottest.Start(t), "Trash", proxy.OnDeleTrash, proxy.OnDeleKeep)
+}
+
+// testOnDele checks what QUIT does to a DELEted message under each of the
+// policy.on_dele modes, with trash as the trash mailbox.
+func testOnDele(t *testing.T, up upstream, trash string, modes ...proxy.OnDele) {
+	for _, mode := range modes {
 		t.Run(string(mode), func(t *testing.T) {
 			p := defaultPolicy()
-			p.OnDele = mode
-			b := startBridge(t, dv, withPolicy(p))
-			user := dovecottest.User(t)
-			seed(t, dv, user, [][]byte{message("a", "a\r\n"), message("b", "b\r\n")})
-			_, before := imapState(t, dv, user, "INBOX")
+			p.OnDele, p.TrashMailbox = mode, trash
+			b := startBridge(t, up, withPolicy(p))
+			user := newUser(t, up)
+			seed(t, up, user, [][]byte{message("a", "a\r\n"), message("b", "b\r\n")})
+			_, before := imapState(t, up, user, "INBOX")
 
 			c := b.login(t, user)
 			if _, err := c.Cmd("DELE 1"); err != nil {
@@ -285,16 +299,30 @@ func TestOnDeleTrashAndKeep(t *testing.T) {
 			if err := c.Quit(); err != nil {
 				t.Fatal(err)
 			}
-			_, inbox := imapState(t, dv, user, "INBOX")
+			_, inbox := imapState(t, up, user, "INBOX")
 			switch mode {
+			case proxy.OnDeleExpunge:
+				if len(inbox) != 1 || inbox[0].UID != before[1].UID {
+					t.Fatalf("INBOX after expunge: %+v", inbox)
+				}
 			case proxy.OnDeleTrash:
 				if len(inbox) != 1 || inbox[0].UID != before[1].UID {
 					t.Fatalf("INBOX after trash: %+v", inbox)
 				}
-				_, trash := imapState(t, dv, user, "Trash")
-				if len(trash) != 1 || !bytes.Equal(trash[0].Body, before[0].Body) {
-					t.Fatalf("Trash holds %d messages, want the DELEted one", len(trash))
+				_, trashed := imapState(t, up, user, trash)
+				if len(trashed) != 1 || !bytes.Equal(trashed[0].Body, before[0].Body) {
+					t.Fatalf("%s holds %d messages, want the DELEted one", trash, len(trashed))
 				}
+			case proxy.OnDeleHide:
+				hidden := imap.Flag(proxy.HiddenKeyword)
+				if len(inbox) != 2 || hasFlag(inbox[0], imap.FlagDeleted) || !hasFlag(inbox[0], hidden) || hasFlag(inbox[1], hidden) {
+					t.Fatalf("INBOX after hide: %+v", inbox)
+				}
+				c2 := b.login(t, user)
+				if count, _, _ := c2.Stat(); count != 1 {
+					t.Errorf("hide: next session sees %d messages, want 1", count)
+				}
+				c2.Quit()
 			case proxy.OnDeleKeep:
 				if len(inbox) != 2 || hasFlag(inbox[0], imap.FlagDeleted) {
 					t.Fatalf("INBOX after keep: %+v", inbox)
@@ -309,15 +337,16 @@ func TestOnDeleTrashAndKeep(t *testing.T) {
 	}
 }
 
-func TestMarkSeen(t *testing.T) {
-	dv := dovecottest.Start(t)
+func TestMarkSeen(t *testing.T) { testMarkSeen(t, dovecottest.Start(t)) }
+
+func testMarkSeen(t *testing.T, up upstream) {
 	for _, markSeen := range []bool{true, false} {
 		t.Run(fmt.Sprint("mark_seen=", markSeen), func(t *testing.T) {
 			p := defaultPolicy()
 			p.MarkSeen = markSeen
-			b := startBridge(t, dv, withPolicy(p))
-			user := dovecottest.User(t)
-			seed(t, dv, user, [][]byte{message("a", "a\r\n"), message("b", "b\r\n"), message("c", "c\r\n")})
+			b := startBridge(t, up, withPolicy(p))
+			user := newUser(t, up)
+			seed(t, up, user, [][]byte{message("a", "a\r\n"), message("b", "b\r\n"), message("c", "c\r\n")})
 			c := b.login(t, user)
 			if _, err := c.Retr(1); err != nil {
 				t.Fatal(err)
@@ -328,7 +357,7 @@ func TestMarkSeen(t *testing.T) {
 			if err := c.Quit(); err != nil {
 				t.Fatal(err)
 			}
-			_, after := imapState(t, dv, user, "INBOX")
+			_, after := imapState(t, up, user, "INBOX")
 			if hasFlag(after[0], imap.FlagSeen) != markSeen {
 				t.Errorf("RETRieved message \\Seen = %v, want %v", hasFlag(after[0], imap.FlagSeen), markSeen)
 			}
@@ -339,10 +368,13 @@ func TestMarkSeen(t *testing.T) {
 	}
 }
 
-func TestWrongPassword(t *testing.T) {
-	dv := dovecottest.Start(t)
-	b := startBridge(t, dv)
-	user := dovecottest.User(t)
+func TestWrongPassword(t *testing.T) { testWrongPassword(t, dovecottest.Start(t)) }
+
+// testWrongPassword returns how long the upstream took to refuse the wrong
+// password.
+func testWrongPassword(t *testing.T, up upstream, opts ...bridgeOption) time.Duration {
+	b := startBridge(t, up, opts...)
+	user := newUser(t, up)
 	c, err := pop3test.Dial(b.Addr)
 	if err != nil {
 		t.Fatal(err)
@@ -351,15 +383,18 @@ func TestWrongPassword(t *testing.T) {
 	if _, err := c.Cmd("USER %s", user); err != nil {
 		t.Fatal(err)
 	}
-	_, err = c.Cmd("PASS wrong-%s", dv.Password)
+	start := time.Now()
+	_, err = c.Cmd("PASS wrong-%s", b.Password)
+	took := time.Since(start)
 	if code := errCode(err); code != "AUTH" {
-		t.Fatalf("wrong password: %v, want -ERR [AUTH]", err)
+		t.Fatalf("wrong password: %v after %v, want -ERR [AUTH]", err, took)
 	}
 	// The session goes on: the right password still works.
-	if err := c.Login(user, dv.Password); err != nil {
+	if err := c.Login(user, b.Password); err != nil {
 		t.Fatalf("login after a failed attempt: %v", err)
 	}
 	c.Quit()
+	return took
 }
 
 func TestUpstreamDown(t *testing.T) {

@@ -36,19 +36,20 @@ func withTimeouts(connect, command time.Duration) bridgeOption {
 
 // startBridgeWith is startBridge with the backend wrapped by wrap (for
 // backends that misbehave on purpose).
-func startBridgeWith(t testing.TB, dv *dovecottest.Server, wrap func(pop3.Backend) pop3.Backend, opts ...bridgeOption) *bridge {
+func startBridgeWith(t testing.TB, up upstream, wrap func(pop3.Backend) pop3.Backend, opts ...bridgeOption) *bridge {
 	t.Helper()
 	core, logs := observer.New(zap.DebugLevel)
 	log := zap.New(core)
+	addr, password := endpoint(up)
 	ucfg := imapupstream.Config{
-		Address:        dv.IMAPAddr,
+		Address:        addr,
 		TLS:            imapupstream.TLSMode("none"),
 		Mailbox:        "INBOX",
 		ConnectTimeout: 5 * time.Second,
 		CommandTimeout: 20 * time.Second,
 	}
 	store := uidmap.NewMemoryStore()
-	popts := proxy.Options{UpstreamID: dv.IMAPAddr, Mailbox: "INBOX", Map: uidmap.New(store, uidmap.Options{}), Policy: defaultPolicy(), Logger: log}
+	popts := proxy.Options{UpstreamID: addr, Mailbox: "INBOX", Map: uidmap.New(store, uidmap.Options{}), Policy: defaultPolicy(), Logger: log}
 	srv := &pop3.Server{Logger: log, Implementation: "popbridge", FailureDelay: 50 * time.Millisecond}
 	for _, o := range opts {
 		o(&popts, &ucfg, srv)
@@ -73,7 +74,8 @@ func startBridgeWith(t testing.TB, dv *dovecottest.Server, wrap func(pop3.Backen
 		defer cancel()
 		srv.Shutdown(ctx)
 	})
-	return &bridge{Addr: l.Addr().String(), DV: dv, Store: store, Logs: logs, srv: srv}
+	dv, _ := up.(*dovecottest.Server)
+	return &bridge{Addr: l.Addr().String(), Up: up, DV: dv, Password: password, Store: store, Logs: logs, srv: srv}
 }
 
 // relayedBridge is a Dovecot, a fault relay in front of it and popbridge

@@ -11,10 +11,12 @@ import (
 	"time"
 
 	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/popbridge/popbridge/imapupstream"
 	"github.com/popbridge/popbridge/imapupstream/dovecottest"
+	"github.com/popbridge/popbridge/internal/testenv/courier"
 	"github.com/popbridge/popbridge/pop3"
 	"github.com/popbridge/popbridge/pop3/pop3test"
 	"github.com/popbridge/popbridge/proxy"
@@ -22,13 +24,70 @@ import (
 )
 
 // bridge is popbridge in-process: a pop3.Server with the proxy backend in
-// front of a real Dovecot.
+// front of a real IMAP server, Dovecot or Courier.
 type bridge struct {
-	Addr  string
-	DV    *dovecottest.Server
-	Store uidmap.Store
-	Logs  *observer.ObservedLogs
-	srv   *pop3.Server
+	Addr     string
+	Up       upstream
+	DV       *dovecottest.Server // Up when it is Dovecot, else nil
+	Password string              // every upstream user's password
+	Store    uidmap.Store
+	Logs     *observer.ObservedLogs
+	srv      *pop3.Server
+}
+
+// upstream is the IMAP server behind a bridge, as the end-to-end tests use
+// it. A *dovecottest.Server is one as it is; courierServer makes a Courier
+// one. Tests that need more of Dovecot (doveadm, the fault relay, master
+// users, ...) take the *dovecottest.Server itself.
+type upstream interface {
+	// Client returns an IMAP client logged in as user, not selected.
+	Client(t testing.TB, user string) *imapclient.Client
+	// Append appends msg with flags to the user's mailbox and returns its UID.
+	Append(t testing.TB, user, mailbox string, msg []byte, flags ...imap.Flag) uint32
+}
+
+// courierServer is a Courier as an upstream.
+type courierServer struct{ *courier.Server }
+
+func startCourier(t testing.TB) courierServer { return courierServer{courier.Start(t)} }
+
+// Append sets the flags with UID STORE after the APPEND: courier.Server's
+// Append takes none.
+func (s courierServer) Append(t testing.TB, user, mailbox string, msg []byte, flags ...imap.Flag) uint32 {
+	t.Helper()
+	uid := s.Server.Append(t, user, mailbox, msg)
+	if len(flags) > 0 {
+		c := s.Client(t, user)
+		defer c.Close()
+		if _, err := c.Select(mailbox, nil).Wait(); err != nil {
+			t.Fatalf("select %s: %v", mailbox, err)
+		}
+		store := &imap.StoreFlags{Op: imap.StoreFlagsAdd, Flags: flags, Silent: true}
+		if err := c.Store(imap.UIDSetNum(imap.UID(uid)), store, nil).Close(); err != nil {
+			t.Fatalf("store %v on UID %d: %v", flags, uid, err)
+		}
+	}
+	return uid
+}
+
+// endpoint returns the upstream's IMAP address and its users' password.
+func endpoint(up upstream) (addr, password string) {
+	switch up := up.(type) {
+	case *dovecottest.Server:
+		return up.IMAPAddr, up.Password
+	case courierServer:
+		return up.IMAPAddr, up.Password
+	}
+	panic(fmt.Sprintf("endpoint: unknown upstream %T", up))
+}
+
+// newUser returns a new user of the upstream, with an empty INBOX.
+func newUser(t testing.TB, up upstream) string {
+	t.Helper()
+	if s, ok := up.(courierServer); ok {
+		return s.User(t)
+	}
+	return dovecottest.User(t) // Dovecot takes any name
 }
 
 type bridgeOption func(*proxy.Options, *imapupstream.Config, *pop3.Server)
@@ -41,9 +100,9 @@ func defaultPolicy() proxy.Policy {
 	return proxy.Policy{OnDele: proxy.OnDeleExpunge, TrashMailbox: "Trash", MarkSeen: true, Exclusive: true}
 }
 
-func startBridge(t testing.TB, dv *dovecottest.Server, opts ...bridgeOption) *bridge {
+func startBridge(t testing.TB, up upstream, opts ...bridgeOption) *bridge {
 	t.Helper()
-	return startBridgeWith(t, dv, func(b pop3.Backend) pop3.Backend { return b }, opts...)
+	return startBridgeWith(t, up, func(b pop3.Backend) pop3.Backend { return b }, opts...)
 }
 
 // login opens a POP3 session as user.
@@ -54,7 +113,7 @@ func (b *bridge) login(t *testing.T, user string) *pop3test.Client {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	if err := c.Login(user, b.DV.Password); err != nil {
+	if err := c.Login(user, b.Password); err != nil {
 		t.Fatalf("login %s: %v", user, err)
 	}
 	return c
@@ -70,9 +129,9 @@ type imapMessage struct {
 
 // imapState reads the mailbox over a separate IMAP connection: the
 // reference every POP3 answer is compared with.
-func imapState(t *testing.T, dv *dovecottest.Server, user, mailbox string) (uidValidity uint32, msgs []imapMessage) {
+func imapState(t *testing.T, up upstream, user, mailbox string) (uidValidity uint32, msgs []imapMessage) {
 	t.Helper()
-	c := dv.Client(t, user)
+	c := up.Client(t, user)
 	sel, err := c.Select(mailbox, &imap.SelectOptions{ReadOnly: true}).Wait()
 	if err != nil {
 		t.Fatalf("select %s: %v", mailbox, err)
@@ -143,7 +202,7 @@ func (b *bridge) loginEventually(t *testing.T, user string) *pop3test.Client {
 		if err != nil {
 			t.Fatal(err)
 		}
-		err = c.Login(user, b.DV.Password)
+		err = c.Login(user, b.Password)
 		if err == nil {
 			t.Cleanup(func() { c.Close() })
 			return c

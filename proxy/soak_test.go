@@ -248,7 +248,7 @@ func startSoakBridge(t *testing.T, dv *dovecottest.Server) (*bridge, func()) {
 		srv.Shutdown(ctx)
 	}
 	t.Cleanup(stop)
-	return &bridge{Addr: l.Addr().String(), DV: dv, Store: store, Logs: logs, srv: srv}, stop
+	return &bridge{Addr: l.Addr().String(), Up: dv, DV: dv, Password: dv.Password, Store: store, Logs: logs, srv: srv}, stop
 }
 
 // settleGoroutines waits until at most want goroutines run and returns how
