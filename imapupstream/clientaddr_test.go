@@ -11,12 +11,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/popbridge/popbridge/imapupstream/dovecottest"
+	"github.com/popbridge/popbridge/internal/testenv/dovecot"
 )
 
 // trustedNetworks makes the test Dovecot believe ID's x-originating-ip from
 // loopback, where popbridge connects from.
-var trustedNetworks = dovecottest.WithConfig("login_trusted_networks = 127.0.0.0/8")
+var trustedNetworks = dovecot.WithConfig("login_trusted_networks = 127.0.0.0/8")
 
 // clientCred is the env's user logging in for a POP3 client at client that
 // connected to connected.
@@ -56,7 +56,7 @@ func (e *env) waitLog(t *testing.T, parts ...string) string {
 
 func TestLoginTellsClientAddress(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, dovecottest.WithTLS(), trustedNetworks)
+	e := newEnv(t, dovecot.WithTLS(), trustedNetworks)
 	e.append(t, msg("id", "x"))
 	cases := []struct {
 		name string
@@ -94,7 +94,7 @@ func TestLoginTellsClientAddress(t *testing.T) {
 func TestLoginWithoutIDCapability(t *testing.T) {
 	t.Parallel()
 	// A server that does not advertise ID is not sent one, and logins work.
-	e := newEnv(t, dovecottest.WithTLS(), dovecottest.WithoutCapabilities("ID"), trustedNetworks)
+	e := newEnv(t, dovecot.WithTLS(), dovecot.WithoutCapabilities("ID"), trustedNetworks)
 	for _, cfg := range []Config{e.config(), {Address: e.srv.IMAPAddr, TLS: TLSStartTLS, CAFile: e.srv.CAFile}} {
 		trace := &wire{}
 		c, err := e.dialer(t, cfg, trace).Login(context.Background(), e.clientCred(t, "203.0.113.50:1", "192.0.2.1:110"))
@@ -233,8 +233,8 @@ func TestLiteralSize(t *testing.T) {
 //
 //	go test -run '^$' -bench LoginClientAddress -benchtime 400x ./imapupstream/
 func BenchmarkLoginClientAddress(b *testing.B) {
-	srv := dovecottest.Start(b, dovecottest.WithTLS(), trustedNetworks)
-	user := dovecottest.User(b)
+	srv := dovecot.Start(b, dovecot.WithTLS(), trustedNetworks)
+	user := dovecot.User(b)
 	srv.Append(b, user, "INBOX", []byte(msg("bench", "x")))
 	client := &net.TCPAddr{IP: net.IPv4(203, 0, 113, 7), Port: 40001}
 	for _, mode := range []TLSMode{TLSNone, TLSImplicit, TLSStartTLS} {
@@ -269,7 +269,7 @@ func BenchmarkLoginClientAddress(b *testing.B) {
 // command with the client's address and its answer, on one connection to
 // Dovecot's login process (the round trip Login adds without STARTTLS).
 func BenchmarkIDRoundTrip(b *testing.B) {
-	srv := dovecottest.Start(b, trustedNetworks)
+	srv := dovecot.Start(b, trustedNetworks)
 	nc, err := net.Dial("tcp", srv.IMAPAddr)
 	if err != nil {
 		b.Fatal(err)

@@ -12,7 +12,7 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 
-	"github.com/popbridge/popbridge/imapupstream/dovecottest"
+	"github.com/popbridge/popbridge/internal/testenv/dovecot"
 )
 
 // deleteFixture appends 4 messages; another client marks the 4th \Deleted
@@ -56,7 +56,7 @@ func TestDeleteExpunge(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
 		name        string
-		opts        []dovecottest.Option
+		opts        []dovecot.Option
 		wantCmd     string
 		notCmd      string
 		wantMethod  string
@@ -64,9 +64,9 @@ func TestDeleteExpunge(t *testing.T) {
 		otherUnflag bool // no other \Deleted message
 	}{
 		{name: "UIDPLUS", wantCmd: "UID EXPUNGE", notCmd: "EXPUNGE\r", wantMethod: "info:uid-expunge"},
-		{name: "no UIDPLUS, others deleted", opts: []dovecottest.Option{dovecottest.WithoutCapabilities("UIDPLUS")},
+		{name: "no UIDPLUS, others deleted", opts: []dovecot.Option{dovecot.WithoutCapabilities("UIDPLUS")},
 			wantCmd: "EXPUNGE", notCmd: "UID EXPUNGE", wantMethod: "warn:plain-expunge-shield", shielded: true},
-		{name: "no UIDPLUS, nobody else deleted", opts: []dovecottest.Option{dovecottest.WithoutCapabilities("UIDPLUS")},
+		{name: "no UIDPLUS, nobody else deleted", opts: []dovecot.Option{dovecot.WithoutCapabilities("UIDPLUS")},
 			wantCmd: "EXPUNGE", notCmd: "UID EXPUNGE", wantMethod: "warn:plain-expunge", otherUnflag: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -135,16 +135,16 @@ func TestDeleteTrash(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
 		name       string
-		opts       []dovecottest.Option
+		opts       []dovecot.Option
 		wantCmds   []string
 		notCmds    []string
 		wantMethod string
 	}{
 		{name: "MOVE", wantCmds: []string{"UID MOVE", `CREATE "Trash"`}, notCmds: []string{"COPY", "EXPUNGE"},
 			wantMethod: "info:uid-move"},
-		{name: "no MOVE", opts: []dovecottest.Option{dovecottest.WithoutCapabilities("MOVE")},
+		{name: "no MOVE", opts: []dovecot.Option{dovecot.WithoutCapabilities("MOVE")},
 			wantCmds: []string{"UID COPY", "UID EXPUNGE"}, notCmds: []string{"MOVE"}, wantMethod: "info:uid-copy+uid-expunge"},
-		{name: "no MOVE, no UIDPLUS", opts: []dovecottest.Option{dovecottest.WithoutCapabilities("MOVE", "UIDPLUS")},
+		{name: "no MOVE, no UIDPLUS", opts: []dovecot.Option{dovecot.WithoutCapabilities("MOVE", "UIDPLUS")},
 			wantCmds: []string{"UID COPY", "UID SEARCH"}, notCmds: []string{"MOVE", "UID EXPUNGE"},
 			wantMethod: "info:uid-copy+plain-expunge-shield"},
 	} {

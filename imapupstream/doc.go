@@ -65,5 +65,5 @@
 // mechanisms, timings and how deletions were done (field "method"); never a
 // password, a token or message content.
 //
-// The subpackage dovecottest runs a throw-away Dovecot for tests.
+// internal/testenv/dovecot runs a throw-away Dovecot for its tests.
 package imapupstream

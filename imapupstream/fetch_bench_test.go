@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/popbridge/popbridge/imapupstream/dovecottest"
+	"github.com/popbridge/popbridge/internal/testenv/dovecot"
 )
 
 // BenchmarkFetch reads 100 KB messages one after the other from a real
@@ -27,8 +27,8 @@ import (
 // Each op is one message; compare ns/op, MB/s and allocs/op.
 func BenchmarkFetch(b *testing.B) {
 	const n, size = 200, 100 << 10
-	srv := dovecottest.Start(b)
-	user := dovecottest.User(b)
+	srv := dovecot.Start(b)
+	user := dovecot.User(b)
 	srv.FillMaildir(b, user, n, func(i int) []byte { return benchMessage(i, size) })
 
 	d, err := NewDialer(Config{Address: srv.IMAPAddr, TLS: TLSNone, CommandTimeout: time.Minute}, nil)

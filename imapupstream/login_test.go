@@ -12,7 +12,7 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 
-	"github.com/popbridge/popbridge/imapupstream/dovecottest"
+	"github.com/popbridge/popbridge/internal/testenv/dovecot"
 )
 
 func TestLoginSelect(t *testing.T) {
@@ -115,7 +115,7 @@ func TestLoginUnreachable(t *testing.T) {
 
 func TestLoginTLS(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, dovecottest.WithTLS())
+	e := newEnv(t, dovecot.WithTLS())
 	e.append(t, msg("tls", "x"))
 	_, port, _ := net.SplitHostPort(e.srv.IMAPSAddr)
 	_, plainPort, _ := net.SplitHostPort(e.srv.IMAPAddr)
@@ -196,7 +196,7 @@ func TestNewDialerConfig(t *testing.T) {
 
 func TestLoginMasterUser(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, dovecottest.WithMasterUser("admin", "masterpw"))
+	e := newEnv(t, dovecot.WithMasterUser("admin", "masterpw"))
 	e.append(t, msg("for the user", "x"))
 	cfg := e.config()
 	cfg.MasterUser, cfg.MasterPassword = "admin", "masterpw"
@@ -243,7 +243,7 @@ func TestXOAUTH2InitialResponse(t *testing.T) {
 
 func TestLoginBearerTokens(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, dovecottest.WithOAuth2())
+	e := newEnv(t, dovecot.WithOAuth2())
 	e.append(t, msg("token", "x"))
 	token := e.srv.IssueToken(e.user)
 	for _, mech := range []string{"XOAUTH2", "OAUTHBEARER"} {

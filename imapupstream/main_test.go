@@ -17,7 +17,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
-	"github.com/popbridge/popbridge/imapupstream/dovecottest"
+	"github.com/popbridge/popbridge/internal/testenv/dovecot"
 )
 
 func TestMain(m *testing.M) {
@@ -98,7 +98,7 @@ func (w *wire) countCommands(prefix string) int {
 
 // env is a Dovecot, a user of it and a way to make Dialers for it.
 type env struct {
-	srv  *dovecottest.Server
+	srv  *dovecot.Server
 	user string
 	logs *observer.ObservedLogs
 	log  *zap.Logger
@@ -107,10 +107,10 @@ type env struct {
 	sizes map[uint32]int64 // of the messages append added
 }
 
-func newEnv(t *testing.T, opts ...dovecottest.Option) *env {
+func newEnv(t *testing.T, opts ...dovecot.Option) *env {
 	t.Helper()
 	core, logs := observer.New(zap.DebugLevel)
-	return &env{srv: dovecottest.Start(t, opts...), user: dovecottest.User(t), logs: logs, log: zap.New(core)}
+	return &env{srv: dovecot.Start(t, opts...), user: dovecot.User(t), logs: logs, log: zap.New(core)}
 }
 
 func (e *env) config() Config {

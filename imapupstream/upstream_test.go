@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/popbridge/popbridge/imapupstream/dovecottest"
+	"github.com/popbridge/popbridge/internal/testenv/dovecot"
 )
 
 func TestUpstreamRestart(t *testing.T) {
@@ -90,7 +90,7 @@ func TestReselectUIDValidityChanged(t *testing.T) {
 func TestWithoutCapabilitiesKeepsSTARTTLS(t *testing.T) {
 	t.Parallel()
 	// The harness' capability override must not hide STARTTLS or break TLS.
-	e := newEnv(t, dovecottest.WithTLS(), dovecottest.WithoutCapabilities("UIDPLUS", "MOVE"))
+	e := newEnv(t, dovecot.WithTLS(), dovecot.WithoutCapabilities("UIDPLUS", "MOVE"))
 	cfg := e.config()
 	cfg.TLS, cfg.CAFile = TLSStartTLS, e.srv.CAFile
 	c, _ := e.open(t, cfg, nil)

@@ -14,8 +14,8 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 
-	"github.com/popbridge/popbridge/imapupstream/dovecottest"
-	"github.com/popbridge/popbridge/imapupstream/faultrelay"
+	"github.com/popbridge/popbridge/internal/faultrelay"
+	"github.com/popbridge/popbridge/internal/testenv/dovecot"
 	"github.com/popbridge/popbridge/pop3/pop3test"
 )
 
@@ -50,7 +50,7 @@ func waitCommand(t *testing.T, r *faultrelay.Relay, cmd string, n int) {
 // get \Seen.
 func TestRetrAheadIsByteExact(t *testing.T) {
 	b, r := relayedBridge(t, nil)
-	user := dovecottest.User(t)
+	user := dovecot.User(t)
 	msgs := fixtures() // the framing traps, a 5 MB one among them
 	msgs = append(msgs,
 		message("after the big one", "x\r\n"),
@@ -152,7 +152,7 @@ func TestRetrAheadNotTaken(t *testing.T) {
 		{"drop", func(*testing.T, *pop3test.Client, []imapMessage) {}, false, nil, []int{1}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			user := dovecottest.User(t)
+			user := dovecot.User(t)
 			seed(t, b.DV, user, [][]byte{message("a", "one\r\n"), message("b", "two\r\n.three\r\n"), message("c", "four\r\n"), message("d", "five\r\n")})
 			_, want := imapState(t, b.DV, user, "INBOX")
 			c := b.login(t, user)
@@ -195,7 +195,7 @@ func TestRetrAheadNotTaken(t *testing.T) {
 // marked deleted.
 func TestRetrAheadSkipsDeleted(t *testing.T) {
 	b, r := relayedBridge(t, nil)
-	user := dovecottest.User(t)
+	user := dovecot.User(t)
 	seed(t, b.DV, user, [][]byte{message("a", "1\r\n"), message("b", "2\r\n"), message("c", "3\r\n")})
 	_, want := imapState(t, b.DV, user, "INBOX")
 	c := b.login(t, user)
@@ -219,11 +219,11 @@ func TestRetrAheadSkipsDeleted(t *testing.T) {
 // before its fetch ahead was sent, and when it goes after (the message may
 // then still be served whole, as it was when it was fetched).
 func TestRetrAheadExpunged(t *testing.T) {
-	dv := dovecottest.Start(t)
+	dv := dovecot.Start(t)
 	b := startBridge(t, dv)
 	for _, after := range []bool{false, true} {
 		t.Run(fmt.Sprintf("expunged after RETR 1: %v", after), func(t *testing.T) {
-			user := dovecottest.User(t)
+			user := dovecot.User(t)
 			seed(t, dv, user, [][]byte{message("a", "a\r\n"), message("b", "b\r\n"), message("c", "c\r\n")})
 			_, before := imapState(t, dv, user, "INBOX")
 			c := b.login(t, user)

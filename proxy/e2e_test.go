@@ -11,7 +11,7 @@ import (
 	"github.com/emersion/go-imap/v2"
 
 	"github.com/popbridge/popbridge/imapupstream"
-	"github.com/popbridge/popbridge/imapupstream/dovecottest"
+	"github.com/popbridge/popbridge/internal/testenv/dovecot"
 	"github.com/popbridge/popbridge/pop3"
 	"github.com/popbridge/popbridge/pop3/pop3test"
 	"github.com/popbridge/popbridge/proxy"
@@ -38,7 +38,7 @@ func seed(t *testing.T, up upstream, user string, msgs [][]byte) {
 	}
 }
 
-func TestListingMatchesIMAP(t *testing.T) { testListingMatchesIMAP(t, dovecottest.Start(t)) }
+func TestListingMatchesIMAP(t *testing.T) { testListingMatchesIMAP(t, dovecot.Start(t)) }
 
 func testListingMatchesIMAP(t *testing.T, up upstream) {
 	b := startBridge(t, up)
@@ -108,7 +108,7 @@ func testListingMatchesIMAP(t *testing.T, up upstream) {
 	c2.Quit()
 }
 
-func TestRetrIsByteExact(t *testing.T) { testRetrIsByteExact(t, dovecottest.Start(t)) }
+func TestRetrIsByteExact(t *testing.T) { testRetrIsByteExact(t, dovecot.Start(t)) }
 
 func testRetrIsByteExact(t *testing.T, up upstream) {
 	b := startBridge(t, up)
@@ -134,7 +134,7 @@ func testRetrIsByteExact(t *testing.T, up upstream) {
 	}
 }
 
-func TestTop(t *testing.T) { testTop(t, dovecottest.Start(t)) }
+func TestTop(t *testing.T) { testTop(t, dovecot.Start(t)) }
 
 func testTop(t *testing.T, up upstream) {
 	b := startBridge(t, up)
@@ -177,7 +177,7 @@ func testTop(t *testing.T, up upstream) {
 }
 
 func TestDeleQuitExpungesOnlyDeleted(t *testing.T) {
-	testDeleQuitExpungesOnlyDeleted(t, dovecottest.Start(t))
+	testDeleQuitExpungesOnlyDeleted(t, dovecot.Start(t))
 }
 
 func testDeleQuitExpungesOnlyDeleted(t *testing.T, up upstream) {
@@ -224,7 +224,7 @@ func testDeleQuitExpungesOnlyDeleted(t *testing.T, up upstream) {
 	}
 }
 
-func TestDropDeletesNothing(t *testing.T) { testDropDeletesNothing(t, dovecottest.Start(t)) }
+func TestDropDeletesNothing(t *testing.T) { testDropDeletesNothing(t, dovecot.Start(t)) }
 
 func testDropDeletesNothing(t *testing.T, up upstream) {
 	b := startBridge(t, up)
@@ -252,7 +252,7 @@ func testDropDeletesNothing(t *testing.T, up upstream) {
 	}
 }
 
-func TestRset(t *testing.T) { testRset(t, dovecottest.Start(t)) }
+func TestRset(t *testing.T) { testRset(t, dovecot.Start(t)) }
 
 func testRset(t *testing.T, up upstream) {
 	b := startBridge(t, up)
@@ -277,7 +277,7 @@ func testRset(t *testing.T, up upstream) {
 }
 
 func TestOnDeleTrashAndKeep(t *testing.T) {
-	testOnDele(t, dovecottest.Start(t), "Trash", proxy.OnDeleTrash, proxy.OnDeleKeep)
+	testOnDele(t, dovecot.Start(t), "Trash", proxy.OnDeleTrash, proxy.OnDeleKeep)
 }
 
 // testOnDele checks what QUIT does to a DELEted message under each of the
@@ -337,7 +337,7 @@ func testOnDele(t *testing.T, up upstream, trash string, modes ...proxy.OnDele) 
 	}
 }
 
-func TestMarkSeen(t *testing.T) { testMarkSeen(t, dovecottest.Start(t)) }
+func TestMarkSeen(t *testing.T) { testMarkSeen(t, dovecot.Start(t)) }
 
 func testMarkSeen(t *testing.T, up upstream) {
 	for _, markSeen := range []bool{true, false} {
@@ -368,7 +368,7 @@ func testMarkSeen(t *testing.T, up upstream) {
 	}
 }
 
-func TestWrongPassword(t *testing.T) { testWrongPassword(t, dovecottest.Start(t)) }
+func TestWrongPassword(t *testing.T) { testWrongPassword(t, dovecot.Start(t)) }
 
 // testWrongPassword returns how long the upstream took to refuse the wrong
 // password.
@@ -398,7 +398,7 @@ func testWrongPassword(t *testing.T, up upstream, opts ...bridgeOption) time.Dur
 }
 
 func TestUpstreamDown(t *testing.T) {
-	dv := dovecottest.Start(t)
+	dv := dovecot.Start(t)
 	b := startBridge(t, dv)
 	dv.Stop(t)
 	c, err := pop3test.Dial(b.Addr)
@@ -414,9 +414,9 @@ func TestUpstreamDown(t *testing.T) {
 }
 
 func TestSecondSessionIsInUse(t *testing.T) {
-	dv := dovecottest.Start(t)
+	dv := dovecot.Start(t)
 	b := startBridge(t, dv)
-	user := dovecottest.User(t)
+	user := dovecot.User(t)
 	seed(t, dv, user, [][]byte{message("a", "a\r\n")})
 	c := b.login(t, user)
 
@@ -443,9 +443,9 @@ func TestSecondSessionIsInUse(t *testing.T) {
 }
 
 func TestExpungedDuringSession(t *testing.T) {
-	dv := dovecottest.Start(t)
+	dv := dovecot.Start(t)
 	b := startBridge(t, dv)
-	user := dovecottest.User(t)
+	user := dovecot.User(t)
 	seed(t, dv, user, [][]byte{message("a", "a\r\n"), message("b", "b\r\n"), message("c", "c\r\n")})
 	_, before := imapState(t, dv, user, "INBOX")
 	c := b.login(t, user)
@@ -487,7 +487,7 @@ func TestExpungedDuringSession(t *testing.T) {
 }
 
 func TestMissingMailboxIsPermanent(t *testing.T) {
-	dv := dovecottest.Start(t)
+	dv := dovecot.Start(t)
 	b := startBridge(t, dv, func(o *proxy.Options, u *imapupstream.Config, _ *pop3.Server) {
 		o.Mailbox, u.Mailbox = "NoSuchFolder", "NoSuchFolder"
 	})
@@ -496,7 +496,7 @@ func TestMissingMailboxIsPermanent(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	c.Cmd("USER %s", dovecottest.User(t))
+	c.Cmd("USER %s", dovecot.User(t))
 	_, err = c.Cmd("PASS %s", dv.Password)
 	if code := errCode(err); code != "SYS/PERM" {
 		t.Fatalf("missing upstream mailbox: %v, want -ERR [SYS/PERM]", err)

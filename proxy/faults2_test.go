@@ -30,11 +30,12 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/popbridge/popbridge/imapupstream"
-	"github.com/popbridge/popbridge/imapupstream/dovecottest"
+	"github.com/popbridge/popbridge/internal/testenv/dovecot"
 	"github.com/popbridge/popbridge/pop3"
 	"github.com/popbridge/popbridge/pop3/pop3test"
 	"github.com/popbridge/popbridge/proxy"
 	"github.com/popbridge/popbridge/uidmap"
+	"github.com/popbridge/popbridge/uidmap/boltstore"
 )
 
 // withServer changes the pop3.Server (limits, timeouts) before it serves.
@@ -62,8 +63,8 @@ func expectClosed(t *testing.T, c *pop3test.Client) {
 // not even \Seen. The next session works and shows the same UIDLs, which
 // uidmap keeps by re-identifying the messages.
 func TestFaultUIDValidityChangeDuringSession(t *testing.T) {
-	dv := dovecottest.Start(t)
-	user := dovecottest.User(t)
+	dv := dovecot.Start(t)
+	user := dovecot.User(t)
 	seed(t, dv, user, [][]byte{message("a", "a\r\n"), message("b", "one\r\ntwo\r\n"), bigMessage("big", 256<<10)})
 	store := uidmap.NewMemoryStore()
 	b := startBridge(t, dv, withStore(store))
@@ -231,10 +232,10 @@ func listUIDLs(t *testing.T, c *pop3test.Client) []string {
 // an UPDATE whose hidden marks cannot be stored answers -ERR [SYS/TEMP] and
 // hides nothing. Once the store works again, so does everything.
 func TestFaultStoreUnavailable(t *testing.T) {
-	dv := dovecottest.Start(t)
+	dv := dovecot.Start(t)
 	fs := &failingStore{Store: uidmap.NewMemoryStore()}
 	b := startBridge(t, dv, withStore(fs))
-	user := dovecottest.User(t)
+	user := dovecot.User(t)
 	seed(t, dv, user, [][]byte{message("a", "a\r\n"), message("b", "b\r\n")})
 	_, before := imapState(t, dv, user, "INBOX")
 
@@ -325,15 +326,15 @@ func mustRead(t *testing.T, path string) []byte {
 // -ERR [SYS/TEMP] and the file keeps every byte; when the file is writable
 // again, the next login works and keeps the old UIDLs.
 func TestFaultBoltStoreReadOnly(t *testing.T) {
-	dv := dovecottest.Start(t)
+	dv := dovecot.Start(t)
 	path := filepath.Join(t.TempDir(), "state.db")
-	s, err := uidmap.OpenBolt(path)
+	s, err := boltstore.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() }) // after the bridge stops
 	b := startBridge(t, dv, withStore(s))
-	user := dovecottest.User(t)
+	user := dovecot.User(t)
 	seed(t, dv, user, [][]byte{message("a", "a\r\n"), message("b", "b\r\n")})
 	want := uidls(t, b, user)
 	dv.Append(t, user, "INBOX", message("c", "c\r\n"))
@@ -363,11 +364,11 @@ func TestFaultBoltStoreReadOnly(t *testing.T) {
 // replaced by a fresh one (that would rename every UIDL). Once the operator
 // resets the maildrop (popbridge state reset), logins work again.
 func TestFaultBoltStoreCorruptRecord(t *testing.T) {
-	dv := dovecottest.Start(t)
+	dv := dovecot.Start(t)
 	path := filepath.Join(t.TempDir(), "state.db")
-	user := dovecottest.User(t)
+	user := dovecot.User(t)
 	seed(t, dv, user, [][]byte{message("a", "a\r\n"), message("b", "b\r\n")})
-	s1, err := uidmap.OpenBolt(path)
+	s1, err := boltstore.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -395,7 +396,7 @@ func TestFaultBoltStoreCorruptRecord(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	s2, err := uidmap.OpenBolt(path)
+	s2, err := boltstore.Open(path)
 	if err != nil {
 		t.Fatalf("OpenBolt of a file with a damaged record: %v", err)
 	}
@@ -441,7 +442,7 @@ func TestFaultBoltStoreCorruptRecord(t *testing.T) {
 func TestFaultClientStopsReading(t *testing.T) {
 	const writeTimeout = 500 * time.Millisecond
 	b, r := relayedBridge(t, nil, withServer(func(s *pop3.Server) { s.WriteTimeout = writeTimeout }))
-	user := dovecottest.User(t)
+	user := dovecot.User(t)
 	seed(t, b.DV, user, [][]byte{message("small", "hi\r\n"), bigMessage("big", 8<<20)})
 	_, before := imapState(t, b.DV, user, "INBOX")
 
@@ -540,11 +541,11 @@ func readToEnd(c *pop3test.Client) []string {
 // one after login releases its lock and deletes nothing.
 func TestFaultSlowloris(t *testing.T) {
 	const authTimeout, loginTimeout, idleTimeout = time.Second, 2 * time.Second, time.Second
-	dv := dovecottest.Start(t)
+	dv := dovecot.Start(t)
 	b := startBridge(t, dv, withServer(func(s *pop3.Server) {
 		s.AuthTimeout, s.LoginTimeout, s.IdleTimeout = authTimeout, loginTimeout, idleTimeout
 	}))
-	user := dovecottest.User(t)
+	user := dovecot.User(t)
 	seed(t, dv, user, [][]byte{message("a", "a\r\n")})
 	_, before := imapState(t, dv, user, "INBOX")
 
@@ -684,11 +685,11 @@ func flood(t *testing.T, addr string, n int, from []net.IP) floodResult {
 func TestFaultConnectionFlood(t *testing.T) {
 	const maxConns, perIP = 50, 20
 	n := floodSize(t)
-	dv := dovecottest.Start(t)
+	dv := dovecot.Start(t)
 	b := startBridge(t, dv, withServer(func(s *pop3.Server) {
 		s.MaxConnections, s.MaxConnectionsPerIP = maxConns, perIP
 	}))
-	good := dovecottest.User(t)
+	good := dovecot.User(t)
 	seed(t, dv, good, [][]byte{bigMessage("big", 1<<20)})
 	_, want := imapState(t, dv, good, "INBOX")
 
@@ -826,8 +827,8 @@ func (s *expungingSession) Top(ctx context.Context, n, lines int) (io.ReadCloser
 // gets the TOP whole or -ERR, never a response broken off without the
 // terminating dot, and the session goes on (DESIGN.md §4).
 func TestFaultExpungedDuringTop(t *testing.T) {
-	dv := dovecottest.Start(t)
-	user := dovecottest.User(t)
+	dv := dovecot.Start(t)
+	user := dovecot.User(t)
 	body := "one\r\ntwo\r\nthree\r\nfour\r\n"
 	seed(t, dv, user, [][]byte{message("a", body), message("b", body), message("c", body)})
 	_, before := imapState(t, dv, user, "INBOX")

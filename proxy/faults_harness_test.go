@@ -13,8 +13,8 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/popbridge/popbridge/imapupstream"
-	"github.com/popbridge/popbridge/imapupstream/dovecottest"
-	"github.com/popbridge/popbridge/imapupstream/faultrelay"
+	"github.com/popbridge/popbridge/internal/faultrelay"
+	"github.com/popbridge/popbridge/internal/testenv/dovecot"
 	"github.com/popbridge/popbridge/pop3"
 	"github.com/popbridge/popbridge/pop3/pop3test"
 	"github.com/popbridge/popbridge/proxy"
@@ -74,15 +74,15 @@ func startBridgeWith(t testing.TB, up upstream, wrap func(pop3.Backend) pop3.Bac
 		defer cancel()
 		srv.Shutdown(ctx)
 	})
-	dv, _ := up.(*dovecottest.Server)
+	dv, _ := up.(*dovecot.Server)
 	return &bridge{Addr: l.Addr().String(), Up: up, DV: dv, Password: password, Store: store, Logs: logs, srv: srv}
 }
 
 // relayedBridge is a Dovecot, a fault relay in front of it and popbridge
 // talking to the relay.
-func relayedBridge(t *testing.T, dvOpts []dovecottest.Option, opts ...bridgeOption) (*bridge, *faultrelay.Relay) {
+func relayedBridge(t *testing.T, dvOpts []dovecot.Option, opts ...bridgeOption) (*bridge, *faultrelay.Relay) {
 	t.Helper()
-	dv := dovecottest.Start(t, dvOpts...)
+	dv := dovecot.Start(t, dvOpts...)
 	r := faultrelay.Start(t, dv.IMAPAddr)
 	b := startBridge(t, dv, append([]bridgeOption{withUpstream(r.Addr())}, opts...)...)
 	return b, r

@@ -21,8 +21,8 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 
-	"github.com/popbridge/popbridge/imapupstream/dovecottest"
-	"github.com/popbridge/popbridge/imapupstream/faultrelay"
+	"github.com/popbridge/popbridge/internal/faultrelay"
+	"github.com/popbridge/popbridge/internal/testenv/dovecot"
 	"github.com/popbridge/popbridge/pop3"
 	"github.com/popbridge/popbridge/pop3/pop3test"
 	"github.com/popbridge/popbridge/proxy"
@@ -34,7 +34,7 @@ import (
 // message not delivered); the next session gets the message whole.
 func TestFaultCutDuringRetr(t *testing.T) {
 	b, r := relayedBridge(t, nil)
-	user := dovecottest.User(t)
+	user := dovecot.User(t)
 	// The big message is over the fetch-ahead bound (1 MiB), so RETR 1
 	// does not fetch it: the cut armed after RETR 1 falls inside RETR 2.
 	seed(t, b.DV, user, [][]byte{message("small", "hi\r\n"), bigMessage("big", 2<<20)})
@@ -114,7 +114,7 @@ func TestFaultCutDuringRetr(t *testing.T) {
 // not DELEte is touched (another client's \Deleted one included); the next
 // session finishes the job with DELE + QUIT.
 func TestFaultCutDuringUpdate(t *testing.T) {
-	dv := dovecottest.Start(t)
+	dv := dovecot.Start(t)
 	for _, tc := range []struct {
 		name, cmd, contains string
 		forward             bool     // the server gets the command, the answer is lost
@@ -135,7 +135,7 @@ func TestFaultCutDuringUpdate(t *testing.T) {
 			r := faultrelay.Start(t, dv.IMAPAddr)
 			r.HideCapabilities(tc.hide...)
 			b := startBridge(t, dv, withUpstream(r.Addr()))
-			user := dovecottest.User(t)
+			user := dovecot.User(t)
 			for i := range 4 {
 				dv.Append(t, user, "INBOX", message(fmt.Sprintf("m%d", i), "body\r\n"))
 			}
@@ -228,7 +228,7 @@ func TestFaultCutDuringHide(t *testing.T) {
 	p := defaultPolicy()
 	p.OnDele = proxy.OnDeleHide
 	b, r := relayedBridge(t, nil, withPolicy(p))
-	user := dovecottest.User(t)
+	user := dovecot.User(t)
 	for i := range 3 {
 		b.DV.Append(t, user, "INBOX", message(fmt.Sprintf("m%d", i), "body\r\n"))
 	}
@@ -289,7 +289,7 @@ func TestFaultCutDuringHide(t *testing.T) {
 func TestFaultStall(t *testing.T) {
 	const timeout = time.Second
 	b, r := relayedBridge(t, nil, withTimeouts(timeout, timeout))
-	user := dovecottest.User(t)
+	user := dovecot.User(t)
 	seed(t, b.DV, user, [][]byte{message("small", "hi\r\n"), bigMessage("big", 1<<20)})
 	_, before := imapState(t, b.DV, user, "INBOX")
 	within := func(t *testing.T, start time.Time) {
@@ -387,7 +387,7 @@ func TestFaultStall(t *testing.T) {
 // fault: every answer is complete and exact, and deletions apply.
 func TestFaultSlowUpstream(t *testing.T) {
 	b, r := relayedBridge(t, nil, withTimeouts(2*time.Second, 2*time.Second))
-	user := dovecottest.User(t)
+	user := dovecot.User(t)
 	seed(t, b.DV, user, [][]byte{message("small", "one\r\ntwo\r\nthree\r\n"), bigMessage("big", 1<<20)})
 	_, before := imapState(t, b.DV, user, "INBOX")
 	r.SetLatency(faultrelay.BothDirs, 25*time.Millisecond)
@@ -416,9 +416,9 @@ func TestFaultSlowUpstream(t *testing.T) {
 // one. popbridge keeps running: an open session reports [SYS/TEMP] and
 // deletes nothing, the next session works.
 func TestFaultUpstreamRestart(t *testing.T) {
-	dv := dovecottest.Start(t)
+	dv := dovecot.Start(t)
 	b := startBridge(t, dv)
-	user := dovecottest.User(t)
+	user := dovecot.User(t)
 	seed(t, dv, user, [][]byte{message("a", "a\r\n"), message("b", "b\r\n")})
 	_, before := imapState(t, dv, user, "INBOX")
 
@@ -463,7 +463,7 @@ func TestFaultUpstreamRestart(t *testing.T) {
 // [SYS/TEMP], never +OK, and no lock is left behind.
 func TestFaultUpstreamRefusesOrBreaksAtLogin(t *testing.T) {
 	b, r := relayedBridge(t, nil)
-	user := dovecottest.User(t)
+	user := dovecot.User(t)
 	seed(t, b.DV, user, [][]byte{message("a", "a\r\n")})
 
 	try := func(t *testing.T) {
@@ -534,16 +534,16 @@ func TestFaultWithoutUIDPLUSOrMOVE(t *testing.T) {
 			method: "uid-copy+plain-expunge-shield", sent: []string{"UID COPY", "EXPUNGE"}, notSent: []string{"UID MOVE", "MOVE", "UID EXPUNGE"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			var dvOpts []dovecottest.Option
+			var dvOpts []dovecot.Option
 			if tc.dvWithout != nil {
-				dvOpts = append(dvOpts, dovecottest.WithoutCapabilities(tc.dvWithout...))
+				dvOpts = append(dvOpts, dovecot.WithoutCapabilities(tc.dvWithout...))
 			}
 			p := defaultPolicy()
 			p.OnDele = tc.mode
 			b, r := relayedBridge(t, dvOpts, withPolicy(p))
 			r.HideCapabilities(tc.hide...)
 			dv := b.DV
-			user := dovecottest.User(t)
+			user := dovecot.User(t)
 			for i := range 4 {
 				dv.Append(t, user, "INBOX", message(fmt.Sprintf("m%d", i), "body\r\n"))
 			}
@@ -655,10 +655,10 @@ func (r *panicReader) Read(p []byte) (int, error) {
 // for byte, and the panicked session's lock and upstream connection are
 // released.
 func TestFaultPanicInSession(t *testing.T) {
-	dv := dovecottest.Start(t)
+	dv := dovecot.Start(t)
 	for _, midRead := range []bool{false, true} {
 		t.Run(map[bool]string{false: "in Retrieve", true: "while reading"}[midRead], func(t *testing.T) {
-			victim, bystander := dovecottest.User(t), dovecottest.User(t)
+			victim, bystander := dovecot.User(t), dovecot.User(t)
 			pb := &panicBackend{user: victim, midRead: midRead}
 			r := faultrelay.Start(t, dv.IMAPAddr)
 			b := startBridgeWith(t, dv, func(be pop3.Backend) pop3.Backend { pb.Backend = be; return pb }, withUpstream(r.Addr()))
@@ -719,7 +719,7 @@ func TestFaultPanicInSession(t *testing.T) {
 // nothing upstream.
 func TestFaultClientDisconnectsMidRetr(t *testing.T) {
 	b, r := relayedBridge(t, nil)
-	user := dovecottest.User(t)
+	user := dovecot.User(t)
 	seed(t, b.DV, user, [][]byte{message("small", "hi\r\n"), bigMessage("big", 3<<20)})
 	_, before := imapState(t, b.DV, user, "INBOX")
 	// A 1 MB/s upstream: reading the rest of the message would take seconds.
@@ -752,9 +752,9 @@ func TestFaultClientDisconnectsMidRetr(t *testing.T) {
 // TestFaultPipelinedFlood: 10,000 commands in one write are all answered,
 // in order.
 func TestFaultPipelinedFlood(t *testing.T) {
-	dv := dovecottest.Start(t)
+	dv := dovecot.Start(t)
 	b := startBridge(t, dv)
-	user := dovecottest.User(t)
+	user := dovecot.User(t)
 	seed(t, dv, user, [][]byte{message("a", "a\r\n"), message("b", "bb\r\n")})
 	c := b.dial(t)
 	if err := c.Login(user, dv.Password); err != nil {
@@ -795,9 +795,9 @@ func TestFaultPipelinedFlood(t *testing.T) {
 // -ERR or a closed connection, and a well-behaved client served at the same
 // time gets its mail byte for byte.
 func TestFaultHostileInput(t *testing.T) {
-	dv := dovecottest.Start(t)
+	dv := dovecot.Start(t)
 	b := startBridge(t, dv)
-	good, hostile := dovecottest.User(t), dovecottest.User(t)
+	good, hostile := dovecot.User(t), dovecot.User(t)
 	seed(t, dv, good, [][]byte{bigMessage("big", 1<<20)})
 	seed(t, dv, hostile, [][]byte{message("h", "h\r\n")})
 	_, want := imapState(t, dv, good, "INBOX")

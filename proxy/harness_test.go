@@ -15,8 +15,8 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/popbridge/popbridge/imapupstream"
-	"github.com/popbridge/popbridge/imapupstream/dovecottest"
 	"github.com/popbridge/popbridge/internal/testenv/courier"
+	"github.com/popbridge/popbridge/internal/testenv/dovecot"
 	"github.com/popbridge/popbridge/pop3"
 	"github.com/popbridge/popbridge/pop3/pop3test"
 	"github.com/popbridge/popbridge/proxy"
@@ -28,17 +28,17 @@ import (
 type bridge struct {
 	Addr     string
 	Up       upstream
-	DV       *dovecottest.Server // Up when it is Dovecot, else nil
-	Password string              // every upstream user's password
+	DV       *dovecot.Server // Up when it is Dovecot, else nil
+	Password string          // every upstream user's password
 	Store    uidmap.Store
 	Logs     *observer.ObservedLogs
 	srv      *pop3.Server
 }
 
 // upstream is the IMAP server behind a bridge, as the end-to-end tests use
-// it. A *dovecottest.Server is one as it is; courierServer makes a Courier
+// it. A *dovecot.Server is one as it is; courierServer makes a Courier
 // one. Tests that need more of Dovecot (doveadm, the fault relay, master
-// users, ...) take the *dovecottest.Server itself.
+// users, ...) take the *dovecot.Server itself.
 type upstream interface {
 	// Client returns an IMAP client logged in as user, not selected.
 	Client(t testing.TB, user string) *imapclient.Client
@@ -73,7 +73,7 @@ func (s courierServer) Append(t testing.TB, user, mailbox string, msg []byte, fl
 // endpoint returns the upstream's IMAP address and its users' password.
 func endpoint(up upstream) (addr, password string) {
 	switch up := up.(type) {
-	case *dovecottest.Server:
+	case *dovecot.Server:
 		return up.IMAPAddr, up.Password
 	case courierServer:
 		return up.IMAPAddr, up.Password
@@ -87,7 +87,7 @@ func newUser(t testing.TB, up upstream) string {
 	if s, ok := up.(courierServer); ok {
 		return s.User(t)
 	}
-	return dovecottest.User(t) // Dovecot takes any name
+	return dovecot.User(t) // Dovecot takes any name
 }
 
 type bridgeOption func(*proxy.Options, *imapupstream.Config, *pop3.Server)

@@ -6,7 +6,7 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/popbridge/popbridge/uidmap/pgstore/pgtest"
+	"github.com/popbridge/popbridge/internal/testenv/postgres"
 )
 
 // TestMain fails the package's tests if any goroutine is left running after
@@ -14,7 +14,7 @@ import (
 // connection, whatever fault ended it (faults_test.go). It stops the
 // PostgreSQL cluster that the shared-store tests start.
 func TestMain(m *testing.M) {
-	code := pgtest.Run(m)
+	code := postgres.Run(m)
 	if code == 0 {
 		if err := goleak.Find(); err != nil {
 			os.Stderr.WriteString("goroutines left running: " + err.Error() + "\n")

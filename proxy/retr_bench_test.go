@@ -11,7 +11,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/popbridge/popbridge/imapupstream/dovecottest"
+	"github.com/popbridge/popbridge/internal/testenv/dovecot"
 	"github.com/popbridge/popbridge/pop3"
 )
 
@@ -22,8 +22,8 @@ import (
 // pop3.RetrieveAheader, so each RETR waits for its own UID FETCH.
 func BenchmarkRetr(b *testing.B) {
 	const n, size = 200, 100 << 10
-	dv := dovecottest.Start(b)
-	user := dovecottest.User(b)
+	dv := dovecot.Start(b)
+	user := dovecot.User(b)
 	dv.FillMaildir(b, user, n, func(i int) []byte {
 		var m bytes.Buffer
 		fmt.Fprintf(&m, "From: a@example.org\r\nSubject: bench %d\r\nMessage-ID: <bench.%d@example.org>\r\n\r\n", i, i)

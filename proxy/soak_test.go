@@ -40,7 +40,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/popbridge/popbridge/imapupstream"
-	"github.com/popbridge/popbridge/imapupstream/dovecottest"
+	"github.com/popbridge/popbridge/internal/testenv/dovecot"
 	"github.com/popbridge/popbridge/pop3"
 	"github.com/popbridge/popbridge/pop3/pop3test"
 	"github.com/popbridge/popbridge/proxy"
@@ -219,7 +219,7 @@ type soakStats struct {
 
 // startSoakBridge is startBridge with logs kept from Warn up only: a long
 // soak would otherwise hold every debug entry in memory.
-func startSoakBridge(t *testing.T, dv *dovecottest.Server) (*bridge, func()) {
+func startSoakBridge(t *testing.T, dv *dovecot.Server) (*bridge, func()) {
 	t.Helper()
 	core, logs := observer.New(zapcore.WarnLevel)
 	log := zap.New(core)
@@ -276,7 +276,7 @@ func TestSoak(t *testing.T) {
 	cfg := soakSettings(t)
 	// Dovecot's defaults allow 100 processes per service; one imap-login
 	// process serving many connections spares a fork per login.
-	dv := dovecottest.Start(t, dovecottest.WithConfig(
+	dv := dovecot.Start(t, dovecot.WithConfig(
 		"default_process_limit = 1000\ndefault_client_limit = 5000\n"+
 			"service imap-login {\n  service_count = 0\n  process_min_avail = 2\n}"))
 	b, _ := startSoakBridge(t, dv)
@@ -285,7 +285,7 @@ func TestSoak(t *testing.T) {
 
 	users := make([]string, cfg.users)
 	for i := range users {
-		users[i] = fmt.Sprintf("soak%d-%s", i, dovecottest.User(t))
+		users[i] = fmt.Sprintf("soak%d-%s", i, dovecot.User(t))
 		ids := make([]int, cfg.seed)
 		for j := range ids {
 			ids[j] = ledger.add(users[i])
@@ -573,7 +573,7 @@ func soakSession(b *bridge, user string, rng *rand.Rand, l *soakLedger, st *soak
 
 // soakWriter is one IMAP client that, until end, APPENDs new messages to
 // its maildrops and expunges some of those it appended itself.
-func soakWriter(dv *dovecottest.Server, w int, cfg soakConfig, users []string, end time.Time, l *soakLedger, st *soakStats) {
+func soakWriter(dv *dovecot.Server, w int, cfg soakConfig, users []string, end time.Time, l *soakLedger, st *soakStats) {
 	type own struct {
 		uid imap.UID
 		id  int

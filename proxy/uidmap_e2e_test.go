@@ -9,10 +9,11 @@ import (
 	"github.com/emersion/go-imap/v2"
 
 	"github.com/popbridge/popbridge/imapupstream"
-	"github.com/popbridge/popbridge/imapupstream/dovecottest"
+	"github.com/popbridge/popbridge/internal/testenv/dovecot"
 	"github.com/popbridge/popbridge/pop3"
 	"github.com/popbridge/popbridge/proxy"
 	"github.com/popbridge/popbridge/uidmap"
+	"github.com/popbridge/popbridge/uidmap/boltstore"
 )
 
 func withStore(s uidmap.Store) bridgeOption {
@@ -42,9 +43,9 @@ func uidls(t *testing.T, b *bridge, user string) []string {
 // doveadm, as an upstream migration or repair would: a leave-on-server
 // client must see the same UIDLs and so download nothing again.
 func TestUIDValidityChangeKeepsUIDLs(t *testing.T) {
-	dv := dovecottest.Start(t)
+	dv := dovecot.Start(t)
 	b := startBridge(t, dv)
-	user := dovecottest.User(t)
+	user := dovecot.User(t)
 	seed(t, dv, user, [][]byte{message("a", "a\r\n"), message("b", "b\r\n"),
 		[]byte("Subject: no message-id\r\n\r\nc\r\n")})
 	before := uidls(t, b, user)
@@ -71,9 +72,9 @@ func TestUIDValidityChangeKeepsUIDLs(t *testing.T) {
 // TestRecreatedMailboxKeepsUIDLs deletes the mailbox and APPENDs the same
 // messages again: new UIDs, a new UIDVALIDITY, new INTERNALDATEs.
 func TestRecreatedMailboxKeepsUIDLs(t *testing.T) {
-	dv := dovecottest.Start(t)
+	dv := dovecot.Start(t)
 	b := startBridge(t, dv)
-	user := dovecottest.User(t)
+	user := dovecot.User(t)
 	msgs := [][]byte{message("a", "a\r\n"), message("dup", "same\r\n"), message("dup", "same\r\n"),
 		[]byte("Subject: no message-id\r\nFrom: x@y\r\n\r\nc\r\n")}
 	seed(t, dv, user, msgs)
@@ -100,12 +101,12 @@ func TestRecreatedMailboxKeepsUIDLs(t *testing.T) {
 }
 
 func TestHideLeavesMailAndHidesIt(t *testing.T) {
-	dv := dovecottest.Start(t)
+	dv := dovecot.Start(t)
 	p := defaultPolicy()
 	p.OnDele = proxy.OnDeleHide
 	store := uidmap.NewMemoryStore()
 	b := startBridge(t, dv, withPolicy(p), withStore(store))
-	user := dovecottest.User(t)
+	user := dovecot.User(t)
 	seed(t, dv, user, [][]byte{message("a", "a\r\n"), message("b", "b\r\n"), message("c", "c\r\n")})
 	_, before := imapState(t, dv, user, "INBOX")
 	all := uidls(t, b, user)
@@ -144,14 +145,14 @@ func TestHideLeavesMailAndHidesIt(t *testing.T) {
 // started on the same file: UIDLs that the format alone could not give
 // (after a UIDVALIDITY change) and hidden marks are still there.
 func TestStateSurvivesRestart(t *testing.T) {
-	dv := dovecottest.Start(t)
+	dv := dovecot.Start(t)
 	path := filepath.Join(t.TempDir(), "state.db")
 	p := defaultPolicy()
 	p.OnDele = proxy.OnDeleHide
-	user := dovecottest.User(t)
+	user := dovecot.User(t)
 	seed(t, dv, user, [][]byte{message("a", "a\r\n"), message("b", "b\r\n")})
 
-	s1, err := uidmap.OpenBolt(path)
+	s1, err := boltstore.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -172,7 +173,7 @@ func TestStateSurvivesRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	s2, err := uidmap.OpenBolt(path)
+	s2, err := boltstore.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}

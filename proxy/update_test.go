@@ -13,14 +13,14 @@ import (
 	"github.com/emersion/go-imap/v2"
 
 	"github.com/popbridge/popbridge/imapupstream"
-	"github.com/popbridge/popbridge/imapupstream/dovecottest"
-	"github.com/popbridge/popbridge/imapupstream/faultrelay"
+	"github.com/popbridge/popbridge/internal/faultrelay"
+	"github.com/popbridge/popbridge/internal/testenv/dovecot"
+	"github.com/popbridge/popbridge/internal/testenv/postgres"
 	"github.com/popbridge/popbridge/pop3"
 	"github.com/popbridge/popbridge/pop3/pop3test"
 	"github.com/popbridge/popbridge/proxy"
 	"github.com/popbridge/popbridge/uidmap"
 	"github.com/popbridge/popbridge/uidmap/pgstore"
-	"github.com/popbridge/popbridge/uidmap/pgstore/pgtest"
 )
 
 // What UPDATE reports is what happened to the client's own DELEted
@@ -31,11 +31,11 @@ import (
 // four messages, and a fifth that another client flagged \Deleted.
 func shieldSetup(t *testing.T, opts ...bridgeOption) (b *bridge, r *faultrelay.Relay, user string, msgs []imapMessage) {
 	t.Helper()
-	dv := dovecottest.Start(t)
+	dv := dovecot.Start(t)
 	r = faultrelay.Start(t, dv.IMAPAddr)
 	r.HideCapabilities("UIDPLUS")
 	b = startBridge(t, dv, append([]bridgeOption{withUpstream(r.Addr())}, opts...)...)
-	user = dovecottest.User(t)
+	user = dovecot.User(t)
 	for i := range 4 {
 		dv.Append(t, user, "INBOX", message(fmt.Sprintf("m%d", i), "body\r\n"))
 	}
@@ -199,7 +199,7 @@ func (o *leaseObserver) LeaseLost()            { o.lost.Add(1) }
 func TestLostLeaseWritesNothing(t *testing.T) {
 	t.Parallel()
 	const lease = time.Second
-	dsn := pgtest.DSN(t)
+	dsn := postgres.DSN(t)
 	dbRelay := faultrelay.Start(t, strings.Split(strings.TrimPrefix(dsn, "postgres://postgres@"), "/")[0])
 	dsnA := strings.Replace(dsn, dbRelay.Upstream(), dbRelay.Addr(), 1)
 	open := func(dsn string) uidmap.Store {
@@ -213,13 +213,13 @@ func TestLostLeaseWritesNothing(t *testing.T) {
 		return s
 	}
 	obsA := &leaseObserver{}
-	dv := dovecottest.Start(t)
+	dv := dovecot.Start(t)
 	withObserver := func(o proxy.Observer) bridgeOption {
 		return func(po *proxy.Options, _ *imapupstream.Config, _ *pop3.Server) { po.Observer = o }
 	}
 	instA := startBridge(t, dv, withStore(open(dsnA)), withObserver(obsA))
 	instB := startBridge(t, dv, withStore(open(dsn)))
-	user := dovecottest.User(t)
+	user := dovecot.User(t)
 	for i := range 3 {
 		dv.Append(t, user, "INBOX", message(fmt.Sprintf("m%d", i), "body\r\n"))
 	}

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/popbridge/popbridge/uidmap"
+	"github.com/popbridge/popbridge/uidmap/boltstore"
 	"github.com/popbridge/popbridge/uidmap/storetest"
 )
 
@@ -24,7 +25,7 @@ func BenchmarkResolve50k(b *testing.B) {
 		for i := 0; i < b.N; i++ {
 			b.StopTimer()
 			path := filepath.Join(b.TempDir(), "state.db")
-			s, err := uidmap.OpenBolt(path)
+			s, err := boltstore.Open(path)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -42,7 +43,7 @@ func BenchmarkResolve50k(b *testing.B) {
 		b.ReportMetric(float64(size)/float64(len(msgs)), "bytes/msg")
 	})
 	b.Run("next-login", func(b *testing.B) {
-		s, err := uidmap.OpenBolt(filepath.Join(b.TempDir(), "state.db"))
+		s, err := boltstore.Open(filepath.Join(b.TempDir(), "state.db"))
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -61,7 +62,7 @@ func BenchmarkResolve50k(b *testing.B) {
 	b.Run("uidvalidity-reset", func(b *testing.B) {
 		for i := 0; i < b.N; i++ {
 			b.StopTimer()
-			s, err := uidmap.OpenBolt(filepath.Join(b.TempDir(), "state.db"))
+			s, err := boltstore.Open(filepath.Join(b.TempDir(), "state.db"))
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -14,7 +14,7 @@ import (
 type MemoryStore struct {
 	mu    sync.Mutex
 	drops map[Key]*memDrop
-	locks *lockTable
+	locks *LocalLocks
 }
 
 type memDrop struct {
@@ -24,7 +24,7 @@ type memDrop struct {
 
 // NewMemoryStore returns an empty MemoryStore.
 func NewMemoryStore() *MemoryStore {
-	return &MemoryStore{drops: make(map[Key]*memDrop), locks: newLockTable()}
+	return &MemoryStore{drops: make(map[Key]*memDrop), locks: NewLocalLocks()}
 }
 
 // Load implements Store.
@@ -87,23 +87,26 @@ func (s *MemoryStore) Reset(_ context.Context, key Key) error {
 
 // Lock implements Store.
 func (s *MemoryStore) Lock(_ context.Context, key Key, owner string) (*Lease, error) {
-	return s.locks.lock(key, owner)
+	return s.locks.Lock(key, owner)
 }
 
 // Close implements Store.
 func (s *MemoryStore) Close() error { return nil }
 
-// lockTable is the maildrop lock of a store owned by one process: the
-// process's own sessions are all there is to exclude.
-type lockTable struct {
+// LocalLocks is the maildrop lock of a store owned by one process: the
+// process's own sessions are all there is to exclude. For Store
+// implementations.
+type LocalLocks struct {
 	mu    sync.Mutex
 	owner map[Key]string
 }
 
-func newLockTable() *lockTable { return &lockTable{owner: make(map[Key]string)} }
+// NewLocalLocks returns an empty lock table.
+func NewLocalLocks() *LocalLocks { return &LocalLocks{owner: make(map[Key]string)} }
 
-// lock takes key's lock. Within one process a lease is never lost.
-func (t *lockTable) lock(key Key, owner string) (*Lease, error) {
+// Lock takes key's lock for owner, or fails with ErrLocked. Within one
+// process a lease is never lost.
+func (t *LocalLocks) Lock(key Key, owner string) (*Lease, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if _, held := t.owner[key]; held {

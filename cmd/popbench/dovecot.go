@@ -1,7 +1,7 @@
 package main
 
 // A throw-away Dovecot, configured and started the way
-// imapupstream/dovecottest does it (that package needs a testing.TB, so the
+// internal/testenv/dovecot does it (that package needs a testing.TB, so the
 // few parts needed here are copied and trimmed): its own dovecot.conf under a
 // private directory, loopback ports, mail as the system user mail (uid 8) in
 // maildir, a static passdb, the master in the foreground in its own process
@@ -24,7 +24,7 @@ import (
 	"time"
 )
 
-// Paths of the Debian binaries (as in dovecottest).
+// Paths of the Debian binaries (as in internal/testenv/dovecot).
 const (
 	dovecotBin = "/usr/sbin/dovecot"
 	pop3Bin    = "/usr/lib/dovecot/pop3" // dovecot-pop3d
@@ -153,7 +153,7 @@ func commonConfig(b *strings.Builder, dir, protocols, password string) {
 	w("}")
 	w("service anvil {")
 	w("  client_limit = 20000")
-	// No auth penalty (as dovecottest).
+	// No auth penalty (as internal/testenv/dovecot).
 	w("  unix_listener anvil-auth-penalty {")
 	w("    mode = 0")
 	w("  }")
@@ -309,7 +309,7 @@ func freePort() (int, error) {
 }
 
 // fillMaildir writes n messages, msg(0) … msg(n-1), straight into the user's
-// maildir INBOX under the upstream's home (dovecottest's FillMaildir, with
+// maildir INBOX under the upstream's home (internal/testenv/dovecot's FillMaildir, with
 // W= as well: the files hold CRLF line ends, so the virtual size is the
 // file size, and Dovecot never has to read a file to learn its
 // RFC822.SIZE). Dovecot gives them UIDs in name order when a session first

@@ -30,7 +30,7 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 
-	"github.com/popbridge/popbridge/imapupstream/dovecottest"
+	"github.com/popbridge/popbridge/internal/testenv/dovecot"
 )
 
 // clientPKI is a throw-away CA and a server certificate it signed for
@@ -138,7 +138,7 @@ type serveOptions struct {
 
 // startServeAll writes a config file and runs `popbridge serve` in-process
 // until the test ends.
-func startServeAll(t *testing.T, dv *dovecottest.Server, pki *clientPKI, o serveOptions) *serveInstance {
+func startServeAll(t *testing.T, dv *dovecot.Server, pki *clientPKI, o serveOptions) *serveInstance {
 	t.Helper()
 	host := o.host
 	if host == "" {
@@ -186,7 +186,7 @@ shutdown_grace: 2s
 // freeAddrOn is freeAddr on a given local IP.
 func freeAddrOn(t *testing.T, host string) string {
 	t.Helper()
-	return dovecottest.FreeAddr(t, host)
+	return dovecot.FreeAddr(t, host)
 }
 
 // tap is a TCP relay in front of one popbridge listener that records the
@@ -353,7 +353,7 @@ type imapMsg struct {
 
 // imapInbox reads the user's INBOX over a separate IMAP connection,
 // read-only, like imapState in proxy/harness_test.go.
-func imapInbox(t *testing.T, dv *dovecottest.Server, user string) (uidValidity uint32, msgs []imapMsg) {
+func imapInbox(t *testing.T, dv *dovecot.Server, user string) (uidValidity uint32, msgs []imapMsg) {
 	t.Helper()
 	c := dv.Client(t, user)
 	defer c.Close()

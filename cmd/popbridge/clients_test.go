@@ -34,7 +34,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/popbridge/popbridge/imapupstream/dovecottest"
+	"github.com/popbridge/popbridge/internal/testenv/dovecot"
 )
 
 // trapMessage builds a message with CRLF line ends. It has no Return-Path
@@ -112,7 +112,7 @@ var clientKinds = []clientKind{
 }
 
 func TestRealClientsLeaveOnServer(t *testing.T) {
-	dv := dovecottest.Start(t)
+	dv := dovecot.Start(t)
 	pki := newClientPKI(t)
 	srv := startServeAll(t, dv, pki, serveOptions{onDele: "keep"})
 
@@ -124,7 +124,7 @@ func TestRealClientsLeaveOnServer(t *testing.T) {
 				if why := kind.unsupported[mode]; why != "" {
 					t.Skip(why)
 				}
-				user := dovecottest.User(t)
+				user := dovecot.User(t)
 				for _, m := range initialMessages() {
 					dv.Append(t, user, "INBOX", m)
 				}
@@ -149,13 +149,13 @@ func TestRealClientsLeaveOnServer(t *testing.T) {
 // POP3 view and the IMAP INBOX.
 func TestFetchmailDeleteMode(t *testing.T) {
 	requireCommand(t, "fetchmail")
-	dv := dovecottest.Start(t)
+	dv := dovecot.Start(t)
 	pki := newClientPKI(t)
 	srv := startServeAll(t, dv, pki, serveOptions{onDele: "expunge"})
 	for _, mode := range listenerModes {
 		t.Run(mode, func(t *testing.T) {
 			t.Parallel()
-			user := dovecottest.User(t)
+			user := dovecot.User(t)
 			for _, m := range initialMessages() {
 				dv.Append(t, user, "INBOX", m)
 			}
@@ -194,9 +194,9 @@ func TestFetchmailDeleteMode(t *testing.T) {
 // plaintext login is allowed (always over TLS, and from loopback even with
 // auth.allow_plaintext: false); none of STLS, USER and SASL after login.
 func TestListenerCAPA(t *testing.T) {
-	dv := dovecottest.Start(t)
+	dv := dovecot.Start(t)
 	pki := newClientPKI(t)
-	user := dovecottest.User(t)
+	user := dovecot.User(t)
 	dv.Append(t, user, "INBOX", trapMessage("capa", "", "x\n"))
 
 	base := []string{"TOP", "UIDL", "RESP-CODES", "PIPELINING", "AUTH-RESP-CODE"}
@@ -314,7 +314,7 @@ func nonLoopbackIP() net.IP {
 }
 
 // runLeaveOnServer is the three runs. checkRun is called after each.
-func runLeaveOnServer(t *testing.T, dv *dovecottest.Server, user string, client popClient, checkRun func()) {
+func runLeaveOnServer(t *testing.T, dv *dovecot.Server, user string, client popClient, checkRun func()) {
 	t.Helper()
 	uidValidity, first := imapInbox(t, dv, user)
 	got := client.fetch(t)

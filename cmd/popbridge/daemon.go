@@ -12,8 +12,8 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
-	"github.com/popbridge/popbridge/cmd/internal/config"
-	"github.com/popbridge/popbridge/cmd/internal/metrics"
+	"github.com/popbridge/popbridge/internal/config"
+	"github.com/popbridge/popbridge/internal/metrics"
 	"github.com/popbridge/popbridge/pop3"
 	"github.com/popbridge/popbridge/proxy"
 	"github.com/popbridge/popbridge/uidmap"

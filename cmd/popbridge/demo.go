@@ -15,7 +15,7 @@ import (
 	"github.com/emersion/go-imap/v2/imapserver"
 	"github.com/emersion/go-imap/v2/imapserver/imapmemserver"
 
-	"github.com/popbridge/popbridge/cmd/internal/config"
+	"github.com/popbridge/popbridge/internal/config"
 )
 
 // cmdDemo runs popbridge with no setup at all: an in-memory IMAP server

@@ -17,10 +17,11 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/popbridge/popbridge/cmd/internal/config"
 	"github.com/popbridge/popbridge/imapupstream"
+	"github.com/popbridge/popbridge/internal/config"
 	"github.com/popbridge/popbridge/proxy"
 	"github.com/popbridge/popbridge/uidmap"
+	"github.com/popbridge/popbridge/uidmap/boltstore"
 )
 
 const importUsage = `usage: popbridge import-uidl [-config FILE] -user USER
@@ -277,7 +278,7 @@ func openImportStore(sc config.State, dryRun bool) (uidmap.Store, error) {
 		return nil, errors.New("state.driver memory keeps nothing after popbridge exits: import-uidl needs a persistent store (bolt or postgres)")
 	}
 	store, err := openStore(sc)
-	if errors.Is(err, uidmap.ErrStoreBusy) {
+	if errors.Is(err, boltstore.ErrBusy) {
 		if dryRun {
 			return nil, nil
 		}

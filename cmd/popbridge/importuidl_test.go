@@ -13,9 +13,10 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/popbridge/popbridge/imapupstream/dovecottest"
+	"github.com/popbridge/popbridge/internal/testenv/dovecot"
 	"github.com/popbridge/popbridge/pop3/pop3test"
 	"github.com/popbridge/popbridge/uidmap"
+	"github.com/popbridge/popbridge/uidmap/boltstore"
 )
 
 // importMessages is a mailbox that exercises every matching pass: distinct
@@ -34,17 +35,17 @@ func importMessages() [][]byte {
 // impEnv is a Dovecot, a user with mail, and a popbridge configuration
 // (not running) in front of it.
 type impEnv struct {
-	dv      *dovecottest.Server
+	dv      *dovecot.Server
 	user    string
 	cfgPath string
 	state   string
 	addr    string // popbridge's POP3 listener, once serve runs
 }
 
-func newImpEnv(t *testing.T, opts ...dovecottest.Option) *impEnv {
+func newImpEnv(t *testing.T, opts ...dovecot.Option) *impEnv {
 	t.Helper()
-	dv := dovecottest.Start(t, opts...)
-	e := &impEnv{dv: dv, user: dovecottest.User(t), addr: freeAddr(t)}
+	dv := dovecot.Start(t, opts...)
+	e := &impEnv{dv: dv, user: dovecot.User(t), addr: freeAddr(t)}
 	dir := t.TempDir()
 	e.state = filepath.Join(dir, "state.db")
 	e.cfgPath = filepath.Join(dir, "config.yaml")
@@ -135,7 +136,7 @@ func wantLine(t *testing.T, out, pattern string) {
 // loadState returns the stored maildrop of the user.
 func (e *impEnv) loadState(t *testing.T) *uidmap.Maildrop {
 	t.Helper()
-	s, err := uidmap.OpenBolt(e.state)
+	s, err := boltstore.Open(e.state)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,7 +152,7 @@ func (e *impEnv) loadState(t *testing.T) *uidmap.Maildrop {
 // STLS) with another UIDL format than popbridge's. After import-uidl,
 // popbridge lists exactly Dovecot's UIDLs: a client downloads nothing again.
 func TestImportUIDLFromDovecotPOP3(t *testing.T) {
-	e := newImpEnv(t, dovecottest.WithPOP3(), dovecottest.WithTLS(), dovecottest.WithConfig("pop3_uidl_format = %v-%u"))
+	e := newImpEnv(t, dovecot.WithPOP3(), dovecot.WithTLS(), dovecot.WithConfig("pop3_uidl_format = %v-%u"))
 	old := popUIDLs(t, e.dv.POP3Addr, e.user, e.dv.Password, true)
 	if len(old) != 5 || !strings.Contains(old[0], "-") {
 		t.Fatalf("Dovecot's POP3 UIDLs %v: want 5 in %%v-%%u", old)
@@ -203,8 +204,8 @@ func TestImportUIDLFromDovecotPOP3(t *testing.T) {
 
 	// While popbridge runs, the state file is its own.
 	_, err = e.importRun(append(pop3Args, "-force")...)
-	if !errors.Is(err, uidmap.ErrStoreBusy) || !strings.Contains(err.Error(), "stop popbridge") {
-		t.Fatalf("import while serve runs: %v; want ErrStoreBusy and the advice to stop popbridge", err)
+	if !errors.Is(err, boltstore.ErrBusy) || !strings.Contains(err.Error(), "stop popbridge") {
+		t.Fatalf("import while serve runs: %v; want ErrBusy and the advice to stop popbridge", err)
 	}
 	out = e.mustImport(t, append(pop3Args, "-dry-run")...)
 	wantLine(t, out, `dry run: nothing written \(state .* is in use by a running popbridge`)
@@ -225,7 +226,7 @@ func slicesContains(s []string, v string) bool {
 // mailbox got another UIDVALIDITY, sizes and headers (read from the
 // maildir's files) do.
 func TestImportUIDLFromDovecotUIDList(t *testing.T) {
-	e := newImpEnv(t, dovecottest.WithPOP3(), dovecottest.WithConfig("pop3_uidl_format = %v-%u\npop3_save_uidl = yes"))
+	e := newImpEnv(t, dovecot.WithPOP3(), dovecot.WithConfig("pop3_uidl_format = %v-%u\npop3_save_uidl = yes"))
 	popUIDLs(t, e.dv.POP3Addr, e.user, e.dv.Password, false) // Dovecot saves these five
 	e.dv.Append(t, e.user, "INBOX", []byte("From: d@example.net\r\nSubject: after\r\n\r\nnot listed yet\r\n"))
 	uidlist := filepath.Join(e.dv.Maildir(e.user), "dovecot-uidlist")
@@ -280,7 +281,7 @@ func TestImportUIDLFromDovecotUIDList(t *testing.T) {
 // POP3 with its default pop3_uidl_format (%08Xu%08Xv) on the same maildir
 // needs no import: popbridge's default names every message the same.
 func TestImportNotNeededWithDovecotDefaultFormat(t *testing.T) {
-	e := newImpEnv(t, dovecottest.WithPOP3())
+	e := newImpEnv(t, dovecot.WithPOP3())
 	old := popUIDLs(t, e.dv.POP3Addr, e.user, e.dv.Password, true) // a client downloaded it all
 	e.serve(t)
 	if got := popUIDLs(t, e.addr, e.user, e.dv.Password, false); !reflect.DeepEqual(got, old) {

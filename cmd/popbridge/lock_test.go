@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/popbridge/popbridge/imapupstream/dovecottest"
+	"github.com/popbridge/popbridge/internal/testenv/dovecot"
 	"github.com/popbridge/popbridge/pop3/pop3test"
 )
 
@@ -46,8 +46,8 @@ func startProcess(t *testing.T, bin, cfgPath, addr string) *exec.Cmd {
 // same state file serves the user at once, with the same UIDLs, and its
 // lock still keeps a second session out.
 func TestLockOfKilledProcessIsFreed(t *testing.T) {
-	dv := dovecottest.Start(t)
-	user := dovecottest.User(t)
+	dv := dovecot.Start(t)
+	user := dovecot.User(t)
 	dv.Append(t, user, "INBOX", []byte("Subject: a\r\n\r\na\r\n"))
 	cfgPath, _, addr := stateEnv(t, dv)
 	bin := buildBinary(t)

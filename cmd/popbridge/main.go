@@ -20,7 +20,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/popbridge/popbridge/cmd/internal/config"
+	"github.com/popbridge/popbridge/internal/config"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".

@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/popbridge/popbridge/imapupstream/dovecottest"
+	"github.com/popbridge/popbridge/internal/testenv/dovecot"
 )
 
 // requireCommand finds a real client program: missing, it fails the test in
@@ -116,7 +116,7 @@ func TestDemoServesSampleMessages(t *testing.T) {
 // freeAddr returns a loopback address nothing listens on right now.
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	return dovecottest.FreeAddr(t, "127.0.0.1")
+	return dovecot.FreeAddr(t, "127.0.0.1")
 }
 
 func waitListening(t *testing.T, addr string, stderr *syncBuffer) {
@@ -135,8 +135,8 @@ func waitListening(t *testing.T, addr string, stderr *syncBuffer) {
 // TestServeWithCurl runs `popbridge serve` from a config file in front of a
 // real Dovecot and reads the mailbox with curl, a real POP3 client.
 func TestServeWithCurl(t *testing.T) {
-	dv := dovecottest.Start(t)
-	user := dovecottest.User(t)
+	dv := dovecot.Start(t)
+	user := dovecot.User(t)
 	msgs := [][]byte{
 		[]byte("Subject: one\r\n\r\nfirst\r\n"),
 		[]byte("Subject: two\r\n\r\n.\r\n..dots\r\n"),

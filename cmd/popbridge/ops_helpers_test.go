@@ -20,7 +20,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/popbridge/popbridge/cmd/internal/config"
+	"github.com/popbridge/popbridge/internal/config"
 	"github.com/popbridge/popbridge/uidmap"
 )
 

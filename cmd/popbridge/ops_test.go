@@ -21,8 +21,8 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 
-	"github.com/popbridge/popbridge/cmd/internal/config"
-	"github.com/popbridge/popbridge/imapupstream/dovecottest"
+	"github.com/popbridge/popbridge/internal/config"
+	"github.com/popbridge/popbridge/internal/testenv/dovecot"
 	"github.com/popbridge/popbridge/pop3"
 	"github.com/popbridge/popbridge/uidmap"
 )
@@ -31,8 +31,8 @@ import (
 // Dovecot behind) count it; /healthz answers; /readyz follows the state
 // store.
 func TestMetricsAndReadyz(t *testing.T) {
-	dv := dovecottest.Start(t)
-	user := dovecottest.User(t)
+	dv := dovecot.Start(t)
+	user := dovecot.User(t)
 	msg := []byte("Subject: metrics\r\nMessage-ID: <m1@test>\r\n\r\n" + strings.Repeat("a line of the body\r\n", 200))
 	dv.Append(t, user, "INBOX", msg)
 	addr := freeAddr(t)
@@ -119,8 +119,8 @@ shutdown_grace: 2s
 // period is over the session still open is cut off without UPDATE: nothing
 // is deleted.
 func TestGracefulShutdown(t *testing.T) {
-	dv := dovecottest.Start(t)
-	user := dovecottest.User(t)
+	dv := dovecot.Start(t)
+	user := dovecot.User(t)
 	big := []byte("Subject: big\r\n\r\n" + strings.Repeat(strings.Repeat("x", 76)+"\r\n", (4<<20)/78))
 	big = append(big, ".starts with a dot\r\nlast\r\n"...)
 	dv.Append(t, user, "INBOX", big)
@@ -409,8 +409,8 @@ func TestSIGHUPReloadsLogLevel(t *testing.T) {
 // then -ERR [LOGIN-DELAY] before the upstream is asked; once time has
 // passed, logins work again. Counted in the metrics.
 func TestAuthRateLimit(t *testing.T) {
-	dv := dovecottest.Start(t)
-	user := dovecottest.User(t)
+	dv := dovecot.Start(t)
+	user := dovecot.User(t)
 	addr := freeAddr(t)
 	clock := newTestClock()
 	s := startOps(t, fmt.Sprintf(`listeners:
@@ -464,8 +464,8 @@ shutdown_grace: 1s
 func TestLogsHoldNoSecrets(t *testing.T) {
 	const password = "Pw-9f3c1e-NeverLogMe"
 	const bodyLine = "BODY-4d8a2b-this-line-must-not-be-logged"
-	dv := dovecottest.Start(t, dovecottest.WithPassword(password))
-	user := dovecottest.User(t)
+	dv := dovecot.Start(t, dovecot.WithPassword(password))
+	user := dovecot.User(t)
 	dv.Append(t, user, "INBOX", []byte("Subject: secret\r\nMessage-ID: <s1@test>\r\n\r\nfirst\r\n"+bodyLine+"\r\nlast\r\n"))
 	addr := freeAddr(t)
 	s := startOps(t, fmt.Sprintf(`listeners:

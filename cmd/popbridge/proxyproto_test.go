@@ -12,7 +12,7 @@ import (
 
 	"github.com/pires/go-proxyproto"
 
-	"github.com/popbridge/popbridge/imapupstream/dovecottest"
+	"github.com/popbridge/popbridge/internal/testenv/dovecot"
 )
 
 // dialProxied connects to addr from the local IP from, as a load balancer
@@ -77,8 +77,8 @@ func (p *popConn) closedUnread() {
 // against, and the one Dovecot sees; other peers, and trusted ones without
 // a header, are refused; trusted_proxies reloads.
 func TestProxyProtocol(t *testing.T) {
-	dv := dovecottest.Start(t, dovecottest.WithConfig("login_trusted_networks = 127.0.0.0/8"))
-	user, user2 := dovecottest.User(t), dovecottest.User(t) // one maildrop lock each
+	dv := dovecot.Start(t, dovecot.WithConfig("login_trusted_networks = 127.0.0.0/8"))
+	user, user2 := dovecot.User(t), dovecot.User(t) // one maildrop lock each
 	dv.Append(t, user, "INBOX", []byte("Subject: behind a balancer\r\nMessage-ID: <lb1@test>\r\n\r\nhello\r\n"))
 	addr := freeAddr(t)
 	const frontend = "192.0.2.1:110" // where clients connected, on the balancer

@@ -4,14 +4,14 @@ import (
 	"net"
 	"testing"
 
-	"github.com/popbridge/popbridge/imapupstream/dovecottest"
+	"github.com/popbridge/popbridge/internal/testenv/dovecot"
 )
 
 // recreateInbox empties the INBOX, gives it a new UIDVALIDITY and APPENDs
 // the same messages again in reverse order: new UIDs, a new UIDVALIDITY and
 // new INTERNALDATEs, as a mailbox restored from backup or moved to another
 // server would have.
-func recreateInbox(t *testing.T, dv *dovecottest.Server, user string, msgs []imapMsg) {
+func recreateInbox(t *testing.T, dv *dovecot.Server, user string, msgs []imapMsg) {
 	t.Helper()
 	validity, _ := imapInbox(t, dv, user)
 	dv.EmptyWithNewUIDValidity(t, user, "INBOX")
@@ -28,7 +28,7 @@ func recreateInbox(t *testing.T, dv *dovecottest.Server, user string, msgs []ima
 // UIDVALIDITY, new UIDs). They must download nothing again, and a message
 // APPENDed after the reset exactly once.
 func TestClientsAfterUIDValidityReset(t *testing.T) {
-	dv := dovecottest.Start(t)
+	dv := dovecot.Start(t)
 	pki := newClientPKI(t)
 	srv := startServeAll(t, dv, pki, serveOptions{onDele: "keep"})
 	for _, kind := range clientKinds {
@@ -38,7 +38,7 @@ func TestClientsAfterUIDValidityReset(t *testing.T) {
 		t.Run(kind.name, func(t *testing.T) {
 			t.Parallel()
 			requireCommand(t, kind.command)
-			user := dovecottest.User(t)
+			user := dovecot.User(t)
 			for _, m := range initialMessages() {
 				dv.Append(t, user, "INBOX", m)
 			}

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/popbridge/popbridge/imapupstream/dovecottest"
+	"github.com/popbridge/popbridge/internal/testenv/dovecot"
 	"github.com/popbridge/popbridge/pop3/pop3test"
 )
 
@@ -86,7 +86,7 @@ func (s *switchRelay) counts() []int {
 // UIDVALIDITY and UIDs) after a run on the other instance: the UIDLs that
 // instance handed out, kept in PostgreSQL, are the ones served.
 func TestClientAlternatingInstancesKeepMode(t *testing.T) {
-	dv := dovecottest.Start(t)
+	dv := dovecot.Start(t)
 	inst := startInstances(t, dv, 2, scaleOptions{onDele: "keep"})
 	backends := []string{inst[0].Addr, inst[1].Addr}
 	between := func(i int) []byte {
@@ -99,7 +99,7 @@ func TestClientAlternatingInstancesKeepMode(t *testing.T) {
 		t.Run(kind.name, func(t *testing.T) {
 			t.Parallel()
 			requireCommand(t, kind.command)
-			user := dovecottest.User(t)
+			user := dovecot.User(t)
 			lb := startSwitch(t, backends)
 			host, port, _ := net.SplitHostPort(lb.Addr)
 			client := kind.setup(t, clientAccount{Mode: modePlain, Host: host, Port: port, User: user,
@@ -171,8 +171,8 @@ func TestClientAlternatingInstancesKeepMode(t *testing.T) {
 // polling), with the same UIDLs.
 func TestKilledInstanceLockExpiresWithinLease(t *testing.T) {
 	const lease = 2 * time.Second
-	dv := dovecottest.Start(t)
-	user := dovecottest.User(t)
+	dv := dovecot.Start(t)
+	user := dovecot.User(t)
 	for i := range 2 {
 		dv.Append(t, user, "INBOX", fmt.Appendf(nil, "Subject: %d\r\nMessage-ID: <%d@kill.example>\r\n\r\nbody %d\r\n", i, i, i))
 	}
@@ -242,8 +242,8 @@ func TestUIDValidityResetSeenByBothInstances(t *testing.T) {
 		reidentify  = `"msg":"upstream UIDVALIDITY changed: messages re-identified"`
 		ended       = `"msg":"session ended"`
 	)
-	dv := dovecottest.Start(t)
-	user := dovecottest.User(t)
+	dv := dovecot.Start(t)
+	user := dovecot.User(t)
 	for i := range 5 {
 		dv.Append(t, user, "INBOX", fmt.Appendf(nil, "Subject: %d\r\nMessage-ID: <%d@reset.example>\r\n\r\nbody %d\r\n", i, i, i))
 	}

@@ -12,9 +12,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/popbridge/popbridge/imapupstream/dovecottest"
+	"github.com/popbridge/popbridge/internal/testenv/dovecot"
+	"github.com/popbridge/popbridge/internal/testenv/postgres"
 	"github.com/popbridge/popbridge/pop3/pop3test"
-	"github.com/popbridge/popbridge/uidmap/pgstore/pgtest"
 )
 
 // scaleInstance is one `popbridge serve` process of a scale-out test: a
@@ -35,7 +35,7 @@ type scaleOptions struct {
 // startInstances runs n `popbridge serve` processes in front of dv, all with
 // the same config on one fresh PostgreSQL database (state.driver: postgres),
 // as behind a load balancer, and stops them when the test ends.
-func startInstances(t *testing.T, dv *dovecottest.Server, n int, o scaleOptions) []*scaleInstance {
+func startInstances(t *testing.T, dv *dovecot.Server, n int, o scaleOptions) []*scaleInstance {
 	t.Helper()
 	if o.onDele == "" {
 		o.onDele = "expunge"
@@ -46,7 +46,7 @@ func startInstances(t *testing.T, dv *dovecottest.Server, n int, o scaleOptions)
 	if o.lockLease == 0 {
 		o.lockLease = 2 * time.Second
 	}
-	dsn := pgtest.DSN(t)
+	dsn := postgres.DSN(t)
 	bin := buildBinary(t)
 	out := make([]*scaleInstance, n)
 	for i := range out {
@@ -129,8 +129,8 @@ func isInUse(err error) bool {
 // maildrop from a second session on the other (-ERR [IN-USE]), and a
 // message hidden through one (policy.on_dele: hide) is gone on the other.
 func TestTwoInstancesShareState(t *testing.T) {
-	dv := dovecottest.Start(t)
-	user := dovecottest.User(t)
+	dv := dovecot.Start(t)
+	user := dovecot.User(t)
 	for i := range 3 {
 		dv.Append(t, user, "INBOX", fmt.Appendf(nil, "Subject: %d\r\nMessage-ID: <%d@scale.example>\r\n\r\nbody %d\r\n", i, i, i))
 	}

@@ -14,9 +14,9 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/popbridge/popbridge/cmd/internal/config"
-	"github.com/popbridge/popbridge/cmd/internal/metrics"
 	"github.com/popbridge/popbridge/imapupstream"
+	"github.com/popbridge/popbridge/internal/config"
+	"github.com/popbridge/popbridge/internal/metrics"
 	"github.com/popbridge/popbridge/pop3"
 	"github.com/popbridge/popbridge/proxy"
 	"github.com/popbridge/popbridge/uidmap"

@@ -16,6 +16,7 @@ import (
 	"github.com/popbridge/popbridge/imapupstream"
 	"github.com/popbridge/popbridge/proxy"
 	"github.com/popbridge/popbridge/uidmap"
+	"github.com/popbridge/popbridge/uidmap/boltstore"
 )
 
 // cmdState is `popbridge state show|mark-old|reset USER`: the operator's
@@ -44,7 +45,7 @@ func cmdState(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	store, err := openStore(cfg.State)
-	if errors.Is(err, uidmap.ErrStoreBusy) {
+	if errors.Is(err, boltstore.ErrBusy) {
 		return fmt.Errorf("%w: stop popbridge first (the bolt store belongs to one process)", err)
 	}
 	if err != nil {

@@ -9,11 +9,11 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/popbridge/popbridge/imapupstream/dovecottest"
+	"github.com/popbridge/popbridge/internal/testenv/dovecot"
 )
 
 // stateEnv is a config file for a Dovecot and a bolt store.
-func stateEnv(t *testing.T, dv *dovecottest.Server) (cfgPath, pwFile, addr string) {
+func stateEnv(t *testing.T, dv *dovecot.Server) (cfgPath, pwFile, addr string) {
 	t.Helper()
 	dir := t.TempDir()
 	addr = freeAddr(t)
@@ -40,8 +40,8 @@ func runOK(t *testing.T, args ...string) string {
 }
 
 func TestStateMarkOldShowReset(t *testing.T) {
-	dv := dovecottest.Start(t)
-	user := dovecottest.User(t)
+	dv := dovecot.Start(t)
+	user := dovecot.User(t)
 	dv.Append(t, user, "INBOX", []byte("Subject: old 1\r\n\r\nold\r\n"))
 	dv.Append(t, user, "INBOX", []byte("Subject: old 2\r\n\r\nold\r\n"))
 	cfgPath, pwFile, addr := stateEnv(t, dv)
@@ -86,7 +86,7 @@ func TestStateMarkOldShowReset(t *testing.T) {
 }
 
 func TestStateMarkOldWrongPassword(t *testing.T) {
-	dv := dovecottest.Start(t)
+	dv := dovecot.Start(t)
 	cfgPath, _, _ := stateEnv(t, dv)
 	bad := filepath.Join(t.TempDir(), "pw")
 	os.WriteFile(bad, []byte("wrong\n"), 0o600)

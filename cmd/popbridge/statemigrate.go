@@ -9,6 +9,7 @@ import (
 	"reflect"
 
 	"github.com/popbridge/popbridge/uidmap"
+	"github.com/popbridge/popbridge/uidmap/boltstore"
 )
 
 // cmdStateMigrate is `popbridge state migrate -from-bolt PATH [-force]`:
@@ -35,8 +36,8 @@ func cmdStateMigrate(ctx context.Context, args []string, stdout, stderr io.Write
 		return fmt.Errorf("state migrate copies into the configured PostgreSQL store, but state.driver is %q: "+
 			"set state.driver: postgres and state.dsn (or POPBRIDGE_STATE_DRIVER and POPBRIDGE_STATE_DSN)", cfg.State.Driver)
 	}
-	src, err := uidmap.OpenBolt(*from)
-	if errors.Is(err, uidmap.ErrStoreBusy) {
+	src, err := boltstore.Open(*from)
+	if errors.Is(err, boltstore.ErrBusy) {
 		return fmt.Errorf("%w: stop the popbridge that uses it first", err)
 	}
 	if err != nil {
@@ -95,7 +96,7 @@ type migrateResult struct {
 // it. A maildrop that dst knows differently is left alone unless force.
 // Running it again finds everything present. upstream is the configured
 // upstream.address, which the maildrops are expected to belong to.
-func migrateStore(ctx context.Context, src *uidmap.BoltStore, dst uidmap.Store, upstream string, force bool) (*migrateResult, error) {
+func migrateStore(ctx context.Context, src *boltstore.Store, dst uidmap.Store, upstream string, force bool) (*migrateResult, error) {
 	keys, err := src.Maildrops(ctx)
 	if err != nil {
 		return nil, err

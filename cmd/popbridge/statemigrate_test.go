@@ -10,14 +10,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/popbridge/popbridge/internal/testenv/postgres"
 	"github.com/popbridge/popbridge/uidmap"
+	"github.com/popbridge/popbridge/uidmap/boltstore"
 	"github.com/popbridge/popbridge/uidmap/pgstore"
-	"github.com/popbridge/popbridge/uidmap/pgstore/pgtest"
 )
 
 // TestMain stops the PostgreSQL cluster that the tests of the postgres
 // driver share.
-func TestMain(m *testing.M) { os.Exit(pgtest.Run(m)) }
+func TestMain(m *testing.M) { os.Exit(postgres.Run(m)) }
 
 // postgresConfig writes a config file for the postgres driver on dsn.
 func postgresConfig(t *testing.T, upstream, dsn, extra string) string {
@@ -37,7 +38,7 @@ func postgresConfig(t *testing.T, upstream, dsn, extra string) string {
 func fillBolt(t *testing.T, path, upstream string) []uidmap.Key {
 	t.Helper()
 	ctx := context.Background()
-	s, err := uidmap.OpenBolt(path)
+	s, err := boltstore.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,7 +110,7 @@ func runState(args ...string) (code int, stdout, stderr string) {
 func compareStores(t *testing.T, boltPath, dsn string, keys []uidmap.Key) {
 	t.Helper()
 	ctx := context.Background()
-	src, err := uidmap.OpenBolt(boltPath)
+	src, err := boltstore.Open(boltPath)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,7 +142,7 @@ func TestStateMigrateFromBolt(t *testing.T) {
 	const upstream = "imap.example.net:993"
 	boltPath := filepath.Join(t.TempDir(), "state.db")
 	keys := fillBolt(t, boltPath, upstream)
-	dsn := pgtest.DSN(t)
+	dsn := postgres.DSN(t)
 	cfg := postgresConfig(t, upstream, dsn, "")
 
 	code, out, errOut := runState("migrate", "-config", cfg, "-from-bolt", boltPath)

@@ -5,8 +5,9 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/popbridge/popbridge/cmd/internal/config"
+	"github.com/popbridge/popbridge/internal/config"
 	"github.com/popbridge/popbridge/uidmap"
+	"github.com/popbridge/popbridge/uidmap/boltstore"
 	"github.com/popbridge/popbridge/uidmap/pgstore"
 )
 
@@ -19,7 +20,7 @@ const storeOpenTimeout = 30 * time.Second
 func openStore(sc config.State) (uidmap.Store, error) {
 	switch sc.Driver {
 	case "bolt":
-		return uidmap.OpenBolt(sc.Path)
+		return boltstore.Open(sc.Path)
 	case "postgres":
 		ctx, cancel := context.WithTimeout(context.Background(), storeOpenTimeout)
 		defer cancel()

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/popbridge/popbridge/uidmap"
+	"github.com/popbridge/popbridge/uidmap/boltstore"
 )
 
 // holdLocked makes another process (flock(1)) hold an exclusive lock on
@@ -49,13 +49,13 @@ func holdLocked(t *testing.T, path string) {
 }
 
 // TestServeStateFileBusy: another process holds the bolt state file.
-// uidmap.OpenBolt gives up after its one-second timeout with ErrStoreBusy,
+// boltstore.Open gives up after its one-second timeout with ErrBusy,
 // and `popbridge serve` exits 1 with a message naming the file and the
 // reason, without listening: two processes never share a bolt file.
 func TestServeStateFileBusy(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "state.db")
-	s, err := uidmap.OpenBolt(path)
+	s, err := boltstore.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,13 +65,13 @@ func TestServeStateFileBusy(t *testing.T) {
 	holdLocked(t, path)
 
 	start := time.Now()
-	if s, err := uidmap.OpenBolt(path); !errors.Is(err, uidmap.ErrStoreBusy) {
+	if s, err := boltstore.Open(path); !errors.Is(err, boltstore.ErrBusy) {
 		if err == nil {
 			s.Close()
 		}
-		t.Fatalf("OpenBolt of a file another process holds: %v, want ErrStoreBusy", err)
+		t.Fatalf("boltstore.Open of a file another process holds: %v, want ErrBusy", err)
 	}
-	t.Logf("OpenBolt: ErrStoreBusy after %v", time.Since(start).Round(time.Millisecond))
+	t.Logf("boltstore.Open: ErrBusy after %v", time.Since(start).Round(time.Millisecond))
 
 	addr := freeAddr(t)
 	cfgPath := filepath.Join(dir, "config.yaml")

@@ -7,7 +7,7 @@ import (
 	"net"
 	"sync/atomic"
 
-	"github.com/popbridge/popbridge/cmd/internal/config"
+	"github.com/popbridge/popbridge/internal/config"
 )
 
 var tlsVersions = map[string]uint16{

@@ -5,9 +5,10 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/popbridge/popbridge/internal/testenv/postgres"
 	"github.com/popbridge/popbridge/uidmap"
+	"github.com/popbridge/popbridge/uidmap/boltstore"
 	"github.com/popbridge/popbridge/uidmap/pgstore"
-	"github.com/popbridge/popbridge/uidmap/pgstore/pgtest"
 	"github.com/popbridge/popbridge/uidmap/storetest"
 )
 
@@ -27,14 +28,14 @@ func BenchmarkResolve50k(b *testing.B) {
 		open func(b *testing.B) uidmap.Store // an empty store
 	}{
 		{"bolt", func(b *testing.B) uidmap.Store {
-			s, err := uidmap.OpenBolt(filepath.Join(b.TempDir(), "state.db"))
+			s, err := boltstore.Open(filepath.Join(b.TempDir(), "state.db"))
 			if err != nil {
 				b.Fatal(err)
 			}
 			return s
 		}},
 		{"postgres", func(b *testing.B) uidmap.Store {
-			s, err := pgstore.Open(ctx, pgtest.DSN(b), pgstore.Options{})
+			s, err := pgstore.Open(ctx, postgres.DSN(b), pgstore.Options{})
 			if err != nil {
 				b.Fatal(err)
 			}

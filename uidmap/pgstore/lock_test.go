@@ -7,15 +7,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/popbridge/popbridge/imapupstream/faultrelay"
+	"github.com/popbridge/popbridge/internal/faultrelay"
+	"github.com/popbridge/popbridge/internal/testenv/postgres"
 	"github.com/popbridge/popbridge/uidmap"
 	"github.com/popbridge/popbridge/uidmap/pgstore"
-	"github.com/popbridge/popbridge/uidmap/pgstore/pgtest"
 )
 
 // Two Stores on one database are two popbridge instances.
 func twoInstances(t *testing.T, lease time.Duration) (a, b *pgstore.Store, dsn string) {
-	dsn = pgtest.DSN(t)
+	dsn = postgres.DSN(t)
 	opts := pgstore.Options{LockLease: lease}
 	return open(t, dsn, opts), open(t, dsn, opts), dsn
 }
@@ -160,7 +160,7 @@ func TestTakenOverLeaseIsLost(t *testing.T) {
 func TestUnrenewedLeaseIsLostBeforeItExpires(t *testing.T) {
 	t.Parallel()
 	const lease = 2 * time.Second
-	dsn := pgtest.DSN(t)
+	dsn := postgres.DSN(t)
 	relay := faultrelay.Start(t, strings.Split(strings.TrimPrefix(dsn, "postgres://postgres@"), "/")[0])
 	a := open(t, strings.Replace(dsn, relay.Upstream(), relay.Addr(), 1), pgstore.Options{LockLease: lease})
 	b := open(t, dsn, pgstore.Options{LockLease: lease})

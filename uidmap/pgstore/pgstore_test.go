@@ -12,14 +12,14 @@ import (
 	"github.com/jackc/pgx/v5"
 	"go.uber.org/goleak"
 
+	"github.com/popbridge/popbridge/internal/testenv/postgres"
 	"github.com/popbridge/popbridge/uidmap"
 	"github.com/popbridge/popbridge/uidmap/pgstore"
-	"github.com/popbridge/popbridge/uidmap/pgstore/pgtest"
 	"github.com/popbridge/popbridge/uidmap/storetest"
 )
 
 func TestMain(m *testing.M) {
-	code := pgtest.Run(m)
+	code := postgres.Run(m)
 	if code == 0 {
 		// Every Store's renewer and pool must be gone with Close.
 		if err := goleak.Find(); err != nil {
@@ -46,7 +46,7 @@ func open(t testing.TB, dsn string, opts pgstore.Options) *pgstore.Store {
 
 func TestStore(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) uidmap.Store {
-		return open(t, pgtest.DSN(t), pgstore.Options{})
+		return open(t, postgres.DSN(t), pgstore.Options{})
 	})
 }
 
@@ -54,7 +54,7 @@ func TestStore(t *testing.T) {
 // without error (the advisory lock makes all but one wait and then find it
 // done), and share the result.
 func TestConcurrentOpenMigratesOnce(t *testing.T) {
-	dsn := pgtest.DSN(t)
+	dsn := postgres.DSN(t)
 	var wg sync.WaitGroup
 	stores := make([]*pgstore.Store, 4)
 	errs := make([]error, 4)
@@ -89,7 +89,7 @@ func TestConcurrentOpenMigratesOnce(t *testing.T) {
 }
 
 func TestReopenKeepsState(t *testing.T) {
-	dsn := pgtest.DSN(t)
+	dsn := postgres.DSN(t)
 	ctx := context.Background()
 	s := open(t, dsn, pgstore.Options{})
 	if err := s.Apply(ctx, key, &uidmap.Change{UIDValidity: 9, Put: []uidmap.Record{{UID: 4, UIDL: "kept"}}}); err != nil {
@@ -103,7 +103,7 @@ func TestReopenKeepsState(t *testing.T) {
 }
 
 func TestNewerSchemaIsRefused(t *testing.T) {
-	dsn := pgtest.DSN(t)
+	dsn := postgres.DSN(t)
 	open(t, dsn, pgstore.Options{}).Close()
 	if _, err := adminConn(t, dsn).Exec(context.Background(), `UPDATE popbridge_schema_version SET version = version + 1`); err != nil {
 		t.Fatal(err)

@@ -8,9 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/popbridge/popbridge/internal/testenv/postgres"
 	"github.com/popbridge/popbridge/uidmap"
 	"github.com/popbridge/popbridge/uidmap/pgstore"
-	"github.com/popbridge/popbridge/uidmap/pgstore/pgtest"
 )
 
 // Sessions on two instances that see a maildrop at the same moment, for
@@ -19,7 +19,7 @@ import (
 // the winner's state. Each session names messages with its own format, so
 // a second winner would show.
 func TestConcurrentSessionsOnTwoInstancesAgree(t *testing.T) {
-	dsn := pgtest.DSN(t)
+	dsn := postgres.DSN(t)
 	stores := []*pgstore.Store{open(t, dsn, pgstore.Options{}), open(t, dsn, pgstore.Options{})}
 	const n = 300
 	mailbox := func(firstUID uint32) ([]uidmap.Message, uidmap.Identifier) {

@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/popbridge/popbridge/imapupstream/dovecottest"
+	"github.com/popbridge/popbridge/internal/testenv/dovecot"
 )
 
 // DefaultDir is where the harness looks for the extracted courier-imap
@@ -138,7 +138,7 @@ func Start(t testing.TB, opts ...Option) *Server {
 		}
 	})
 	for attempt := 1; ; attempt++ {
-		s.IMAPAddr = dovecottest.FreeAddr(t, "127.0.0.1")
+		s.IMAPAddr = dovecot.FreeAddr(t, "127.0.0.1")
 		err := s.launch()
 		if err == nil {
 			return s

@@ -1,4 +1,4 @@
-package dovecottest
+package dovecot
 
 import (
 	"crypto/rand"
@@ -53,7 +53,7 @@ func (ti *tokenInfo) config() string {
 // IssueToken returns a new bearer token that logs in as user (WithOAuth2).
 func (s *Server) IssueToken(user string) string {
 	if s.tokenInfo == nil {
-		panic("dovecottest: IssueToken needs WithOAuth2")
+		panic("dovecot: IssueToken needs WithOAuth2")
 	}
 	var b [16]byte
 	rand.Read(b[:])

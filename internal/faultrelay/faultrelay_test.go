@@ -15,7 +15,7 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/popbridge/popbridge/imapupstream/faultrelay"
+	"github.com/popbridge/popbridge/internal/faultrelay"
 )
 
 func TestMain(m *testing.M) {

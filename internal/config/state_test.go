@@ -62,7 +62,7 @@ func TestStateLockLeaseTooShort(t *testing.T) {
 
 // config.yaml.example documents the state keys with their defaults.
 func TestStateExampleMatchesDefaults(t *testing.T) {
-	cfg, err := Load("../../../config.yaml.example", []string{"POPBRIDGE_UPSTREAM_ADDRESS=imap.example.net:993"})
+	cfg, err := Load("../../config.yaml.example", []string{"POPBRIDGE_UPSTREAM_ADDRESS=imap.example.net:993"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package dovecottest
+package dovecot
 
 import (
 	"crypto/rand"
@@ -45,7 +45,7 @@ func (s *Server) Client(t testing.TB, user string) *imapclient.Client {
 	t.Helper()
 	c, err := s.dial(user)
 	if err != nil {
-		t.Fatalf("dovecottest: %v", err)
+		t.Fatalf("dovecot: %v", err)
 	}
 	t.Cleanup(func() { c.Close() })
 	return c
@@ -69,7 +69,7 @@ func (s *Server) Append(t testing.TB, user, mailbox string, msg []byte, flags ..
 	t.Helper()
 	uid, err := s.appendMsg(user, mailbox, msg, flags)
 	if err != nil {
-		t.Fatalf("dovecottest: append to %s/%s: %v", user, mailbox, err)
+		t.Fatalf("dovecot: append to %s/%s: %v", user, mailbox, err)
 	}
 	return uid
 }
@@ -130,10 +130,10 @@ func (s *Server) FillMaildir(t testing.TB, user string, n int, msg func(i int) [
 	home := filepath.Dir(md)
 	for _, d := range []string{home, md, filepath.Join(md, "cur"), filepath.Join(md, "new"), filepath.Join(md, "tmp")} {
 		if err := os.Mkdir(d, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
-			t.Fatalf("dovecottest: %v", err)
+			t.Fatalf("dovecot: %v", err)
 		}
 		if err := os.Chown(d, mailUID, mailGID); err != nil {
-			t.Fatalf("dovecottest: %v", err)
+			t.Fatalf("dovecot: %v", err)
 		}
 	}
 	var rnd [4]byte
@@ -144,10 +144,10 @@ func (s *Server) FillMaildir(t testing.TB, user string, n int, msg func(i int) [
 		// Base name sorts in creation order; S= lets Dovecot skip stat-ing sizes.
 		name := filepath.Join(md, "cur", fmt.Sprintf("%s%08d.localhost,S=%d:2,", prefix, i, len(data)))
 		if err := os.WriteFile(name, data, 0o600); err != nil {
-			t.Fatalf("dovecottest: %v", err)
+			t.Fatalf("dovecot: %v", err)
 		}
 		if err := os.Chown(name, mailUID, mailGID); err != nil {
-			t.Fatalf("dovecottest: %v", err)
+			t.Fatalf("dovecot: %v", err)
 		}
 	}
 }
@@ -168,25 +168,25 @@ func (s *Server) EmptyWithNewUIDValidity(t testing.TB, user, mailbox string) uin
 	t.Helper()
 	c, err := s.dial(user)
 	if err != nil {
-		t.Fatalf("dovecottest: %v", err)
+		t.Fatalf("dovecot: %v", err)
 	}
 	defer c.Close()
 	sel, err := c.Select(mailbox, nil).Wait()
 	if err != nil {
-		t.Fatalf("dovecottest: select %s: %v", mailbox, err)
+		t.Fatalf("dovecot: select %s: %v", mailbox, err)
 	}
 	if sel.NumMessages > 0 {
 		var all imap.UIDSet
 		all.AddRange(1, 0)
 		if err := c.Store(all, &imap.StoreFlags{Op: imap.StoreFlagsAdd, Flags: []imap.Flag{imap.FlagDeleted}, Silent: true}, nil).Close(); err != nil {
-			t.Fatalf("dovecottest: %v", err)
+			t.Fatalf("dovecot: %v", err)
 		}
 		if err := c.Expunge().Close(); err != nil {
-			t.Fatalf("dovecottest: %v", err)
+			t.Fatalf("dovecot: %v", err)
 		}
 	}
 	if err := c.Unselect().Wait(); err != nil {
-		t.Fatalf("dovecottest: %v", err)
+		t.Fatalf("dovecot: %v", err)
 	}
 	next := sel.UIDValidity + 1000
 	s.Doveadm(t, "mailbox", "update", "-u", user, "--uid-validity", strconv.FormatUint(uint64(next), 10), mailbox)

@@ -1,11 +1,11 @@
-// Package pgtest runs a real, throw-away PostgreSQL (Debian's postgresql
+// Package postgres runs a real, throw-away PostgreSQL (Debian's postgresql
 // package) for tests, one cluster per test binary, and gives each test a
 // database of its own in it.
 //
-//	func TestMain(m *testing.M) { os.Exit(pgtest.Run(m)) }
+//	func TestMain(m *testing.M) { os.Exit(postgres.Run(m)) }
 //
 //	func TestSomething(t *testing.T) {
-//		dsn := pgtest.DSN(t) // a fresh, empty database, dropped when the test ends
+//		dsn := postgres.DSN(t) // a fresh, empty database, dropped when the test ends
 //		...
 //	}
 //
@@ -29,4 +29,4 @@
 // When the binaries are missing the test is skipped with a hint, or fails
 // when the environment variable CI is set, so that CI never silently skips
 // these tests. Install them with: apt-get install postgresql.
-package pgtest
+package postgres

@@ -1,4 +1,4 @@
-package uidmap
+package boltstore
 
 import (
 	"context"
@@ -7,16 +7,18 @@ import (
 	"fmt"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/popbridge/popbridge/uidmap"
 )
 
 // Maildrops lists every maildrop the store holds state for, in the order
 // of their encoded keys. It is not part of Store: it serves copying an
 // embedded store elsewhere (popbridge state migrate).
-func (s *BoltStore) Maildrops(ctx context.Context) ([]Key, error) {
+func (s *Store) Maildrops(ctx context.Context) ([]uidmap.Key, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	var keys []Key
+	var keys []uidmap.Key
 	err := s.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketMaildrops).ForEachBucket(func(k []byte) error {
 			key, err := parseBoltKey(k)
@@ -28,7 +30,7 @@ func (s *BoltStore) Maildrops(ctx context.Context) ([]Key, error) {
 		})
 	})
 	if err != nil {
-		return nil, fmt.Errorf("uidmap: list maildrops: %w", err)
+		return nil, fmt.Errorf("boltstore: list maildrops: %w", err)
 	}
 	return keys, nil
 }
@@ -36,18 +38,18 @@ func (s *BoltStore) Maildrops(ctx context.Context) ([]Key, error) {
 var errCorruptKey = errors.New("corrupt key")
 
 // parseBoltKey undoes boltKey.
-func parseBoltKey(b []byte) (Key, error) {
+func parseBoltKey(b []byte) (uidmap.Key, error) {
 	var parts [3]string
 	for i := range parts {
 		l, n := binary.Uvarint(b)
 		if n <= 0 || uint64(len(b)-n) < l {
-			return Key{}, errCorruptKey
+			return uidmap.Key{}, errCorruptKey
 		}
 		parts[i] = string(b[n : n+int(l)])
 		b = b[n+int(l):]
 	}
 	if len(b) != 0 {
-		return Key{}, errCorruptKey
+		return uidmap.Key{}, errCorruptKey
 	}
-	return Key{Upstream: parts[0], User: parts[1], Mailbox: parts[2]}, nil
+	return uidmap.Key{Upstream: parts[0], User: parts[1], Mailbox: parts[2]}, nil
 }

@@ -1,4 +1,4 @@
-package pgtest
+package postgres
 
 import (
 	"context"
@@ -27,7 +27,7 @@ var shared struct {
 // Run runs the package's tests and stops the shared cluster after them, if
 // they started it. Call it from TestMain:
 //
-//	func TestMain(m *testing.M) { os.Exit(pgtest.Run(m)) }
+//	func TestMain(m *testing.M) { os.Exit(postgres.Run(m)) }
 func Run(m *testing.M) int {
 	shared.runCalled.Store(true)
 	code := m.Run()
@@ -60,13 +60,13 @@ func stopShared() error {
 func Shared(t testing.TB) *Cluster {
 	t.Helper()
 	if !shared.runCalled.Load() {
-		t.Fatal("pgtest: the package's TestMain must call pgtest.Run, which stops the cluster after the tests")
+		t.Fatal("postgres: the package's TestMain must call postgres.Run, which stops the cluster after the tests")
 	}
 	if err := available(); err != nil {
 		if os.Getenv("CI") != "" {
-			t.Fatalf("pgtest: %v", err)
+			t.Fatalf("postgres: %v", err)
 		}
-		t.Skipf("pgtest: %v", err)
+		t.Skipf("postgres: %v", err)
 	}
 	shared.once.Do(func() {
 		shared.cluster, shared.err = startCluster()
@@ -78,7 +78,7 @@ func Shared(t testing.TB) *Cluster {
 		shared.conn, shared.err = pgx.Connect(ctx, shared.cluster.AdminDSN())
 	})
 	if shared.err != nil {
-		t.Fatalf("pgtest: %v", shared.err)
+		t.Fatalf("postgres: %v", shared.err)
 	}
 	return shared.cluster
 }
@@ -109,7 +109,7 @@ func DSN(t testing.TB) string {
 		create += " STRATEGY FILE_COPY"
 	}
 	if err := admin(create); err != nil {
-		t.Fatalf("pgtest: %v", err)
+		t.Fatalf("postgres: %v", err)
 	}
 	t.Cleanup(func() {
 		shared.mu.Lock()
@@ -123,7 +123,7 @@ func DSN(t testing.TB) string {
 			drop += " WITH (FORCE)"
 		}
 		if err := admin(drop); err != nil {
-			t.Errorf("pgtest: %v", err)
+			t.Errorf("postgres: %v", err)
 		}
 	})
 	return c.dsn(name)

@@ -1,4 +1,4 @@
-package dovecottest
+package dovecot
 
 import (
 	"math/rand/v2"
@@ -30,6 +30,6 @@ func FreeAddr(t testing.TB, host string) string {
 		l.Close()
 		return addr
 	}
-	t.Fatalf("dovecottest: no free port on %s", host)
+	t.Fatalf("dovecot: no free port on %s", host)
 	return ""
 }

@@ -1,4 +1,4 @@
-package dovecottest_test
+package dovecot_test
 
 import (
 	"bufio"
@@ -15,7 +15,7 @@ import (
 	"github.com/emersion/go-imap/v2/imapclient"
 	"go.uber.org/goleak"
 
-	"github.com/popbridge/popbridge/imapupstream/dovecottest"
+	"github.com/popbridge/popbridge/internal/testenv/dovecot"
 )
 
 func TestMain(m *testing.M) {
@@ -24,10 +24,10 @@ func TestMain(m *testing.M) {
 
 func TestStartLoginAppend(t *testing.T) {
 	t0 := time.Now()
-	srv := dovecottest.Start(t)
+	srv := dovecot.Start(t)
 	t.Logf("Dovecot started in %v", time.Since(t0))
 
-	user := dovecottest.User(t)
+	user := dovecot.User(t)
 	uid1 := srv.Append(t, user, "INBOX", []byte("Subject: one\r\n\r\nbody\r\n"))
 	uid2 := srv.Append(t, user, "INBOX", []byte("Subject: two\r\n\r\nbody\r\n"), imap.FlagSeen)
 	if uid1 == 0 || uid2 != uid1+1 {
@@ -63,8 +63,8 @@ func TestStartLoginAppend(t *testing.T) {
 }
 
 func TestStopRestart(t *testing.T) {
-	srv := dovecottest.Start(t)
-	user := dovecottest.User(t)
+	srv := dovecot.Start(t)
+	user := dovecot.User(t)
 	srv.Append(t, user, "INBOX", []byte("Subject: keep\r\n\r\n"))
 	srv.Stop(t)
 	if c, err := net.DialTimeout("tcp", srv.IMAPAddr, time.Second); err == nil {
@@ -82,14 +82,14 @@ func TestStopRestart(t *testing.T) {
 }
 
 func TestTLS(t *testing.T) {
-	srv := dovecottest.Start(t, dovecottest.WithTLS(), dovecottest.WithPOP3())
+	srv := dovecot.Start(t, dovecot.WithTLS(), dovecot.WithPOP3())
 	if srv.IMAPSAddr == "" || srv.POP3Addr == "" || srv.POP3SAddr == "" || len(srv.CACertPEM) == 0 {
 		t.Fatalf("addresses: %+v", srv)
 	}
 	if _, err := os.Stat(srv.CAFile); err != nil {
 		t.Fatal(err)
 	}
-	user := dovecottest.User(t)
+	user := dovecot.User(t)
 
 	c, err := imapclient.DialTLS(srv.IMAPSAddr, &imapclient.Options{TLSConfig: srv.TLSConfig()})
 	if err != nil {
@@ -146,8 +146,8 @@ func TestTLS(t *testing.T) {
 }
 
 func TestWithoutCapabilities(t *testing.T) {
-	srv := dovecottest.Start(t, dovecottest.WithoutCapabilities("UIDPLUS", "MOVE"))
-	c := srv.Client(t, dovecottest.User(t))
+	srv := dovecot.Start(t, dovecot.WithoutCapabilities("UIDPLUS", "MOVE"))
+	c := srv.Client(t, dovecot.User(t))
 	caps := c.Caps()
 	if caps.Has(imap.CapUIDPlus) || caps.Has(imap.CapMove) {
 		t.Fatalf("capabilities still advertised: %v", caps)
@@ -158,10 +158,10 @@ func TestWithoutCapabilities(t *testing.T) {
 }
 
 func TestMasterUserAndConfig(t *testing.T) {
-	srv := dovecottest.Start(t,
-		dovecottest.WithMasterUser("admin", "masterpw"),
-		dovecottest.WithConfig("login_greeting = hello from dovecottest"))
-	user := dovecottest.User(t)
+	srv := dovecot.Start(t,
+		dovecot.WithMasterUser("admin", "masterpw"),
+		dovecot.WithConfig("login_greeting = hello from dovecottest"))
+	user := dovecot.User(t)
 	srv.Append(t, user, "INBOX", []byte("Subject: m\r\n\r\n"))
 
 	c, err := imapclient.DialInsecure(srv.IMAPAddr, nil)
@@ -189,8 +189,8 @@ func TestMasterUserAndConfig(t *testing.T) {
 }
 
 func TestFillMaildir(t *testing.T) {
-	srv := dovecottest.Start(t)
-	user := dovecottest.User(t)
+	srv := dovecot.Start(t)
+	user := dovecot.User(t)
 	srv.FillMaildir(t, user, 100, func(i int) []byte {
 		return []byte("Subject: filled\r\n\r\n" + strings.Repeat("x", i) + "\r\n")
 	})
@@ -205,8 +205,8 @@ func TestParallelServers(t *testing.T) {
 	for i := range 3 {
 		t.Run(string(rune('a'+i)), func(t *testing.T) {
 			t.Parallel()
-			srv := dovecottest.Start(t)
-			srv.Append(t, dovecottest.User(t), "INBOX", []byte("Subject: p\r\n\r\n"))
+			srv := dovecot.Start(t)
+			srv.Append(t, dovecot.User(t), "INBOX", []byte("Subject: p\r\n\r\n"))
 		})
 	}
 }

@@ -1,8 +1,8 @@
-// Package dovecottest runs a real, throw-away Dovecot (Debian's dovecot-imapd,
+// Package dovecot runs a real, throw-away Dovecot (Debian's dovecot-imapd,
 // and dovecot-pop3d with WithPOP3) for tests.
 //
-//	srv := dovecottest.Start(t)                 // or Start(t, WithTLS(), WithPOP3(), …)
-//	user := dovecottest.User(t)                 // a fresh user name: any name logs in
+//	srv := dovecot.Start(t)                 // or Start(t, WithTLS(), WithPOP3(), …)
+//	user := dovecot.User(t)                 // a fresh user name: any name logs in
 //	uid := srv.Append(t, user, "INBOX", msg)    // APPENDUID
 //	c := srv.Client(t, user)                    // a logged-in go-imap client
 //	... Dial srv.IMAPAddr with user / srv.Password ...
@@ -37,4 +37,4 @@
 //
 // Start takes about 120–150 ms on a 2-core machine and stopping at the end
 // about 30 ms, so one server per test is fine; there is no shared server.
-package dovecottest
+package dovecot

@@ -1,4 +1,4 @@
-package dovecottest
+package dovecot
 
 import (
 	"bufio"
@@ -130,7 +130,7 @@ func Start(t testing.TB, opts ...Option) *Server {
 		o.password = DefaultPassword
 	}
 	if strings.ContainsAny(o.password, " \t\r\n\"'") {
-		t.Fatalf("dovecottest: password %q must not contain spaces or quotes", o.password)
+		t.Fatalf("dovecot: password %q must not contain spaces or quotes", o.password)
 	}
 
 	dir := makeServerDir(t)
@@ -153,7 +153,7 @@ func Start(t testing.TB, opts ...Option) *Server {
 	if o.tls {
 		pki, err := newTestPKI()
 		if err != nil {
-			t.Fatalf("dovecottest: %v", err)
+			t.Fatalf("dovecot: %v", err)
 		}
 		s.CACertPEM = pki.caPEM
 		s.CAFile = filepath.Join(dir, "ca.pem")
@@ -163,7 +163,7 @@ func Start(t testing.TB, opts ...Option) *Server {
 	}
 	if o.masterUser != "" {
 		if strings.ContainsAny(o.masterUser+o.masterPassword, ":\n") {
-			t.Fatalf("dovecottest: master user name and password must not contain ':' or newlines")
+			t.Fatalf("dovecot: master user name and password must not contain ':' or newlines")
 		}
 		s.MasterUser, s.MasterPassword = o.masterUser, o.masterPassword
 		s.params.masterUser = o.masterUser
@@ -182,7 +182,7 @@ func Start(t testing.TB, opts ...Option) *Server {
 	// removal, so it runs before it), and print its log first if the test failed.
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Logf("dovecottest: Dovecot log (%s):\n%s", s.LogFile, s.Log())
+			t.Logf("dovecot: Dovecot log (%s):\n%s", s.LogFile, s.Log())
 		}
 		s.stop(t, cleanupGrace)
 	})
@@ -200,10 +200,10 @@ func Start(t testing.TB, opts ...Option) *Server {
 			return s
 		}
 		if attempt < 5 && strings.Contains(err.Error(), "in use") {
-			t.Logf("dovecottest: %v; retrying with other ports", err)
+			t.Logf("dovecot: %v; retrying with other ports", err)
 			continue
 		}
-		t.Fatalf("dovecottest: start: %v\nlog:\n%s", err, s.Log())
+		t.Fatalf("dovecot: start: %v\nlog:\n%s", err, s.Log())
 	}
 }
 
@@ -216,10 +216,10 @@ func requireDovecot(t testing.TB) {
 		fail = t.Fatalf
 	}
 	if _, err := os.Stat(DovecotBin); err != nil {
-		fail("dovecottest: %s not found (%v): install Dovecot with `apt-get install dovecot-imapd dovecot-pop3d`", DovecotBin, err)
+		fail("dovecot: %s not found (%v): install Dovecot with `apt-get install dovecot-imapd dovecot-pop3d`", DovecotBin, err)
 	}
 	if os.Geteuid() != 0 {
-		fail("dovecottest: running Dovecot for tests needs root (mail is stored as the user mail, uid 8)")
+		fail("dovecot: running Dovecot for tests needs root (mail is stored as the user mail, uid 8)")
 	}
 }
 
@@ -234,23 +234,23 @@ func makeServerDir(t testing.TB) string {
 	}
 	dir, err := os.MkdirTemp(parent, "dvt")
 	if err != nil {
-		t.Fatalf("dovecottest: %v", err)
+		t.Fatalf("dovecot: %v", err)
 	}
 	t.Cleanup(func() {
 		if err := os.RemoveAll(dir); err != nil {
-			t.Logf("dovecottest: remove %s: %v", dir, err)
+			t.Logf("dovecot: remove %s: %v", dir, err)
 		}
 	})
 	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatalf("dovecottest: %v", err)
+		t.Fatalf("dovecot: %v", err)
 	}
 	for _, sub := range []string{"run", "state", "home"} {
 		if err := os.Mkdir(filepath.Join(dir, sub), 0o755); err != nil {
-			t.Fatalf("dovecottest: %v", err)
+			t.Fatalf("dovecot: %v", err)
 		}
 	}
 	if err := os.Chown(filepath.Join(dir, "home"), mailUID, mailGID); err != nil {
-		t.Fatalf("dovecottest: %v", err)
+		t.Fatalf("dovecot: %v", err)
 	}
 	return dir
 }
@@ -258,7 +258,7 @@ func makeServerDir(t testing.TB) string {
 func mustWrite(t testing.TB, path string, data []byte, perm os.FileMode) {
 	t.Helper()
 	if err := os.WriteFile(path, data, perm); err != nil {
-		t.Fatalf("dovecottest: %v", err)
+		t.Fatalf("dovecot: %v", err)
 	}
 }
 
@@ -424,7 +424,7 @@ func (s *Server) Restart(t testing.TB) {
 		}
 		time.Sleep(50 * time.Millisecond) // the port may be in TIME_WAIT or briefly taken
 	}
-	t.Fatalf("dovecottest: restart: %v\nlog:\n%s", err, s.Log())
+	t.Fatalf("dovecot: restart: %v\nlog:\n%s", err, s.Log())
 }
 
 func (s *Server) stop(t testing.TB, grace time.Duration) {
@@ -453,7 +453,7 @@ func (s *Server) stop(t testing.TB, grace time.Duration) {
 		select {
 		case <-exited:
 		case <-time.After(stopTimeout):
-			t.Errorf("dovecottest: Dovecot (pid %d) did not exit after SIGKILL", pgid)
+			t.Errorf("dovecot: Dovecot (pid %d) did not exit after SIGKILL", pgid)
 		}
 	}
 	// Whatever the master left behind (it normally takes its children along).
@@ -482,7 +482,7 @@ func (s *Server) Doveadm(t testing.TB, args ...string) string {
 	t.Helper()
 	out, err := s.DoveadmErr(args...)
 	if err != nil {
-		t.Fatalf("dovecottest: doveadm %s: %v", strings.Join(args, " "), err)
+		t.Fatalf("dovecot: doveadm %s: %v", strings.Join(args, " "), err)
 	}
 	return out
 }
@@ -505,7 +505,7 @@ func (s *Server) capabilitiesWithout(t testing.TB, without []string) []string {
 	t.Helper()
 	home := filepath.Join(s.Dir, "capprobe")
 	if err := os.Mkdir(home, 0o700); err != nil {
-		t.Fatalf("dovecottest: %v", err)
+		t.Fatalf("dovecot: %v", err)
 	}
 	os.Chown(home, mailUID, mailGID)
 	defer os.RemoveAll(home)
@@ -522,7 +522,7 @@ func (s *Server) capabilitiesWithout(t testing.TB, without []string) []string {
 		}
 	}
 	if len(caps) == 0 {
-		t.Fatalf("dovecottest: could not read Dovecot's default capabilities (%v): %s", err, out)
+		t.Fatalf("dovecot: could not read Dovecot's default capabilities (%v): %s", err, out)
 	}
 	drop := make(map[string]bool, len(without))
 	for _, c := range without {

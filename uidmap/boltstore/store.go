@@ -1,4 +1,4 @@
-package uidmap
+package boltstore
 
 import (
 	"context"
@@ -8,16 +8,20 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/popbridge/popbridge/uidmap"
 )
 
-// BoltStore is the embedded Store (state.driver: bolt): one bbolt file that
-// one popbridge process owns. bbolt's file lock keeps a second process out,
-// so the maildrop lock can live in this process's memory, and a crashed
-// process's locks die with it.
-type BoltStore struct {
+// Store is the embedded uidmap.Store (state.driver: bolt): one bbolt file
+// that one popbridge process owns. bbolt's file lock keeps a second process
+// out, so the maildrop lock can live in this process's memory, and a
+// crashed process's locks die with it.
+type Store struct {
 	db    *bolt.DB
-	locks *lockTable
+	locks *uidmap.LocalLocks
 }
+
+var _ uidmap.Store = (*Store)(nil)
 
 // Layout: bucket "maildrops" → one bucket per Key → "uidvalidity" (4 bytes)
 // and bucket "uids" → UID (4 bytes, big-endian, so keys sort by UID) →
@@ -28,32 +32,32 @@ var (
 	bucketUIDs      = []byte("uids")
 )
 
-// ErrStoreBusy is returned by OpenBolt when another process holds the file.
-var ErrStoreBusy = errors.New("uidmap: the state file is in use by another process")
+// ErrBusy is returned by Open when another process holds the file.
+var ErrBusy = errors.New("boltstore: the state file is in use by another process")
 
-// OpenBolt opens (creating if needed) the store file at path. A file that
+// Open opens (creating if needed) the store file at path. A file that
 // another process holds, or that is not a valid store, is an error: a damaged
 // map is never silently replaced by a fresh one.
-func OpenBolt(path string) (*BoltStore, error) {
+func Open(path string) (*Store, error) {
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
 	if errors.Is(err, bolt.ErrTimeout) {
-		return nil, fmt.Errorf("%w: %s", ErrStoreBusy, path)
+		return nil, fmt.Errorf("%w: %s", ErrBusy, path)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("uidmap: open %s: %w", path, err)
+		return nil, fmt.Errorf("boltstore: open %s: %w", path, err)
 	}
 	if err := db.Update(func(tx *bolt.Tx) error {
 		_, err := tx.CreateBucketIfNotExists(bucketMaildrops)
 		return err
 	}); err != nil {
 		db.Close()
-		return nil, fmt.Errorf("uidmap: init %s: %w", path, err)
+		return nil, fmt.Errorf("boltstore: init %s: %w", path, err)
 	}
-	return &BoltStore{db: db, locks: newLockTable()}, nil
+	return &Store{db: db, locks: uidmap.NewLocalLocks()}, nil
 }
 
 // boltKey encodes a Key unambiguously: each part length-prefixed.
-func boltKey(k Key) []byte {
+func boltKey(k uidmap.Key) []byte {
 	var b []byte
 	for _, part := range []string{k.Upstream, k.User, k.Mailbox} {
 		b = binary.AppendUvarint(b, uint64(len(part)))
@@ -65,11 +69,11 @@ func boltKey(k Key) []byte {
 func uidKey(uid uint32) []byte { return binary.BigEndian.AppendUint32(nil, uid) }
 
 // Load implements Store: one read transaction for the whole maildrop.
-func (s *BoltStore) Load(ctx context.Context, key Key) (*Maildrop, error) {
+func (s *Store) Load(ctx context.Context, key uidmap.Key) (*uidmap.Maildrop, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	out := &Maildrop{}
+	out := &uidmap.Maildrop{}
 	err := s.db.View(func(tx *bolt.Tx) error {
 		drop := tx.Bucket(bucketMaildrops).Bucket(boltKey(key))
 		if drop == nil {
@@ -84,7 +88,7 @@ func (s *BoltStore) Load(ctx context.Context, key Key) (*Maildrop, error) {
 		}
 		// Sized up front: growing a 50,000-record slice copies it over
 		// and over. Stats walks the pages without decoding records.
-		out.Records = make([]Record, 0, uids.Stats().KeyN)
+		out.Records = make([]uidmap.Record, 0, uids.Stats().KeyN)
 		// Keys are big-endian UIDs: ForEach yields them in ascending order.
 		return uids.ForEach(func(k, v []byte) error {
 			if len(k) != 4 {
@@ -106,7 +110,7 @@ func (s *BoltStore) Load(ctx context.Context, key Key) (*Maildrop, error) {
 }
 
 // Apply implements Store in one write transaction.
-func (s *BoltStore) Apply(ctx context.Context, key Key, ch *Change) error {
+func (s *Store) Apply(ctx context.Context, key uidmap.Key, ch *uidmap.Change) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -120,7 +124,7 @@ func (s *BoltStore) Apply(ctx context.Context, key Key, ch *Change) error {
 			stored = binary.BigEndian.Uint32(v)
 		}
 		if stored != ch.Expect {
-			return fmt.Errorf("uidmap: stored UIDVALIDITY %d, change computed from %d: %w", stored, ch.Expect, ErrStale)
+			return fmt.Errorf("uidmap: stored UIDVALIDITY %d, change computed from %d: %w", stored, ch.Expect, uidmap.ErrStale)
 		}
 		reset := stored != ch.UIDValidity
 		if reset {
@@ -148,7 +152,7 @@ func (s *BoltStore) Apply(ctx context.Context, key Key, ch *Change) error {
 		for _, r := range ch.Add {
 			k := uidKey(r.UID)
 			if !reset && uids.Get(k) != nil {
-				return fmt.Errorf("uidmap: UID %d was named by another session: %w", r.UID, ErrStale)
+				return fmt.Errorf("uidmap: UID %d was named by another session: %w", r.UID, uidmap.ErrStale)
 			}
 			start := len(arena)
 			arena = encodeRecord(arena, r)
@@ -168,7 +172,7 @@ func (s *BoltStore) Apply(ctx context.Context, key Key, ch *Change) error {
 }
 
 // Reset implements Store.
-func (s *BoltStore) Reset(ctx context.Context, key Key) error {
+func (s *Store) Reset(ctx context.Context, key uidmap.Key) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -182,12 +186,12 @@ func (s *BoltStore) Reset(ctx context.Context, key Key) error {
 }
 
 // Lock implements Store.
-func (s *BoltStore) Lock(_ context.Context, key Key, owner string) (*Lease, error) {
-	return s.locks.lock(key, owner)
+func (s *Store) Lock(_ context.Context, key uidmap.Key, owner string) (*uidmap.Lease, error) {
+	return s.locks.Lock(key, owner)
 }
 
 // Close implements Store.
-func (s *BoltStore) Close() error { return s.db.Close() }
+func (s *Store) Close() error { return s.db.Close() }
 
 // Record encoding, version 1: version, flags, uvarint size, varint date,
 // then UIDL, Message-ID hash and header hash, each uvarint-length-prefixed.
@@ -196,7 +200,7 @@ const (
 	flagHidden = 1 << 0
 )
 
-func encodeRecord(b []byte, r Record) []byte {
+func encodeRecord(b []byte, r uidmap.Record) []byte {
 	var flags byte
 	if r.Hidden {
 		flags |= flagHidden
@@ -213,8 +217,8 @@ func encodeRecord(b []byte, r Record) []byte {
 
 var errCorruptRecord = errors.New("corrupt record")
 
-func decodeRecord(b []byte) (Record, error) {
-	var r Record
+func decodeRecord(b []byte) (uidmap.Record, error) {
+	var r uidmap.Record
 	if len(b) < 2 || b[0] != recordV1 {
 		return r, errCorruptRecord
 	}

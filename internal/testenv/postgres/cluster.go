@@ -1,4 +1,4 @@
-package pgtest
+package postgres
 
 import (
 	"context"
@@ -58,7 +58,7 @@ func startCluster() (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	dir, err := os.MkdirTemp("", "pgtest")
+	dir, err := os.MkdirTemp("", "popbridge-postgres")
 	if err != nil {
 		return nil, err
 	}
@@ -87,7 +87,7 @@ func (c *Cluster) initdb(bins binaries, who runAs) error {
 	// The directory holds the data directory and the Unix socket: it must
 	// be the server user's.
 	if err := os.Chown(c.Dir, who.uid, who.gid); err != nil {
-		return fmt.Errorf("pgtest: %w", err)
+		return fmt.Errorf("postgres: %w", err)
 	}
 	cmd := exec.Command(bins.initdb, "-D", filepath.Join(c.Dir, "data"), "-U", "postgres",
 		"--auth=trust", "--encoding=UTF8", "--locale=C", "--no-sync", "--no-instructions")
@@ -95,7 +95,7 @@ func (c *Cluster) initdb(bins binaries, who runAs) error {
 	cmd.Env = serverEnv()
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: who.cred, Pdeathsig: syscall.SIGKILL}
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("pgtest: %s: %w\n%s", bins.initdb, err, out)
+		return fmt.Errorf("postgres: %s: %w\n%s", bins.initdb, err, out)
 	}
 	return nil
 }
@@ -141,7 +141,7 @@ func (c *Cluster) launch(bins binaries, who runAs) error {
 		Pdeathsig: syscall.SIGQUIT,
 	}
 	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("pgtest: run %s: %w", bins.postgres, err)
+		return fmt.Errorf("postgres: run %s: %w", bins.postgres, err)
 	}
 	exited := make(chan struct{})
 	go func() {
@@ -156,9 +156,9 @@ func (c *Cluster) launch(bins binaries, who runAs) error {
 		case <-exited:
 			log := c.Log()
 			if strings.Contains(log, "could not bind") || strings.Contains(log, "already in use") {
-				return fmt.Errorf("pgtest: %s: %w", c.Addr, errAddrInUse)
+				return fmt.Errorf("postgres: %s: %w", c.Addr, errAddrInUse)
 			}
-			return fmt.Errorf("pgtest: postgres exited during start-up:\n%s", log)
+			return fmt.Errorf("postgres: postgres exited during start-up:\n%s", log)
 		default:
 		}
 		if ready(c.AdminDSN()) {
@@ -166,7 +166,7 @@ func (c *Cluster) launch(bins binaries, who runAs) error {
 		}
 		if time.Now().After(deadline) {
 			c.stop()
-			return fmt.Errorf("pgtest: postgres did not accept connections on %s within %v:\n%s", c.Addr, startTimeout, c.Log())
+			return fmt.Errorf("postgres: postgres did not accept connections on %s within %v:\n%s", c.Addr, startTimeout, c.Log())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -196,7 +196,7 @@ func (c *Cluster) stop() error {
 		case <-time.After(stopTimeout):
 			syscall.Kill(-c.proc.Process.Pid, syscall.SIGKILL)
 			<-c.exited
-			err = fmt.Errorf("pgtest: postgres did not stop within %v: killed", stopTimeout)
+			err = fmt.Errorf("postgres: postgres did not stop within %v: killed", stopTimeout)
 		}
 	}
 	if rmErr := os.RemoveAll(c.Dir); rmErr != nil && err == nil {
@@ -206,7 +206,7 @@ func (c *Cluster) stop() error {
 }
 
 // Ports come from below Linux's ephemeral range (32768-60999 by default),
-// as in dovecottest: a port freed by a listen on ":0" is in that range, and
+// as in internal/testenv/dovecot: a port freed by a listen on ":0" is in that range, and
 // any outgoing connection of a busy test run may take it before the server
 // binds it.
 const (

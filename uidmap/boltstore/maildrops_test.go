@@ -1,4 +1,4 @@
-package uidmap_test
+package boltstore_test
 
 import (
 	"context"
@@ -11,7 +11,7 @@ import (
 	"github.com/popbridge/popbridge/uidmap"
 )
 
-func TestBoltStoreMaildrops(t *testing.T) {
+func TestMaildrops(t *testing.T) {
 	ctx := context.Background()
 	s := openBolt(t, filepath.Join(t.TempDir(), "state.db"))
 	if keys, err := s.Maildrops(ctx); err != nil || len(keys) != 0 {

@@ -1,4 +1,4 @@
-package pgtest_test
+package postgres_test
 
 import (
 	"context"
@@ -7,10 +7,10 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/popbridge/popbridge/uidmap/pgstore/pgtest"
+	"github.com/popbridge/popbridge/internal/testenv/postgres"
 )
 
-func TestMain(m *testing.M) { os.Exit(pgtest.Run(m)) }
+func TestMain(m *testing.M) { os.Exit(postgres.Run(m)) }
 
 // Each test gets an empty database of its own, on one shared cluster.
 func TestDatabasesAreSeparate(t *testing.T) {
@@ -23,7 +23,7 @@ func TestDatabasesAreSeparate(t *testing.T) {
 		t.Cleanup(func() { conn.Close(ctx) })
 		return conn
 	}
-	a, b := connect(pgtest.DSN(t)), connect(pgtest.DSN(t))
+	a, b := connect(postgres.DSN(t)), connect(postgres.DSN(t))
 	if _, err := a.Exec(ctx, `CREATE TABLE only_in_a (x int)`); err != nil {
 		t.Fatal(err)
 	}
@@ -31,7 +31,7 @@ func TestDatabasesAreSeparate(t *testing.T) {
 	if err := b.QueryRow(ctx, `SELECT count(*) FROM pg_tables WHERE tablename = 'only_in_a'`).Scan(&n); err != nil || n != 0 {
 		t.Fatalf("the second database sees the first one's table (%d, %v)", n, err)
 	}
-	if pgtest.Shared(t).Addr == "" {
+	if postgres.Shared(t).Addr == "" {
 		t.Fatal("no address")
 	}
 }

@@ -1,4 +1,4 @@
-package uidmap_test
+package boltstore_test
 
 import (
 	"context"
@@ -8,14 +8,15 @@ import (
 	"testing"
 
 	"github.com/popbridge/popbridge/uidmap"
+	"github.com/popbridge/popbridge/uidmap/boltstore"
 	"github.com/popbridge/popbridge/uidmap/storetest"
 )
 
 var key = uidmap.Key{Upstream: "u", User: "alice", Mailbox: "INBOX"}
 
-func openBolt(t *testing.T, path string) *uidmap.BoltStore {
+func openBolt(t *testing.T, path string) *boltstore.Store {
 	t.Helper()
-	s, err := uidmap.OpenBolt(path)
+	s, err := boltstore.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -23,16 +24,16 @@ func openBolt(t *testing.T, path string) *uidmap.BoltStore {
 	return s
 }
 
-func TestBoltStore(t *testing.T) {
+func TestStore(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) uidmap.Store {
 		return openBolt(t, filepath.Join(t.TempDir(), "state.db"))
 	})
 }
 
-func TestBoltStoreSurvivesReopen(t *testing.T) {
+func TestStoreSurvivesReopen(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "state.db")
-	s, err := uidmap.OpenBolt(path)
+	s, err := boltstore.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,12 +52,12 @@ func TestBoltStoreSurvivesReopen(t *testing.T) {
 	}
 }
 
-func TestBoltStoreRefusesGarbage(t *testing.T) {
+func TestStoreRefusesGarbage(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "state.db")
 	if err := os.WriteFile(path, []byte("this is not a bbolt file, and must not be replaced by an empty one"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if s, err := uidmap.OpenBolt(path); err == nil {
+	if s, err := boltstore.Open(path); err == nil {
 		s.Close()
 		t.Fatal("a damaged store was opened")
 	}
@@ -66,10 +67,10 @@ func TestBoltStoreRefusesGarbage(t *testing.T) {
 	}
 }
 
-func TestBoltStoreSecondProcessIsRefused(t *testing.T) {
+func TestStoreSecondProcessIsRefused(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "state.db")
 	openBolt(t, path)
-	if _, err := uidmap.OpenBolt(path); !errors.Is(err, uidmap.ErrStoreBusy) {
-		t.Fatalf("second open: %v, want ErrStoreBusy", err)
+	if _, err := boltstore.Open(path); !errors.Is(err, boltstore.ErrBusy) {
+		t.Fatalf("second open: %v, want ErrBusy", err)
 	}
 }

@@ -1,0 +1,5 @@
+// Package boltstore is the embedded uidmap.Store (state.driver: bolt): one
+// bbolt file, owned by one popbridge process, with the maildrop lock in that
+// process's memory. It is the default: nothing to set up, and the fastest.
+// Several instances share state through uidmap/pgstore instead.
+package boltstore
