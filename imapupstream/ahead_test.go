@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -256,91 +255,4 @@ func TestFetchAheadExpunged(t *testing.T) {
 	if _, err := c.Select(ctx); err != nil {
 		t.Fatal(err)
 	}
-}
-
-// TestGuard: the guard's timer ends the connection after d without progress
-// while someone waits on the server, never while paused (the consumer is
-// busy), and not after stop; progress restarts the period; a cancelled
-// context ends the connection at once.
-func TestGuard(t *testing.T) {
-	t.Parallel()
-	const d = 200 * time.Millisecond
-	newConn := func(t *testing.T) *Conn {
-		a, b := net.Pipe()
-		t.Cleanup(func() { a.Close(); b.Close() })
-		return &Conn{raw: a}
-	}
-	waitDead := func(t *testing.T, c *Conn, within time.Duration) error {
-		t.Helper()
-		deadline := time.Now().Add(within)
-		for c.deadCause() == nil {
-			if time.Now().After(deadline) {
-				t.Fatalf("connection still alive after %v", within)
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
-		return c.deadCause()
-	}
-
-	t.Run("fires", func(t *testing.T) {
-		c := newConn(t)
-		start := time.Now()
-		g := c.guard(context.Background(), d)
-		defer g.stop()
-		err := waitDead(t, c, 2*time.Second)
-		if !errors.Is(err, context.DeadlineExceeded) || time.Since(start) < d {
-			t.Fatalf("ended by %v after %v", err, time.Since(start))
-		}
-	})
-	t.Run("paused and resumed", func(t *testing.T) {
-		c := newConn(t)
-		g := c.guard(context.Background(), d)
-		defer g.stop()
-		g.pause()
-		time.Sleep(3 * d) // the timer lapses
-		if err := c.deadCause(); err != nil {
-			t.Fatalf("ended while paused: %v", err)
-		}
-		for range 5 { // short waits, long pauses
-			g.resume()
-			time.Sleep(d / 4)
-			g.pause()
-			time.Sleep(d)
-		}
-		for range 8 { // progress within each period
-			g.progress()
-			time.Sleep(d / 4)
-		}
-		if err := c.deadCause(); err != nil {
-			t.Fatalf("ended despite progress: %v", err)
-		}
-		start := time.Now()
-		g.resume()
-		waitDead(t, c, 2*time.Second)
-		if el := time.Since(start); el < d {
-			t.Fatalf("ended %v after resume, before %v", el, d)
-		}
-	})
-	t.Run("stopped", func(t *testing.T) {
-		c := newConn(t)
-		g := c.guard(context.Background(), d)
-		g.resume()
-		g.stop()
-		g.resume() // a late resume does not arm it again
-		time.Sleep(3 * d)
-		if err := c.deadCause(); err != nil {
-			t.Fatalf("ended after stop: %v", err)
-		}
-	})
-	t.Run("context", func(t *testing.T) {
-		c := newConn(t)
-		ctx, cancel := context.WithCancel(context.Background())
-		g := c.guard(ctx, time.Hour)
-		defer g.stop()
-		g.pause()
-		cancel()
-		if err := waitDead(t, c, time.Second); !errors.Is(err, context.Canceled) {
-			t.Fatalf("ended by %v", err)
-		}
-	})
 }

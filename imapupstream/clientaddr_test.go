@@ -1,7 +1,6 @@
 package imapupstream
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -11,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/popbridge/popbridge/imapupstream/internal/prelogin"
 	"github.com/popbridge/popbridge/internal/testenv/dovecot"
 )
 
@@ -217,17 +217,6 @@ func TestStartTLSInjectionRefused(t *testing.T) {
 	}
 }
 
-func TestLiteralSize(t *testing.T) {
-	for line, want := range map[string]int{
-		"* ID (\"a\" {12}\r\n": 12, "* X {3+}\r\n": 3, "* OK fine\r\n": -1, "* OK {x}\r\n": -1, "}\r\n": -1,
-	} {
-		n, ok := literalSize([]byte(line))
-		if (ok && n != want) || (!ok && want != -1) {
-			t.Errorf("%q: %d %v, want %d", line, n, ok, want)
-		}
-	}
-}
-
 // BenchmarkLoginClientAddress measures what telling Dovecot the client's
 // address costs a session: Login (and Close) with and without ClientAddr.
 //
@@ -275,14 +264,14 @@ func BenchmarkIDRoundTrip(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer nc.Close()
-	p := &preConn{conn: nc, br: bufio.NewReader(nc)}
-	if _, err := p.readResponse(false); err != nil {
+	p := prelogin.NewConn(nc, nil)
+	if _, err := p.ReadResponse(false); err != nil {
 		b.Fatal(err)
 	}
-	args := idArguments(Credentials{ClientAddr: &net.TCPAddr{IP: net.IPv4(203, 0, 113, 7), Port: 40001},
-		ConnectedAddr: &net.TCPAddr{IP: net.IPv4(192, 0, 2, 1), Port: 110}})
+	args := prelogin.IDArguments(&net.TCPAddr{IP: net.IPv4(203, 0, 113, 7), Port: 40001},
+		&net.TCPAddr{IP: net.IPv4(192, 0, 2, 1), Port: 110})
 	for b.Loop() {
-		if st, err := p.command("ID "+args, nil); err != nil || st != "OK" {
+		if st, err := p.Command("ID "+args, nil); err != nil || st != "OK" {
 			b.Fatalf("ID: %q %v", st, err)
 		}
 	}

@@ -10,12 +10,14 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
 	"go.uber.org/zap"
+
+	"github.com/popbridge/popbridge/imapupstream/internal/lean"
+	"github.com/popbridge/popbridge/imapupstream/internal/watchdog"
 )
 
 // logoutTimeout bounds the LOGOUT that Close sends.
@@ -34,7 +36,7 @@ type Conn struct {
 	cfg    Config
 	raw    net.Conn // the TCP connection under TLS and go-imap: closing it unblocks everything
 	client *imapclient.Client
-	lean   *leanConn // under go-imap: answers read without its decoder (leanconn.go)
+	lean   *lean.Conn // under go-imap: answers read without its decoder (internal/lean)
 	caps   Caps
 	mbox   *Mailbox
 	reader io.Closer          // the message reader still open, if any
@@ -133,7 +135,7 @@ func (c *Conn) Select(ctx context.Context) (_ *Mailbox, err error) {
 	}
 	g := c.guard(ctx, c.cfg.CommandTimeout)
 	data, err := c.client.Select(c.cfg.Mailbox, nil).Wait()
-	g.stop()
+	g.Stop()
 	if err != nil {
 		var imapErr *imap.Error
 		if errors.As(err, &imapErr) && imapErr.Type == imap.StatusResponseTypeNo && imapErr.Code == "" {
@@ -214,7 +216,7 @@ func (c *Conn) Close() error {
 	if dead == nil && len(c.later) > 0 {
 		g := c.guard(context.Background(), logoutTimeout)
 		c.awaitLater()
-		g.stop()
+		g.Stop()
 	}
 	if dead == nil {
 		dead = c.deadCause()
@@ -225,7 +227,7 @@ func (c *Conn) Close() error {
 		if err := c.client.Logout().Wait(); err != nil {
 			c.log.Debug("upstream LOGOUT failed", zap.Error(err))
 		}
-		g.stop()
+		g.Stop()
 	}
 	c.kill(errConnClosed)
 	c.client.Close() // waits for go-imap's reading goroutine; its error is moot now
@@ -312,116 +314,11 @@ func (c *Conn) fail(op string, err error) error {
 	return classify(op, err)
 }
 
-// guard bounds blocking go-imap calls: when ctx is done, or when the
+// guard bounds a blocking go-imap call: when ctx is done, or when the
 // server makes no progress for d while we wait on it, the connection is
 // ended, which makes the blocked call return; fail then reports the cause.
-// No goroutine runs unless one of them fires.
-//
-// A streaming reader marks every Read with resume and pause (the consumer,
-// not the server, is slow in between), hundreds of times per message: those
-// only store the time in an atomic, never touch the timer. The one timer
-// checks that time when it fires and sets itself again for what is left of
-// the period; while paused it lapses, and the next resume sets it again.
-type guard struct {
-	c       *Conn
-	d       time.Duration
-	timer   *time.Timer
-	stopCtx func() bool
-	// since is when the current wait began (clock()), or guardPaused or
-	// guardStopped.
-	since atomic.Int64
-	// armed: the timer is set, or its function runs and will decide.
-	armed atomic.Bool
-}
-
-const (
-	guardPaused  = -1
-	guardStopped = -2
-)
-
-// clockBase makes clock's readings small non-negative numbers, on the
-// monotonic clock.
-var clockBase = time.Now()
-
-func clock() int64 { return int64(time.Since(clockBase)) }
-
-// timeoutError is the cause recorded when a guard's timer fires.
-type timeoutError struct{ d time.Duration }
-
-func (e timeoutError) Error() string {
-	return fmt.Sprintf("no progress from the server within %v", e.d)
-}
-func (e timeoutError) Unwrap() error { return context.DeadlineExceeded }
-func (e timeoutError) Timeout() bool { return true }
-
-func (c *Conn) guard(ctx context.Context, d time.Duration) *guard {
-	g := &guard{c: c, d: d}
-	g.since.Store(clock())
-	g.armed.Store(true)
-	g.timer = time.AfterFunc(d, g.fire)
-	g.stopCtx = context.AfterFunc(ctx, func() {
-		cause := context.Cause(ctx)
-		if cause == nil {
-			cause = ctx.Err()
-		}
-		c.kill(cause)
-	})
-	return g
-}
-
-// fire runs when the timer goes off: it ends the connection if the current
-// wait has lasted d, else sets the timer for the rest of it.
-func (g *guard) fire() {
-	for {
-		since := g.since.Load()
-		switch since {
-		case guardStopped:
-			return
-		case guardPaused:
-			g.armed.Store(false)
-			// A resume between the Load and the Store found armed still
-			// set and left the timer to us.
-			if g.since.Load() >= 0 && g.armed.CompareAndSwap(false, true) {
-				continue
-			}
-			return
-		}
-		left := g.d - time.Duration(clock()-since)
-		if left <= 0 {
-			g.c.kill(timeoutError{g.d})
-			return
-		}
-		g.timer.Reset(left)
-		return
-	}
-}
-
-// resume starts a wait on the server, for a full period. Like pause, it is
-// called by the guard's owner only, and does nothing after stop.
-func (g *guard) resume() {
-	if g.since.Load() == guardStopped {
-		return
-	}
-	g.since.Store(clock())
-	if !g.armed.Load() && g.armed.CompareAndSwap(false, true) {
-		g.timer.Reset(g.d)
-	}
-}
-
-// pause ends the wait: the consumer, not the server, is slow.
-func (g *guard) pause() {
-	if g.since.Load() != guardStopped {
-		g.since.Store(guardPaused)
-	}
-}
-
-// progress restarts the period: the server is making progress.
-func (g *guard) progress() { g.resume() }
-
-func (g *guard) stop() {
-	g.since.Store(guardStopped)
-	g.timer.Stop()
-	g.stopCtx()
+func (c *Conn) guard(ctx context.Context, d time.Duration) *watchdog.Guard {
+	return watchdog.Start(ctx, d, c.kill)
 }
 
 // sortUIDs returns uids sorted, without duplicates or zeros, as a new slice.

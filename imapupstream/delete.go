@@ -11,27 +11,17 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 	"go.uber.org/zap"
+
+	"github.com/popbridge/popbridge/imapupstream/internal/watchdog"
 )
 
-// DeleteMode says what Delete does upstream.
-type DeleteMode string
-
-// The delete modes (policy.on_dele; "hide" is the proxy's business and never
-// reaches this package).
-const (
-	DeleteExpunge DeleteMode = "expunge" // remove the messages
-	DeleteTrash   DeleteMode = "trash"   // move them to the trash mailbox
-	DeleteKeep    DeleteMode = "keep"    // change nothing
-)
-
-// How Delete removed messages, as logged in the field "method".
+// How Expunge and Move removed messages, as logged in the field "method".
 const (
 	methodUIDExpunge   = "uid-expunge"          // UID STORE \Deleted + UID EXPUNGE (UIDPLUS)
 	methodMove         = "uid-move"             // UID MOVE (MOVE)
 	methodPlainExpunge = "plain-expunge"        // no UIDPLUS, and no other message was \Deleted
 	methodShieldOthers = "plain-expunge-shield" // no UIDPLUS: others' \Deleted cleared around EXPUNGE
-	methodCopyPrefix   = "uid-copy+"            // trash without MOVE: UID COPY, then one of the above
-	methodKeep         = "keep"                 // nothing
+	methodCopyPrefix   = "uid-copy+"            // Move without MOVE: UID COPY, then one of the above
 )
 
 // maxShieldRounds bounds the UID SEARCH DELETED rounds of expungeShielded.
@@ -43,76 +33,89 @@ const (
 	logShieldLostFlags = "could not restore \\Deleted on other clients' messages after EXPUNGE"
 )
 
-// Delete applies mode to the messages. It only ever removes the given UIDs:
-//
-//   - expunge: UID STORE +FLAGS.SILENT (\Deleted), then UID EXPUNGE of exactly
-//     these UIDs (UIDPLUS). Without UIDPLUS it never sends a bare EXPUNGE while
-//     another message carries \Deleted: it looks for them (UID SEARCH DELETED),
-//     clears their \Deleted, sends EXPUNGE, and sets \Deleted on them again
-//     (see expungeShielded for why, and the limits).
-//   - trash: UID MOVE to trashMailbox when MOVE is advertised; otherwise
-//     UID COPY, then as for expunge. The trash mailbox is created when the
-//     server answers [TRYCREATE].
-//   - keep: nothing.
+// Expunge removes the messages, and only those: UID STORE +FLAGS.SILENT
+// (\Deleted), then UID EXPUNGE of exactly these UIDs (UIDPLUS). Without
+// UIDPLUS it never sends a bare EXPUNGE while another message carries
+// \Deleted: it looks for them (UID SEARCH DELETED), clears their \Deleted,
+// sends EXPUNGE, and sets \Deleted on them again (see expungeShielded for
+// why, and the limits).
 //
 // UIDs that no longer exist are ignored, so a retry after a failure finishes
 // the job. Long UID lists are split into several commands.
-func (c *Conn) Delete(ctx context.Context, uids []uint32, mode DeleteMode, trashMailbox string) (err error) {
+func (c *Conn) Expunge(ctx context.Context, uids []uint32) (err error) {
 	if o := c.cfg.Observer; o != nil {
 		defer observeCommand(o, "delete", time.Now(), &err)
 	}
-	op := "delete (" + string(mode) + ")"
-	switch mode {
-	case DeleteKeep:
-		c.log.Debug(logDeleteMsg, zap.String("method", methodKeep), zap.Int("count", len(uids)))
-		return nil
-	case DeleteExpunge:
-	case DeleteTrash:
-		if trashMailbox == "" {
-			return fmt.Errorf("%w: delete mode trash needs a trash mailbox", ErrConfig)
-		}
-		if sameMailbox(trashMailbox, c.cfg.Mailbox) {
-			return fmt.Errorf("%w: the trash mailbox %q is the mailbox itself", ErrConfig, trashMailbox)
-		}
-	default:
-		return fmt.Errorf("%w: unknown delete mode %q", ErrConfig, mode)
-	}
-	if err := c.begin(op); err != nil {
+	g, sorted, err := c.beginDelete(ctx, "delete (expunge)", uids)
+	if g == nil {
 		return err
 	}
-	if c.mbox == nil {
-		return fmt.Errorf("imapupstream: Delete before Select")
+	defer g.Stop()
+	method, err := c.expunge(g, sorted)
+	if err != nil {
+		return err
 	}
-	sorted := sortUIDs(uids)
-	if len(sorted) == 0 {
-		return nil
-	}
-	g := c.guard(ctx, c.cfg.CommandTimeout)
-	defer g.stop()
+	c.log.Info(logDeleteMsg, zap.String("method", method), zap.Int("count", len(sorted)))
+	return nil
+}
 
-	prefix := ""
-	if mode == DeleteTrash {
-		// Decide on MOVE with go-imap's own view of the capabilities: its Move
-		// falls back to a bare EXPUNGE without MOVE, which we must not send.
-		if c.client.Caps().Has(imap.CapMove) {
-			if err := c.move(g, sorted, trashMailbox); err != nil {
-				return err
-			}
-			c.log.Info(logDeleteMsg, zap.String("method", methodMove), zap.String("trash", trashMailbox),
-				zap.Int("count", len(sorted)))
-			return nil
-		}
-		if err := c.copyTo(g, sorted, trashMailbox); err != nil {
+// Move moves the messages to mailbox, which must not be the selected one:
+// UID MOVE when MOVE is advertised; otherwise UID COPY, then as Expunge.
+// The mailbox is created when the server answers [TRYCREATE]. As with
+// Expunge, UIDs that no longer exist are ignored and long UID lists are
+// split.
+func (c *Conn) Move(ctx context.Context, uids []uint32, mailbox string) (err error) {
+	if o := c.cfg.Observer; o != nil {
+		defer observeCommand(o, "delete", time.Now(), &err)
+	}
+	if mailbox == "" {
+		return fmt.Errorf("%w: Move needs a mailbox to move to", ErrConfig)
+	}
+	if sameMailbox(mailbox, c.cfg.Mailbox) {
+		return fmt.Errorf("%w: cannot move to %q: it is the mailbox itself", ErrConfig, mailbox)
+	}
+	g, sorted, err := c.beginDelete(ctx, "delete (move)", uids)
+	if g == nil {
+		return err
+	}
+	defer g.Stop()
+	// Decide on MOVE with go-imap's own view of the capabilities: its Move
+	// falls back to a bare EXPUNGE without MOVE, which we must not send.
+	if c.client.Caps().Has(imap.CapMove) {
+		if err := c.move(g, sorted, mailbox); err != nil {
 			return err
 		}
-		prefix = methodCopyPrefix
+		// The field keeps its name from when Move was the trash policy's.
+		c.log.Info(logDeleteMsg, zap.String("method", methodMove), zap.String("trash", mailbox),
+			zap.Int("count", len(sorted)))
+		return nil
+	}
+	if err := c.copyTo(g, sorted, mailbox); err != nil {
+		return err
 	}
 	method, err := c.expunge(g, sorted)
 	if err != nil {
 		return err
 	}
-	c.log.Info(logDeleteMsg, zap.String("method", prefix+method), zap.Int("count", len(sorted)))
+	c.log.Info(logDeleteMsg, zap.String("method", methodCopyPrefix+method), zap.Int("count", len(sorted)))
 	return nil
+}
+
+// beginDelete starts Expunge or Move (op) of uids: it returns the guard for
+// their commands and the UIDs sorted, or a nil guard when there is nothing
+// to do (no UIDs: err is nil) or the connection cannot do it.
+func (c *Conn) beginDelete(ctx context.Context, op string, uids []uint32) (*watchdog.Guard, []uint32, error) {
+	if err := c.begin(op); err != nil {
+		return nil, nil, err
+	}
+	if c.mbox == nil {
+		return nil, nil, fmt.Errorf("imapupstream: %s before Select", op)
+	}
+	sorted := sortUIDs(uids)
+	if len(sorted) == 0 {
+		return nil, nil, nil
+	}
+	return c.guard(ctx, c.cfg.CommandTimeout), sorted, nil
 }
 
 func sameMailbox(a, b string) bool {
@@ -124,13 +127,13 @@ func sameMailbox(a, b string) bool {
 
 // withTryCreate runs cmd; when the server answers NO [TRYCREATE] it creates
 // the mailbox and runs cmd once more.
-func (c *Conn) withTryCreate(g *guard, mailbox string, cmd func() error) error {
+func (c *Conn) withTryCreate(g *watchdog.Guard, mailbox string, cmd func() error) error {
 	err := cmd()
 	var imapErr *imap.Error
 	if err == nil || !errors.As(err, &imapErr) || imapErr.Code != imap.ResponseCodeTryCreate {
 		return err
 	}
-	g.progress()
+	g.Progress()
 	if cerr := c.client.Create(mailbox, nil).Wait(); cerr != nil {
 		var ce *imap.Error
 		if !errors.As(cerr, &ce) || ce.Code != imap.ResponseCodeAlreadyExists {
@@ -138,15 +141,15 @@ func (c *Conn) withTryCreate(g *guard, mailbox string, cmd func() error) error {
 		}
 	}
 	c.log.Info("upstream mailbox created", zap.String("mailbox", mailbox))
-	g.progress()
+	g.Progress()
 	return cmd()
 }
 
 // move runs UID MOVE, one command per UID set.
-func (c *Conn) move(g *guard, sorted []uint32, mailbox string) error {
+func (c *Conn) move(g *watchdog.Guard, sorted []uint32, mailbox string) error {
 	const op = "UID MOVE"
 	for _, set := range uidSets(sorted) {
-		g.progress()
+		g.Progress()
 		err := c.withTryCreate(g, mailbox, func() error {
 			_, err := c.client.Move(set, mailbox).Wait()
 			return err
@@ -159,10 +162,10 @@ func (c *Conn) move(g *guard, sorted []uint32, mailbox string) error {
 }
 
 // copyTo runs UID COPY, one command per UID set.
-func (c *Conn) copyTo(g *guard, sorted []uint32, mailbox string) error {
+func (c *Conn) copyTo(g *watchdog.Guard, sorted []uint32, mailbox string) error {
 	const op = "UID COPY"
 	for _, set := range uidSets(sorted) {
-		g.progress()
+		g.Progress()
 		err := c.withTryCreate(g, mailbox, func() error {
 			_, err := c.client.Copy(set, mailbox).Wait()
 			return err
@@ -175,13 +178,13 @@ func (c *Conn) copyTo(g *guard, sorted []uint32, mailbox string) error {
 }
 
 // expunge removes exactly the sorted UIDs and says how.
-func (c *Conn) expunge(g *guard, sorted []uint32) (method string, err error) {
+func (c *Conn) expunge(g *watchdog.Guard, sorted []uint32) (method string, err error) {
 	if err := c.storeFlags(g, `UID STORE +FLAGS.SILENT (\Deleted)`, sorted, imap.StoreFlagsAdd, imap.FlagDeleted); err != nil {
 		return "", err
 	}
 	if c.client.Caps().Has(imap.CapUIDPlus) {
 		for _, set := range uidSets(sorted) {
-			g.progress()
+			g.Progress()
 			if err := c.client.UIDExpunge(set).Close(); err != nil {
 				return "", c.fail("UID EXPUNGE", err)
 			}
@@ -221,11 +224,11 @@ func (c *Conn) expunge(g *guard, sorted []uint32) (method string, err error) {
 // of any EXPUNGE, and the window is as small as the protocol allows without
 // UIDPLUS. Two popbridge sessions must not run this at once on one mailbox
 // (their shields would undo each other): the proxy serialises them.
-func (c *Conn) expungeShielded(g *guard, sorted []uint32) (method string, err error) {
+func (c *Conn) expungeShielded(g *watchdog.Guard, sorted []uint32) (method string, err error) {
 	var shielded []shield
 	clean := false
 	for round := 0; round < maxShieldRounds; round++ {
-		g.progress()
+		g.Progress()
 		deleted, err := c.searchDeleted()
 		if err != nil {
 			c.restoreShielded(g, shielded)
@@ -258,7 +261,7 @@ func (c *Conn) expungeShielded(g *guard, sorted []uint32) (method string, err er
 	}
 	c.log.Warn(logFallbackMsg, zap.String("method", method), zap.Int("count", len(sorted)),
 		zap.Int("shielded", n))
-	g.progress()
+	g.Progress()
 	expErr := c.client.Expunge().Close()
 	if expErr != nil {
 		expErr = c.fail("EXPUNGE", expErr)
@@ -293,14 +296,14 @@ const noModSeqLimit = math.MaxInt64
 
 // shieldFlags clears \Deleted on uids (sorted), noting the MODSEQ it gave
 // them where the server has CONDSTORE.
-func (c *Conn) shieldFlags(g *guard, uids []uint32) (shield, error) {
+func (c *Conn) shieldFlags(g *watchdog.Guard, uids []uint32) (shield, error) {
 	const op = `UID STORE -FLAGS.SILENT (\Deleted)`
 	sh := shield{uids: uids}
 	if !c.caps.CondStore {
 		return sh, c.storeFlags(g, op, uids, imap.StoreFlagsDel, imap.FlagDeleted)
 	}
 	for _, set := range uidSets(uids) {
-		g.progress()
+		g.Progress()
 		msgs, err := c.client.Store(set, &imap.StoreFlags{Op: imap.StoreFlagsDel, Silent: true, Flags: []imap.Flag{imap.FlagDeleted}},
 			&imap.StoreOptions{UnchangedSince: noModSeqLimit}).Collect()
 		if err != nil {
@@ -316,7 +319,7 @@ func (c *Conn) shieldFlags(g *guard, uids []uint32) (shield, error) {
 // restoreShielded sets \Deleted again on the messages whose flag we cleared;
 // with a MODSEQ, only on those that nobody changed since. A failure is
 // logged with the UIDs whose flag it could not restore.
-func (c *Conn) restoreShielded(g *guard, shielded []shield) {
+func (c *Conn) restoreShielded(g *watchdog.Guard, shielded []shield) {
 	const op = `UID STORE +FLAGS.SILENT (\Deleted)`
 	for _, sh := range shielded {
 		var opts *imap.StoreOptions
@@ -324,7 +327,7 @@ func (c *Conn) restoreShielded(g *guard, shielded []shield) {
 			opts = &imap.StoreOptions{UnchangedSince: sh.modSeq}
 		}
 		for _, set := range uidSets(sh.uids) {
-			g.progress()
+			g.Progress()
 			err := c.client.Store(set, &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagDeleted}}, opts).Close()
 			if err != nil {
 				c.log.Error(logShieldLostFlags, zap.Uint32s("uids", sh.uids), zap.Error(c.fail(op, err)))

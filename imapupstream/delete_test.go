@@ -86,7 +86,7 @@ func TestDeleteExpunge(t *testing.T) {
 			if _, err := c.Snapshot(context.Background()); err != nil {
 				t.Fatal(err)
 			}
-			if err := c.Delete(context.Background(), []uint32{uids[0], uids[2]}, DeleteExpunge, ""); err != nil {
+			if err := c.Expunge(context.Background(), []uint32{uids[0], uids[2]}); err != nil {
 				t.Fatal(err)
 			}
 
@@ -121,7 +121,7 @@ func TestDeleteExpunge(t *testing.T) {
 			}
 
 			// A retry (after a failure in UPDATE) finishes quietly.
-			if err := c.Delete(context.Background(), []uint32{uids[0], uids[2]}, DeleteExpunge, ""); err != nil {
+			if err := c.Expunge(context.Background(), []uint32{uids[0], uids[2]}); err != nil {
 				t.Fatalf("retry: %v", err)
 			}
 			if got := keys(e.state(t, "INBOX")); !slices.Equal(got, []uint32{uids[1], uids[3]}) {
@@ -154,7 +154,7 @@ func TestDeleteTrash(t *testing.T) {
 			uids := deleteFixture(t, e)
 			trace := &wire{}
 			c, _ := e.open(t, e.config(), trace)
-			if err := c.Delete(context.Background(), []uint32{uids[1], uids[2]}, DeleteTrash, "Trash"); err != nil {
+			if err := c.Move(context.Background(), []uint32{uids[1], uids[2]}, "Trash"); err != nil {
 				t.Fatal(err)
 			}
 			if got := keys(e.state(t, "INBOX")); !slices.Equal(got, []uint32{uids[0], uids[3]}) {
@@ -184,7 +184,7 @@ func TestDeleteTrash(t *testing.T) {
 				t.Fatalf("methods logged %v, want %s", got, tc.wantMethod)
 			}
 			// The Trash exists now: a second delete needs no CREATE.
-			if err := c.Delete(context.Background(), []uint32{uids[0]}, DeleteTrash, "Trash"); err != nil {
+			if err := c.Move(context.Background(), []uint32{uids[0]}, "Trash"); err != nil {
 				t.Fatal(err)
 			}
 			if n := strings.Count(strings.Join(trace.commands(), "\n"), "CREATE"); n > 1 {
@@ -194,31 +194,31 @@ func TestDeleteTrash(t *testing.T) {
 	}
 }
 
-func TestDeleteKeepAndErrors(t *testing.T) {
+// TestDeleteNothingAndErrors: no UIDs send nothing; a Move to no mailbox,
+// or to the mailbox itself, is refused. (Keeping the messages, policy
+// on_dele keep, is the proxy's: it calls neither.)
+func TestDeleteNothingAndErrors(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	uids := deleteFixture(t, e)
 	trace := &wire{}
 	c, _ := e.open(t, e.config(), trace)
 	before := len(trace.commands())
-	if err := c.Delete(context.Background(), uids[:3], DeleteKeep, ""); err != nil {
+	if err := c.Expunge(context.Background(), nil); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Delete(context.Background(), nil, DeleteExpunge, ""); err != nil {
+	if err := c.Move(context.Background(), nil, "Trash"); err != nil {
 		t.Fatal(err)
 	}
 	if after := len(trace.commands()); after != before {
-		t.Fatalf("keep / nothing sent commands: %q", trace.commands()[before:])
+		t.Fatalf("nothing sent commands: %q", trace.commands()[before:])
 	}
 	if len(e.state(t, "INBOX")) != 4 {
-		t.Fatal("keep changed the mailbox")
+		t.Fatal("nothing changed the mailbox")
 	}
-	for _, bad := range []struct {
-		mode  DeleteMode
-		trash string
-	}{{"hide", ""}, {DeleteTrash, ""}, {DeleteTrash, "inbox"}} {
-		if err := c.Delete(context.Background(), uids[:1], bad.mode, bad.trash); !errors.Is(err, ErrConfig) {
-			t.Fatalf("%v: %v", bad, err)
+	for _, bad := range []string{"", "inbox"} {
+		if err := c.Move(context.Background(), uids[:1], bad); !errors.Is(err, ErrConfig) {
+			t.Fatalf("%q: %v", bad, err)
 		}
 	}
 	if len(e.state(t, "INBOX")) != 4 {

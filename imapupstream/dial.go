@@ -15,6 +15,9 @@ import (
 	"github.com/emersion/go-imap/v2/imapclient"
 	"github.com/emersion/go-sasl"
 	"go.uber.org/zap"
+
+	"github.com/popbridge/popbridge/imapupstream/internal/lean"
+	"github.com/popbridge/popbridge/imapupstream/internal/prelogin"
 )
 
 // Dialer opens logged-in upstream connections. It is safe for concurrent use.
@@ -94,7 +97,7 @@ func (d *Dialer) Login(ctx context.Context, cred Credentials) (_ *Conn, err erro
 	// as one, not as an unreachable upstream.
 	g := c.guard(cctx, d.cfg.ConnectTimeout+time.Second)
 	err = d.connect(cctx, c, cred)
-	g.stop()
+	g.Stop()
 	cancel()
 	var mech string
 	if err == nil {
@@ -102,7 +105,7 @@ func (d *Dialer) Login(ctx context.Context, cred Credentials) (_ *Conn, err erro
 			fmt.Errorf("login timeout (%v): %w", d.cfg.CommandTimeout, context.DeadlineExceeded))
 		g = c.guard(lctx, d.cfg.CommandTimeout+time.Second)
 		mech, err = d.authenticate(c, cred)
-		g.stop()
+		g.Stop()
 		lcancel()
 	}
 	if err != nil {
@@ -123,6 +126,10 @@ func (d *Dialer) Login(ctx context.Context, cred Credentials) (_ *Conn, err erro
 		zap.Duration("took", time.Since(start)))
 	return c, nil
 }
+
+// errPreauth refuses a PREAUTH greeting: the server decided who we are;
+// that need not be this user.
+var errPreauth = fmt.Errorf("%w: %w", ErrUnavailable, prelogin.ErrPreauth)
 
 // step reports a failed step of the connection's setup: the cause that
 // ended the connection (a timeout, say) if there is one, else err.
@@ -151,12 +158,19 @@ func (d *Dialer) connect(ctx context.Context, c *Conn, cred Credentials) error {
 		conn = d.wrap(tlsConn)
 	}
 	// The greeting, STARTTLS and the ID command with the client's address
-	// (see prelogin.go); then go-imap takes over.
-	conn, err := d.preLogin(ctx, conn, cred, step)
+	// (internal/prelogin); then go-imap takes over.
+	pre := prelogin.Options{ID: prelogin.IDArguments(cred.ClientAddr, cred.ConnectedAddr), Trace: d.trace}
+	if d.cfg.TLS == TLSStartTLS {
+		pre.StartTLS = d.tls
+	}
+	conn, err := prelogin.Run(ctx, conn, pre, step)
+	if errors.Is(err, prelogin.ErrPreauth) {
+		return errPreauth
+	}
 	if err != nil {
 		return err
 	}
-	c.lean = newLeanConn(conn)
+	c.lean = lean.New(conn)
 	c.client = imapclient.New(c.lean, opts)
 
 	if err := c.client.WaitGreeting(); err != nil {

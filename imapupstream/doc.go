@@ -12,16 +12,17 @@
 //	r, err := conn.FetchAhead(ctx, m, next)    // the same, with next's UID FETCH sent while m streams
 //	r, err := conn.Top(ctx, m, lines)          // BODY.PEEK[HEADER] + partial BODY.PEEK[TEXT]
 //	err = conn.MarkSeen(ctx, uids)             // after RETR, if wanted
-//	err = conn.Delete(ctx, uids, mode, trash)  // in UPDATE: expunge / trash / keep
+//	err = conn.Expunge(ctx, uids)              // in UPDATE: remove exactly these
+//	err = conn.Move(ctx, uids, "Trash")         // or move them (UID MOVE, or COPY + Expunge)
 //	conn.Close()                               // LOGOUT, close
 //
 // # Guarantees
 //
 //   - Nothing here sets \Seen except MarkSeen: bodies are fetched with
 //     BODY.PEEK only.
-//   - Delete touches exactly the UIDs it is given: UID EXPUNGE with UIDPLUS,
-//     and without it never a bare EXPUNGE that would take other clients'
-//     \Deleted messages along (see Conn.Delete).
+//   - Expunge and Move touch exactly the UIDs they are given: UID EXPUNGE
+//     with UIDPLUS, and without it never a bare EXPUNGE that would take
+//     other clients' \Deleted messages along (see Conn.Expunge).
 //   - Message readers stream from the IMAP literal (no message is held in
 //     memory), end with io.EOF only after the exact literal size arrived and
 //     the server completed the command (or, with a command sent ahead by
@@ -36,12 +37,13 @@
 // # Under go-imap
 //
 // go-imap v2 does the IMAP work, with two exceptions that sit below it on
-// the connection. The pre-login step (prelogin.go) reads the greeting, runs
-// STARTTLS and sends ID with the client's address, which imap.IDData cannot
-// carry, then replays the greeting to go-imap. leanConn (leanconn.go) reads
-// the snapshot's 50,000-line answers with a parser of its own, about a
-// sixteenth of go-imap's cost, and passes every other response through to
-// go-imap in order.
+// the connection. The pre-login step (internal/prelogin) reads the
+// greeting, runs STARTTLS and sends ID with the client's address, which
+// imap.IDData cannot carry, then replays the greeting to go-imap. The lean
+// reader (internal/lean) reads the snapshot's 50,000-line answers with a
+// parser of its own, about a sixteenth of go-imap's cost, and passes every
+// other response through to go-imap in order. internal/watchdog bounds
+// every wait on the server (see below).
 //
 // # Errors and timeouts
 //

@@ -8,6 +8,8 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
+
+	"github.com/popbridge/popbridge/imapupstream/internal/watchdog"
 )
 
 // Fetch streams the whole message m, UID FETCH uid (UID BODY.PEEK[]),
@@ -52,7 +54,7 @@ func (o fetchOp) String() string { return fmt.Sprintf("UID FETCH %d (%s)", o.uid
 type fetchStream struct {
 	c         *Conn
 	op        fetchOp
-	g         *guard
+	g         *watchdog.Guard
 	cmd       *imapclient.FetchCommand
 	msg       *imapclient.FetchMessageData // the answer, for the items after the literal
 	check     answerCheck
@@ -105,7 +107,7 @@ func (c *Conn) startFetch(ctx context.Context, op fetchOp, want answerCheck) (*f
 // it; g then belongs to the stream. For a command sent ahead, a is its
 // aheadFetch, whose goroutine takes the first message. A section answered
 // NIL, or a message missing from the answer, is ErrNoSuchMessage.
-func (c *Conn) awaitFetch(ctx context.Context, g *guard, op fetchOp, cmd *imapclient.FetchCommand, a *aheadFetch, want answerCheck) (*fetchStream, error) {
+func (c *Conn) awaitFetch(ctx context.Context, g *watchdog.Guard, op fetchOp, cmd *imapclient.FetchCommand, a *aheadFetch, want answerCheck) (*fetchStream, error) {
 	s := &fetchStream{c: c, op: op, g: g, cmd: cmd, check: want}
 	for {
 		var msg *imapclient.FetchMessageData
@@ -145,12 +147,12 @@ func (c *Conn) awaitFetch(ctx context.Context, g *guard, op fetchOp, cmd *imapcl
 			if bad := s.check.before(s.size); bad != "" {
 				return c.mismatched(ctx, s, bad)
 			}
-			g.pause() // until the first Read: the consumer may be busy
+			g.Pause() // until the first Read: the consumer may be busy
 			return s, nil
 		}
 	}
 	err := cmd.Close()
-	g.stop()
+	g.Stop()
 	if err != nil {
 		return nil, c.fail(op.String(), err)
 	}
@@ -168,9 +170,9 @@ func (s *fetchStream) Read(p []byte) (int, error) {
 	if int64(len(p)) > s.remaining {
 		p = p[:s.remaining]
 	}
-	s.g.resume()
+	s.g.Resume()
 	n, err := s.litRead(p)
-	s.g.pause()
+	s.g.Pause()
 	s.remaining -= int64(n)
 	switch {
 	case s.remaining == 0:
@@ -211,7 +213,7 @@ func (s *fetchStream) broken(cause error) error {
 // finish waits for the end of the command after the literal was read in
 // full; io.EOF means all went well.
 func (s *fetchStream) finish() error {
-	s.g.resume()
+	s.g.Resume()
 	// Reading the literal's EOF tells go-imap's reader to go on (even for an
 	// empty literal); then read the rest of the response and the tagged OK.
 	if err := s.drainLit(); err != nil {
@@ -284,7 +286,7 @@ func (s *fetchStream) release() {
 		return
 	}
 	s.closed = true
-	s.g.stop()
+	s.g.Stop()
 	if s.c.reader == s {
 		s.c.reader = nil
 	}

@@ -31,18 +31,18 @@ func (c *Conn) Headers(ctx context.Context, msgs []MessageMeta, fn func(uid uint
 		return nil
 	}
 	g := c.guard(ctx, c.cfg.CommandTimeout)
-	defer g.stop()
+	defer g.Stop()
 	section := &imap.FetchItemBodySection{Specifier: imap.PartSpecifierHeader, Peek: true}
 	var buf bytes.Buffer
 	for _, set := range uidSets(sorted) {
-		g.progress()
+		g.Progress()
 		cmd := c.client.Fetch(set, &imap.FetchOptions{UID: true, RFC822Size: true, BodySection: []*imap.FetchItemBodySection{section}})
 		for {
 			msg := cmd.Next()
 			if msg == nil {
 				break
 			}
-			g.progress()
+			g.Progress()
 			var uid uint32
 			size := int64(-1)
 			got := false

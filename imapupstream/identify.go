@@ -47,13 +47,13 @@ func (c *Conn) Identify(ctx context.Context, msgs []MessageMeta) (_ []Ident, err
 		return nil, nil
 	}
 	g := c.guard(ctx, c.cfg.CommandTimeout)
-	defer g.stop()
+	defer g.Stop()
 	fieldsSection := &imap.FetchItemBodySection{Specifier: imap.PartSpecifierHeader, HeaderFields: identFields, Peek: true}
 	out := make([]Ident, 0, len(sorted))
 	index := make(map[uint32]int, len(sorted))
 	var noID []uint32
 	for _, set := range uidSets(sorted) {
-		g.progress()
+		g.Progress()
 		msgs, err := c.client.Fetch(set, &imap.FetchOptions{
 			UID: true, RFC822Size: true, InternalDate: true, BodySection: []*imap.FetchItemBodySection{fieldsSection},
 		}).Collect()
@@ -80,7 +80,7 @@ func (c *Conn) Identify(ctx context.Context, msgs []MessageMeta) (_ []Ident, err
 	}
 	headerSection := &imap.FetchItemBodySection{Specifier: imap.PartSpecifierHeader, Peek: true}
 	for _, set := range uidSets(noID) {
-		g.progress()
+		g.Progress()
 		msgs, err := c.client.Fetch(set, &imap.FetchOptions{
 			UID: true, RFC822Size: true, BodySection: []*imap.FetchItemBodySection{headerSection},
 		}).Collect()
@@ -138,7 +138,7 @@ func (c *Conn) SearchKeyword(ctx context.Context, keyword string) (_ []uint32, e
 		return nil, err
 	}
 	g := c.guard(ctx, c.cfg.CommandTimeout)
-	defer g.stop()
+	defer g.Stop()
 	data, err := c.client.UIDSearch(&imap.SearchCriteria{Flag: []imap.Flag{imap.Flag(keyword)}}, nil).Wait()
 	if err != nil {
 		return nil, c.fail(op, err)
@@ -168,6 +168,6 @@ func (c *Conn) AddKeyword(ctx context.Context, uids []uint32, keyword string) (s
 		return true, nil
 	}
 	g := c.guard(ctx, c.cfg.CommandTimeout)
-	defer g.stop()
+	defer g.Stop()
 	return true, c.storeFlags(g, op, sorted, imap.StoreFlagsAdd, imap.Flag(keyword))
 }

@@ -12,9 +12,9 @@ type Observer interface {
 	LoginDone(d time.Duration, err error)
 	// CommandDone: a Conn operation ended after d: op is one of select,
 	// snapshot, identify, fetch, top, mark_seen, add_keyword,
-	// search_keyword, delete. For fetch and top, d runs until the message
-	// starts to arrive (the reader is returned); a failure while it
-	// streams is reported by StreamFailed.
+	// search_keyword, delete (Expunge and Move). For fetch and top, d runs
+	// until the message starts to arrive (the reader is returned); a
+	// failure while it streams is reported by StreamFailed.
 	CommandDone(op string, d time.Duration, err error)
 	// StreamFailed: a message being read (Fetch, Top) broke off.
 	StreamFailed(err error)

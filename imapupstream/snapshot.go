@@ -9,6 +9,8 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
+
+	"github.com/popbridge/popbridge/imapupstream/internal/watchdog"
 )
 
 // MessageMeta is one message of a snapshot.
@@ -41,7 +43,7 @@ func (c *Conn) Snapshot(ctx context.Context) (_ []MessageMeta, err error) {
 	}
 
 	g := c.guard(ctx, c.cfg.CommandTimeout)
-	defer g.stop()
+	defer g.Stop()
 	metas, err := c.leanSnapshot(g, n)
 	switch {
 	case err == nil:
@@ -55,7 +57,7 @@ func (c *Conn) Snapshot(ctx context.Context) (_ []MessageMeta, err error) {
 }
 
 // goimapSnapshot is the snapshot with go-imap's decoder.
-func (c *Conn) goimapSnapshot(g *guard, n uint32) ([]MessageMeta, error) {
+func (c *Conn) goimapSnapshot(g *watchdog.Guard, n uint32) ([]MessageMeta, error) {
 	const op = "UID FETCH 1:* (UID RFC822.SIZE)"
 	cmd := c.client.Fetch(imap.UIDSet{imap.UIDRange{Start: 1, Stop: 0}},
 		&imap.FetchOptions{UID: true, RFC822Size: true})
@@ -66,7 +68,7 @@ func (c *Conn) goimapSnapshot(g *guard, n uint32) ([]MessageMeta, error) {
 		if msg == nil {
 			break
 		}
-		g.progress()
+		g.Progress()
 		m := MessageMeta{Size: -1}
 		for {
 			item := msg.Next()
@@ -100,7 +102,7 @@ func (c *Conn) goimapSnapshot(g *guard, n uint32) ([]MessageMeta, error) {
 
 // sortedSnapshot sorts metas by UID, drops duplicates and asks for the sizes
 // that did not come.
-func (c *Conn) sortedSnapshot(g *guard, metas []MessageMeta, missing []uint32) ([]MessageMeta, error) {
+func (c *Conn) sortedSnapshot(g *watchdog.Guard, metas []MessageMeta, missing []uint32) ([]MessageMeta, error) {
 	if !slices.IsSortedFunc(metas, cmpMeta) {
 		slices.SortFunc(metas, cmpMeta)
 	}
@@ -126,7 +128,7 @@ func cmpMeta(a, b MessageMeta) int {
 
 // fillSizes fetches the sizes of the UIDs that the big FETCH answered
 // without one, and merges them into metas.
-func (c *Conn) fillSizes(g *guard, metas []MessageMeta, missing []uint32) ([]MessageMeta, error) {
+func (c *Conn) fillSizes(g *watchdog.Guard, metas []MessageMeta, missing []uint32) ([]MessageMeta, error) {
 	const op = "UID FETCH (RFC822.SIZE)"
 	var need []uint32
 	for _, uid := range sortUIDs(missing) {
@@ -135,7 +137,7 @@ func (c *Conn) fillSizes(g *guard, metas []MessageMeta, missing []uint32) ([]Mes
 		}
 	}
 	for _, set := range uidSets(need) {
-		g.progress()
+		g.Progress()
 		msgs, err := c.client.Fetch(set, &imap.FetchOptions{UID: true, RFC822Size: true}).Collect()
 		if err != nil {
 			return nil, c.fail(op, err)

@@ -53,7 +53,7 @@ func BenchmarkSnapshot(b *testing.B) {
 		{"lean", func() ([]MessageMeta, error) { return c.Snapshot(context.Background()) }},
 		{"go-imap", func() ([]MessageMeta, error) {
 			g := c.guard(context.Background(), time.Minute)
-			defer g.stop()
+			defer g.Stop()
 			return c.goimapSnapshot(g, n)
 		}},
 	} {

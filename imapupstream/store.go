@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/emersion/go-imap/v2"
+
+	"github.com/popbridge/popbridge/imapupstream/internal/watchdog"
 )
 
 // MarkSeen sets \Seen on the messages: UID STORE uids +FLAGS.SILENT (\Seen),
@@ -23,14 +25,14 @@ func (c *Conn) MarkSeen(ctx context.Context, uids []uint32) (err error) {
 		return nil
 	}
 	g := c.guard(ctx, c.cfg.CommandTimeout)
-	defer g.stop()
+	defer g.Stop()
 	return c.storeFlags(g, op, sorted, imap.StoreFlagsAdd, imap.FlagSeen)
 }
 
 // storeFlags runs UID STORE on sorted, unique uids, one command per UID set.
-func (c *Conn) storeFlags(g *guard, op string, sorted []uint32, how imap.StoreFlagsOp, flag imap.Flag) error {
+func (c *Conn) storeFlags(g *watchdog.Guard, op string, sorted []uint32, how imap.StoreFlagsOp, flag imap.Flag) error {
 	for _, set := range uidSets(sorted) {
-		g.progress()
+		g.Progress()
 		err := c.client.Store(set, &imap.StoreFlags{Op: how, Silent: true, Flags: []imap.Flag{flag}}, nil).Close()
 		if err != nil {
 			return c.fail(op, err)

@@ -115,7 +115,7 @@ func (c *Conn) mismatched(ctx context.Context, s *fetchStream, bad string) (*fet
 		return nil, s.broken(err) // nothing more of the command may be read
 	}
 	err := s.cmd.Close()
-	s.g.stop()
+	s.g.Stop()
 	if err != nil {
 		return nil, c.fail(s.op.String(), err)
 	}
@@ -151,7 +151,7 @@ func (c *Conn) mismatched(ctx context.Context, s *fetchStream, bad string) (*fet
 func (c *Conn) stillExists(ctx context.Context, uid uint32) (bool, error) {
 	const op = "NOOP, UID SEARCH UID"
 	g := c.guard(ctx, c.cfg.CommandTimeout)
-	defer g.stop()
+	defer g.Stop()
 	if err := c.client.Noop().Wait(); err != nil {
 		return false, c.fail(op, err)
 	}

@@ -20,8 +20,8 @@ func (c *conn) capabilities() []string {
 			caps = append(caps, line)
 		}
 	}
-	if c.lim.implementation != "" {
-		caps = append(caps, "IMPLEMENTATION "+c.lim.implementation)
+	if c.cfg.implementation != "" {
+		caps = append(caps, "IMPLEMENTATION "+c.cfg.implementation)
 	}
 	return caps
 }

@@ -12,10 +12,10 @@ import (
 // connection as it is now. TLS always allows it; otherwise
 // Server.AllowPlaintext decides.
 func (c *conn) plaintextAllowed() bool {
-	if c.info.TLS != nil || c.srv.AllowPlaintext == nil {
+	if c.info.TLS != nil || c.cfg.allowPlaintext == nil {
 		return true
 	}
-	return c.srv.AllowPlaintext(&c.info)
+	return c.cfg.allowPlaintext(&c.info)
 }
 
 // refusePlaintext answers USER, PASS and AUTH where plaintext login is not
@@ -44,7 +44,7 @@ func (c *conn) cmdUSER(rest string) {
 		return
 	}
 	// Taken verbatim like PASS: the backend decides what a valid name is.
-	c.user, c.haveUser = rest, true
+	c.user = rest
 	c.ok("send PASS")
 }
 
@@ -52,14 +52,14 @@ func (c *conn) cmdPASS(rest string) {
 	if c.refusePlaintext() {
 		return
 	}
-	if !c.haveUser {
+	if c.user == "" {
 		c.fail("", "send USER first")
 		c.badCommand()
 		return
 	}
 	// RFC 1939: after a failed PASS the client starts again with USER.
 	user := c.user
-	c.user, c.haveUser = "", false
+	c.user = ""
 	if rest == "" {
 		c.fail("", "missing password")
 		c.badCommand()
@@ -70,12 +70,12 @@ func (c *conn) cmdPASS(rest string) {
 
 // login calls Backend.Login and enters TRANSACTION on success. It is shared
 // by USER/PASS and AUTH. errorChallenge is the bearer mechanisms' failure
-// continuation (see mechanism.errorChallenge), nil for the others. Nothing
-// here logs the password or token.
+// continuation (see mechanism.errorChallenge), nil for the others. Each
+// attempt logs one line, never with the password or token.
 func (c *conn) login(cred *Credentials, errorChallenge []byte) {
 	log := c.log.With(zap.String("user", cred.Username), zap.String("mechanism", cred.Mechanism))
-	obs := c.srv.Observer
-	limiter := c.srv.LoginLimiter
+	obs := c.cfg.observer
+	limiter := c.cfg.limiter
 	if limiter != nil {
 		if ok, retry := limiter.Allow(c.info.RemoteAddr); !ok {
 			log.Info("login refused: too many failed logins from this address", zap.Duration("retry_after", retry))
@@ -91,7 +91,8 @@ func (c *conn) login(cred *Credentials, errorChallenge []byte) {
 	}
 	// Shutdown waits for logins under way and the sessions they open;
 	// none may start once it has begun.
-	if !c.srv.beginSession() {
+	endSession := c.srv.beginSession()
+	if endSession == nil {
 		log.Info("login refused: the server is shutting down")
 		if obs != nil {
 			obs.Login(&c.info, LoginShuttingDown)
@@ -102,15 +103,17 @@ func (c *conn) login(cred *Credentials, errorChallenge []byte) {
 		c.closing = true
 		return
 	}
-	c.busy = true
 	defer func() {
 		if c.sess == nil { // no session: nothing for Shutdown to wait for
-			c.busy = false
-			c.srv.endSession()
+			endSession()
+		} else {
+			c.endSession = endSession // until finish
 		}
 	}()
 	c.flush() // answers to earlier pipelined commands go out before we wait
-	sess, err := c.srv.Backend.Login(c.ctx, &c.info, cred)
+	start := time.Now()
+	sess, err := c.cfg.backend.Login(c.ctx, &c.info, cred)
+	took := zap.Duration("took", time.Since(start))
 	switch {
 	case err == nil && sess == nil:
 		err = errors.New("pop3: Backend.Login returned neither a session nor an error")
@@ -130,15 +133,15 @@ func (c *conn) login(cred *Credentials, errorChallenge []byte) {
 			obs.Login(&c.info, loginResult(e.Code))
 		}
 		if e.Code != CodeAuth {
-			log.Warn("login failed", zap.Error(err))
+			log.Warn("login failed", zap.String("code", e.Code), zap.Error(err), took)
 			c.failError(e)
 			return
 		}
-		log.Info("login failed: bad credentials", zap.Error(err))
+		log.Info("login failed: bad credentials", zap.String("code", e.Code), zap.Error(err), took)
 		if limiter != nil {
 			limiter.Failed(c.info.RemoteAddr)
 		}
-		if !c.sleep(c.lim.failureDelay) {
+		if !c.sleep(c.cfg.failureDelay) {
 			c.closing = true // the server is closing
 			return
 		}
@@ -155,7 +158,7 @@ func (c *conn) login(cred *Credentials, errorChallenge []byte) {
 	if err := checkMessages(msgs); err != nil {
 		// A malformed listing would corrupt the protocol (a UIDL with a
 		// space or CRLF in it); refuse loudly rather than serve it.
-		log.Error("backend returned an invalid maildrop listing", zap.Error(err))
+		log.Error("backend returned an invalid maildrop listing", zap.Error(err), took)
 		if obs != nil {
 			obs.Login(&c.info, LoginSysPerm)
 		}
@@ -165,26 +168,27 @@ func (c *conn) login(cred *Credentials, errorChallenge []byte) {
 		c.closing = true
 		return
 	}
-	c.msgs = msgs
-	for _, m := range msgs {
-		c.total += m.Size
-	}
-	c.deleted = make([]bool, len(msgs))
+	c.drop = newMaildrop(msgs)
 	c.state = stateTransaction
 	c.bad = 0
-	if cap(c.line) > c.lim.maxLine {
+	if cap(c.line) > c.cfg.maxLine {
 		// A long AUTH line grew it; after login lines are short again.
 		// (Nothing refers to the old buffer any more: the command's
 		// arguments were copied.)
-		c.line = make([]byte, 0, c.lim.maxLine)
+		c.line = make([]byte, 0, c.cfg.maxLine)
 	}
-	count, size := c.stats()
-	c.loginUser, c.loginMech, c.listed = cred.Username, cred.Mechanism, count
+	count, size := c.drop.stat()
+	c.sum.User, c.sum.Mechanism, c.sum.Listed = cred.Username, cred.Mechanism, count
 	if obs != nil {
 		obs.Login(&c.info, LoginOK)
 	}
-	log.Info("logged in", zap.Int("messages", count), zap.Int64("octets", size))
-	c.ok("maildrop has " + strconv.Itoa(count) + " messages (" + strconv.FormatInt(size, 10) + " octets)")
+	log.Info("logged in", zap.Int("messages", count), zap.Int64("octets", size), took)
+	c.ok(maildropText(count, size))
+}
+
+// maildropText is the answer to a login and to RSET.
+func maildropText(count int, size int64) string {
+	return "maildrop has " + strconv.Itoa(count) + " messages (" + strconv.FormatInt(size, 10) + " octets)"
 }
 
 // loginDelayText is the text of the LoginLimiter's refusal.
@@ -252,12 +256,7 @@ func (c *conn) cmdQUIT(string) {
 		return
 	}
 	c.state = stateUpdate
-	deleted := make([]int, 0, c.countDeleted())
-	for i, d := range c.deleted {
-		if d {
-			deleted = append(deleted, i+1)
-		}
-	}
+	deleted := c.drop.deleted()
 	c.flush()
 	err := c.sess.Update(c.ctx, deleted)
 	c.closeSession()
@@ -268,7 +267,6 @@ func (c *conn) cmdQUIT(string) {
 		return
 	}
 	c.setEnd(EndUpdateOK)
-	c.deletedN = len(deleted)
-	c.log.Debug("session ended with QUIT", zap.Int("deleted", len(deleted)))
+	c.sum.Deleted = len(deleted)
 	c.ok("bye")
 }

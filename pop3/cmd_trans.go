@@ -6,25 +6,17 @@ import (
 	"go.uber.org/zap"
 )
 
-// stats returns the number and total size of the messages not marked
-// deleted.
-func (c *conn) stats() (count int, size int64) {
-	return len(c.msgs) - c.delCount, c.total - c.delSize
-}
-
-func (c *conn) countDeleted() int { return c.delCount }
-
 func (c *conn) cmdSTAT(rest string) {
 	if !c.noArgs(rest) {
 		return
 	}
-	count, size := c.stats()
+	count, size := c.drop.stat()
 	c.cmdOK = true
 	c.writeNumLine("+OK ", int64(count), size)
 }
 
 func (c *conn) cmdLIST(rest string) {
-	count, size := c.stats()
+	count, size := c.drop.stat()
 	c.listing(rest, strconv.Itoa(count)+" messages ("+strconv.FormatInt(size, 10)+" octets)",
 		func(prefix string, n int, m Message) { c.writeNumLine(prefix, int64(n), m.Size) })
 }
@@ -44,10 +36,8 @@ func (c *conn) listing(rest, header string, line func(prefix string, n int, m Me
 		// 50,000 lines are a megabyte or more: through the body writer,
 		// in 64 KiB writes rather than 4 KiB ones.
 		saved, big := c.useBodyWriter()
-		for i, m := range c.msgs {
-			if !c.deleted[i] {
-				line("", i+1, m)
-			}
+		for n, m := range c.drop.listed() {
+			line("", n, m)
 		}
 		c.writeString(".\r\n")
 		c.restoreWriter(saved, big)
@@ -57,7 +47,7 @@ func (c *conn) listing(rest, header string, line func(prefix string, n int, m Me
 			return
 		}
 		c.cmdOK = true
-		line("+OK ", n, c.msgs[n-1])
+		line("+OK ", n, c.drop.message(n))
 	default:
 		c.fail("", "too many arguments")
 		c.badCommand()
@@ -75,7 +65,7 @@ func (c *conn) cmdRETR(rest string) {
 		c.backendFailed("RETR", n, err)
 		return
 	}
-	size := c.msgs[n-1].Size
+	size := c.drop.message(n).Size
 	sent, complete := c.sendBody("RETR", n, strconv.FormatInt(size, 10)+" octets", rc)
 	if !complete {
 		return
@@ -89,7 +79,7 @@ func (c *conn) cmdRETR(rest string) {
 	// Retrieved promises the client has the whole message: only after
 	// the terminating "." has really left.
 	if c.flush() {
-		c.retrieved++
+		c.sum.Retrieved++
 		c.sess.Retrieved(c.ctx, n)
 	}
 }
@@ -129,9 +119,7 @@ func (c *conn) cmdDELE(rest string) {
 	if !ok {
 		return
 	}
-	c.deleted[n-1] = true
-	c.delCount++
-	c.delSize += c.msgs[n-1].Size
+	c.drop.dele(n)
 	c.ok("message " + strconv.Itoa(n) + " deleted")
 }
 
@@ -139,10 +127,8 @@ func (c *conn) cmdRSET(rest string) {
 	if !c.noArgs(rest) {
 		return
 	}
-	clear(c.deleted)
-	c.delCount, c.delSize = 0, 0
-	count, size := c.stats()
-	c.ok("maildrop has " + strconv.Itoa(count) + " messages (" + strconv.FormatInt(size, 10) + " octets)")
+	c.drop.reset()
+	c.ok(maildropText(c.drop.stat()))
 }
 
 func (c *conn) cmdNOOP(rest string) {

@@ -90,7 +90,7 @@ func (c *conn) handle(line []byte) {
 	}
 	c.log.Debug("command", zap.String("cmd", logName), zap.Bool("ok", c.cmdOK),
 		zap.Duration("took", time.Since(start)))
-	if o := c.srv.Observer; o != nil {
+	if o := c.cfg.observer; o != nil {
 		o.Command(logName, c.cmdOK)
 	}
 }
@@ -162,17 +162,16 @@ func (c *conn) noArgs(rest string) bool {
 	return true
 }
 
-// msgArg checks a message-number argument: a valid number of an existing
-// message, and, unless allowDeleted, one not marked deleted. It answers
-// -ERR itself when the number is not usable.
+// msgArg checks a message-number argument: the number of a message not
+// marked deleted. It answers -ERR itself when the number is not usable.
 func (c *conn) msgArg(arg string) (int, bool) {
 	n, ok := parseNumber(arg)
 	switch {
 	case !ok || n == 0:
 		c.fail("", "invalid message number")
-	case n > len(c.msgs):
+	case !c.drop.exists(n):
 		c.fail("", "no such message")
-	case c.deleted[n-1]:
+	case c.drop.isDeleted(n):
 		c.fail("", "message "+strconv.Itoa(n)+" already deleted")
 	default:
 		return n, true

@@ -41,57 +41,44 @@ func (s state) String() string {
 // except raw, which Server.Close may close at any time.
 type conn struct {
 	srv   *Server
+	cfg   *config  // the server's configuration when the connection started
 	raw   net.Conn // as accepted; closing it ends everything
 	plain net.Conn // the client's bytes: raw, or raw after its PROXY header
 	nc    net.Conn // plain, or the TLS connection over it
 	lc    ListenerConfig
-	lim   limits
 	log   *zap.Logger
+	info  ConnInfo
 
 	ctx    context.Context
 	cancel context.CancelFunc
 
 	br   *bufio.Reader
 	bw   *bufio.Writer
-	line []byte // the current command line, capacity lim.maxLine
+	line []byte // the current command line, capacity cfg.maxLine
 	num  []byte // scratch for formatting numbers
 	dw   dotWriter
 
-	info ConnInfo
-
-	lastRetr int // the message of the last RETR, 0 before the first
-
 	state    state
-	user     string // from USER, waiting for PASS
-	haveUser bool
-	sess     Session // non-nil from login until closeSession
-	msgs     []Message
-	total    int64  // octets of all of msgs
-	deleted  []bool // deleted[i] marks message i+1
-	delCount int    // how many are marked
-	delSize  int64  // and their octets
+	user     string   // from USER, waiting for PASS; "" for none
+	sess     Session  // non-nil from login until closeSession
+	drop     maildrop // the snapshot and its deletion marks, in TRANSACTION
+	lastRetr int      // the message of the last RETR, 0 before the first
 
 	loginDeadline time.Time // end of LoginTimeout; zero: none
-	admitted      bool      // counted by Server.admit, until release
-	ipKey         string    // the IP counted for MaxConnectionsPerIP, or ""
+	bad           int       // bad commands in the current state
+	closing       bool      // end the connection once the answer is flushed
+	streaming     bool      // inside a multi-line body: never write a status line
+	werr          error     // first write error; the connection is dead
+	cmdOK         bool      // status of the current command's answer, for logs
 
-	bad       int   // bad commands in the current state
-	closing   bool  // end the connection once the answer is flushed
-	streaming bool  // inside a multi-line body: never write a status line
-	werr      error // first write error; the connection is dead
-	cmdOK     bool  // status of the current command's answer, for logs
+	// What the connection holds, each given back once by finish: the
+	// connection slot (from Server.admit; nil if refused) and Shutdown's
+	// wait for a session (from Server.beginSession; nil without one).
+	release    func()
+	endSession func()
 
-	// For the session's last log line and Observer.SessionEnded.
-	start     time.Time
-	opened    bool   // admitted: a session that gets its last log line
-	busy      bool   // counted by Server.beginSession, until endSession
-	end       string // how it ended, End*; the first reason set wins
-	loginUser string // who logged in, "" before
-	loginMech string
-	listed    int   // messages at login
-	retrieved int   // RETRs sent in full
-	deletedN  int   // deleted by a successful UPDATE
-	sent      int64 // octets written to the client
+	start time.Time
+	sum   SessionSummary // filled in as the session goes, for its last log line and the Observer
 }
 
 // newConn makes the connection that trackConn registers. It runs under the
@@ -107,9 +94,9 @@ func newConn(s *Server, nc net.Conn, lc ListenerConfig) *conn {
 // reports false when the connection must be closed at once.
 func (c *conn) setup() bool {
 	c.start = time.Now()
-	c.lim = c.srv.limits()
-	if c.lim.loginTimeout > 0 {
-		c.loginDeadline = c.start.Add(c.lim.loginTimeout)
+	c.cfg = c.srv.config()
+	if c.cfg.loginTimeout > 0 {
+		c.loginDeadline = c.start.Add(c.cfg.loginTimeout)
 	}
 	c.info = ConnInfo{
 		ID:         newSessionID(),
@@ -117,14 +104,14 @@ func (c *conn) setup() bool {
 		LocalAddr:  c.raw.LocalAddr(),
 		Listener:   c.lc.Name,
 	}
-	c.log = c.srv.logger().With(zap.String("session", c.info.ID), addrField("remote", c.info.RemoteAddr))
+	c.log = c.cfg.log.With(zap.String("session", c.info.ID), addrField("remote", c.info.RemoteAddr))
 	if pp := c.lc.ProxyProtocol; pp != nil {
 		if !c.readProxyHeader(pp) {
 			return false
 		}
 		// From here on every log line names the client, and the proxy
 		// it came through.
-		c.log = c.srv.logger().With(zap.String("session", c.info.ID), addrField("remote", c.info.RemoteAddr),
+		c.log = c.cfg.log.With(zap.String("session", c.info.ID), addrField("remote", c.info.RemoteAddr),
 			addrField("proxy", c.info.ProxyAddr))
 	}
 	if c.lc.TLS == TLSImplicit {
@@ -146,13 +133,13 @@ func (c *conn) tlsConfig() *tls.Config {
 	if c.lc.TLSConfig != nil {
 		return c.lc.TLSConfig
 	}
-	return c.srv.TLSConfig
+	return c.cfg.tlsConfig
 }
 
 // setEnd records how the session ends, unless a reason is already known.
 func (c *conn) setEnd(end string) {
-	if c.end == "" {
-		c.end = end
+	if c.sum.End == "" {
+		c.sum.End = end
 	}
 }
 
@@ -180,32 +167,32 @@ func (c *conn) serve() {
 	}
 	c.br = bufio.NewReader(c.nc)
 	c.bw = bufio.NewWriter(c.deadlineWriter())
-	c.line = make([]byte, 0, c.lim.maxLine)
+	c.line = make([]byte, 0, c.cfg.maxLine)
 
-	c.ok(c.lim.greeting)
+	c.ok(c.cfg.greeting)
 	for !c.closing && c.werr == nil {
 		// PIPELINING: answers wait in bw while more commands are already
 		// here, so a burst of commands costs one flush.
 		if c.br.Buffered() == 0 && !c.flush() {
 			break
 		}
-		limit := c.lim.maxLine
+		limit := c.cfg.maxLine
 		if c.state == stateAuthorization {
-			limit = c.lim.authLine // for AUTH with a long initial response
+			limit = c.cfg.authLine // for AUTH with a long initial response
 		}
 		line, tooLong, err := c.readLine(limit)
 		if err != nil {
 			c.readFailed(err)
 			break
 		}
-		if !tooLong && len(c.line) > c.lim.maxLine && !isAUTH(line) {
+		if !tooLong && len(c.line) > c.cfg.maxLine && !isAUTH(line) {
 			tooLong = true
 		}
 		if tooLong {
 			c.cmdOK = false
 			c.fail("", "line too long")
 			c.log.Debug("command", zap.String("cmd", "?"), zap.Bool("ok", false), zap.String("error", "line too long"))
-			if o := c.srv.Observer; o != nil {
+			if o := c.cfg.observer; o != nil {
 				o.Command("too_long", false)
 			}
 			c.badCommand()
@@ -223,23 +210,22 @@ func isAUTH(line []byte) bool {
 	return commandName(kw) == "AUTH"
 }
 
-// admit counts the connection against the connection limits. Over a limit,
-// the client gets one -ERR instead of the greeting (nothing on a TLS
-// connection: no handshake is spent on a refused client) and admit reports
-// false. While the server shuts down the answer is "-ERR [SYS/TEMP] server
-// shutting down", on TLS connections too (after a handshake bounded by
-// refuseWriteTimeout): a client told why does not report a broken server.
+// admit takes a connection slot. Over a limit the client gets one -ERR
+// instead of the greeting (on TLS nothing: no handshake is spent on a
+// refused client) and admit reports false; during Shutdown the answer is
+// "-ERR [SYS/TEMP] server shutting down", on TLS too, after a handshake
+// bounded by refuseWriteTimeout.
 func (c *conn) admit() bool {
-	reason, why := c.srv.admit(c, ipKey(c.info.RemoteAddr))
-	if reason == "" {
-		c.opened = true
-		if o := c.srv.Observer; o != nil {
+	release, reason, why := c.srv.admit(c.cfg, ipKey(c.info.RemoteAddr))
+	if release != nil {
+		c.release = release
+		if o := c.cfg.observer; o != nil {
 			o.ConnOpened(&c.info, c.lc.TLS)
 		}
 		return true
 	}
 	c.log.Info("connection refused", zap.String("reason", why))
-	if o := c.srv.Observer; o != nil {
+	if o := c.cfg.observer; o != nil {
 		o.ConnRefused(&c.info, reason)
 	}
 	var w io.Writer = c.raw
@@ -263,8 +249,8 @@ const refuseWriteTimeout = 5 * time.Second
 // and never after the LoginTimeout deadline.
 func (c *conn) authDeadline() time.Time {
 	var d time.Time
-	if c.lim.authTimeout > 0 {
-		d = time.Now().Add(c.lim.authTimeout)
+	if c.cfg.authTimeout > 0 {
+		d = time.Now().Add(c.cfg.authTimeout)
 	}
 	if !c.loginDeadline.IsZero() && (d.IsZero() || c.loginDeadline.Before(d)) {
 		d = c.loginDeadline
@@ -283,7 +269,7 @@ func (c *conn) handshake() bool {
 	_ = tc.SetDeadline(c.authDeadline())
 	if err := tc.HandshakeContext(c.ctx); err != nil {
 		c.log.Debug("TLS handshake failed", zap.Error(err))
-		if o := c.srv.Observer; o != nil {
+		if o := c.cfg.observer; o != nil {
 			o.TLSHandshake(&c.info, err)
 		}
 		if errors.Is(err, os.ErrDeadlineExceeded) {
@@ -294,14 +280,15 @@ func (c *conn) handshake() bool {
 	_ = tc.SetDeadline(time.Time{})
 	cs := tc.ConnectionState()
 	c.info.TLS = &cs
-	if o := c.srv.Observer; o != nil {
+	if o := c.cfg.observer; o != nil {
 		o.TLSHandshake(&c.info, nil)
 	}
 	return true
 }
 
 // finish ends the connection: it recovers a panic, closes the session
-// (without Update unless QUIT already ran it) and the network connection.
+// (without Update unless QUIT already ran it) and the network connection,
+// and gives back what the connection held.
 func (c *conn) finish() {
 	r := recover()
 	if c.log == nil { // setup itself failed
@@ -317,11 +304,11 @@ func (c *conn) finish() {
 			c.fail(CodeSysTemp, "internal server error")
 			c.flush()
 		}
+		c.setEnd(EndError)
 	}
 	c.closeSession()
-	c.srv.release(c)
-	if r != nil {
-		c.setEnd(EndError)
+	if c.release != nil {
+		c.release()
 	}
 	if r != nil || c.werr != nil || c.streaming || c.br == nil {
 		// Not a clean end: skip the TLS close_notify, which could wait
@@ -334,48 +321,35 @@ func (c *conn) finish() {
 		_ = c.nc.Close()
 	}
 	c.cancel()
-	c.log.Debug("connection closed")
-	c.ended()
-	if c.busy {
-		c.busy = false
-		c.srv.endSession()
+	if c.release != nil { // admitted: a session, which gets its last log line
+		c.ended()
+	}
+	if c.endSession != nil {
+		c.endSession()
 	}
 	c.srv.untrackConn(c)
 }
 
-// ended writes the session's last log line and tells the Observer, for an
-// admitted connection.
+// ended writes the session's last log line and tells the Observer.
 func (c *conn) ended() {
-	if !c.opened {
-		return
-	}
+	sum := &c.sum
 	switch {
-	case c.end != "":
+	case sum.End != "":
 	case c.srv.ctx.Err() != nil:
-		c.end = EndShutdown
+		sum.End = EndShutdown
 	case errors.Is(c.werr, os.ErrDeadlineExceeded):
-		c.end = EndTimeout
+		sum.End = EndTimeout
 	default:
-		c.end = EndDropped
+		sum.End = EndDropped
 	}
-	sum := SessionSummary{
-		Info:      &c.info,
-		User:      c.loginUser,
-		Mechanism: c.loginMech,
-		Listed:    c.listed,
-		Retrieved: c.retrieved,
-		Deleted:   c.deletedN,
-		BytesSent: c.sent,
-		Duration:  time.Since(c.start),
-		End:       c.end,
-	}
+	sum.Info, sum.Duration = &c.info, time.Since(c.start)
 	// Never the password, the token or message content: names and counts.
 	c.log.Info("session ended", zap.String("user", sum.User), zap.String("listener", c.info.Listener),
 		zap.String("tls", TLSVersionName(c.info.TLS)), zap.Int("listed", sum.Listed),
 		zap.Int("retrieved", sum.Retrieved), zap.Int("deleted", sum.Deleted),
 		zap.Int64("bytes_sent", sum.BytesSent), zap.Duration("duration", sum.Duration), zap.String("end", sum.End))
-	if o := c.srv.Observer; o != nil {
-		o.SessionEnded(&sum)
+	if o := c.cfg.observer; o != nil {
+		o.SessionEnded(sum)
 	}
 }
 
@@ -404,8 +378,8 @@ func (c *conn) readLine(limit int) (line []byte, tooLong bool, err error) {
 	var deadline time.Time
 	if c.state == stateAuthorization {
 		deadline = c.authDeadline()
-	} else if c.lim.idleTimeout > 0 {
-		deadline = time.Now().Add(c.lim.idleTimeout)
+	} else if c.cfg.idleTimeout > 0 {
+		deadline = time.Now().Add(c.cfg.idleTimeout)
 	}
 	if err := c.nc.SetReadDeadline(deadline); err != nil {
 		return nil, false, err
@@ -439,7 +413,8 @@ func (c *conn) readLine(limit int) (line []byte, tooLong bool, err error) {
 	return line, false, nil
 }
 
-// readFailed handles the end of the input.
+// readFailed handles the end of the input. It logs at debug level only: the
+// session's last line ("session ended") says how it ended.
 func (c *conn) readFailed(err error) {
 	switch {
 	case c.srv.ctx.Err() != nil:
@@ -448,11 +423,11 @@ func (c *conn) readFailed(err error) {
 	case errors.Is(err, os.ErrDeadlineExceeded) && c.state == stateAuthorization &&
 		!c.loginDeadline.IsZero() && !time.Now().Before(c.loginDeadline):
 		c.setEnd(EndTimeout)
-		c.log.Info("login timeout; closing")
+		c.log.Debug("login timeout; closing")
 		c.fail("", "login timeout")
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		c.setEnd(EndTimeout)
-		c.log.Info("idle timeout; closing", zap.Stringer("state", c.state))
+		c.log.Debug("idle timeout; closing", zap.Stringer("state", c.state))
 		c.fail("", "disconnected for inactivity")
 	case errors.Is(err, io.EOF):
 		c.log.Debug("client closed the connection", zap.Stringer("state", c.state))
@@ -462,16 +437,16 @@ func (c *conn) readFailed(err error) {
 }
 
 // badCommand counts a client error and, at the state's limit, says so and
-// ends the connection.
+// ends the connection (logged at debug level, as in readFailed).
 func (c *conn) badCommand() {
 	c.bad++
-	limit := c.lim.maxBad
+	limit := c.cfg.maxBad
 	if c.state == stateAuthorization {
-		limit = c.lim.maxBadAuth
+		limit = c.cfg.maxBadAuth
 	}
 	if limit > 0 && c.bad >= limit {
 		c.setEnd(EndBadCommands)
-		c.log.Info("too many bad commands; closing", zap.Int("count", c.bad), zap.Stringer("state", c.state))
+		c.log.Debug("too many bad commands; closing", zap.Int("count", c.bad), zap.Stringer("state", c.state))
 		c.fail("", "too many bad commands")
 		c.closing = true
 	}
@@ -613,7 +588,7 @@ type deadlineWriter struct {
 }
 
 func (c *conn) deadlineWriter() deadlineWriter {
-	return deadlineWriter{nc: c.nc, timeout: c.lim.writeTimeout, sent: &c.sent, obs: c.srv.Observer}
+	return deadlineWriter{nc: c.nc, timeout: c.cfg.writeTimeout, sent: &c.sum.BytesSent, obs: c.cfg.observer}
 }
 
 func (w deadlineWriter) Write(p []byte) (int, error) {

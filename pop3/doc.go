@@ -59,6 +59,16 @@
 // connections, get -ERR [SYS/TEMP] server shutting down while logged-in
 // sessions finish); Reconfigure changes the settings of new connections at
 // run time; an Observer is told of connections, logins, commands, octets
-// sent and session ends, for metrics; and every session ends with one info
-// log line ("session ended") saying who, what and how it ended.
+// sent and session ends, for metrics.
+//
+// Logs: one line per event at info level or above, with the same field
+// names throughout ("session", "remote", "user", "mechanism"): a refused
+// connection, a login ("logged in", "login failed..." with the response
+// code and how long Backend.Login took), a backend failure, and the end of
+// every admitted session ("session ended": who, what and how it ended);
+// everything else is at debug level. Server.Logger is a *zap.Logger rather
+// than a *slog.Logger or an interface of this package's own because
+// popbridge, its proxy and their tests all log and assert through zap, and
+// zap's slog bridge (go.uber.org/zap/exp/zapslog) is a module this one does
+// not require.
 package pop3

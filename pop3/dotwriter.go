@@ -5,26 +5,17 @@ import (
 	"bytes"
 )
 
-// dotWriter writes a message as the body of a POP3 multi-line response
-// (RFC 1939 section 3), streaming, without allocating:
+// dotWriter writes a message as the body of a multi-line response (RFC 1939
+// section 3), streaming into a bufio.Writer without allocating:
 //
-//   - A line that begins with "." gets one more "." in front (byte-stuffing),
-//     so no line of the message can look like the terminator.
-//   - A bare LF becomes CRLF. The message's own CRLFs pass through byte for
-//     byte, also when the CR and the LF arrive in different writes.
-//   - A CR not followed by LF is left alone. Only LF ends a line, for the
-//     stuffing as for the client, so a lone CR can neither start a line nor
-//     fake the terminator, and leaving it keeps the octets the backend
-//     counted in the message size.
-//   - Close ends a non-empty message that does not end with a line ending
-//     with CRLF (a trailing lone CR is data, so it gets a CRLF after it),
-//     then writes the terminating ".\r\n". An empty message is just ".\r\n".
-//   - With noNULs (Server.OutlookNoNULs), every NUL byte is sent as 0x80,
-//     as Dovecot's outlook-no-nuls does: one octet for one, so the size
-//     stays what LIST said.
-//
-// It writes into a bufio.Writer so that each line costs a few copies into
-// the buffer and nothing else.
+//   - a line that begins with "." gets another "." in front;
+//   - a bare LF becomes CRLF; CRLFs pass through, also split across writes;
+//   - a lone CR is data (only LF ends a line), so it can neither start a line
+//     nor fake the terminator, and the octets stay those the backend counted;
+//   - Close ends a non-empty message that lacks a final line ending with
+//     CRLF (after a trailing lone CR too), then writes ".\r\n";
+//   - with noNULs (Server.OutlookNoNULs) each NUL is sent as 0x80, one octet
+//     for one, as Dovecot's outlook-no-nuls does.
 type dotWriter struct {
 	w      *bufio.Writer
 	bol    bool // the next byte starts a line

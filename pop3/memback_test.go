@@ -38,8 +38,10 @@ const (
 	testToken = "ya29.test-token"
 )
 
-// memBackend is an in-memory Backend that records what the server does
-// with it and can inject failures.
+// memBackend is a test double: a Backend that records what the server does
+// with it and can inject failures. The in-memory Backend for everyone is
+// pop3mem (used by the pop3_test tests); this package's own tests cannot
+// import it, since pop3mem imports pop3.
 type memBackend struct {
 	msgs  [][]byte
 	setup func(*memSession) // adjusts each new session before use

@@ -120,7 +120,7 @@ func (c *conn) refuseProxy(reason, why string, err error) {
 		fields = append(fields, zap.Error(err))
 	}
 	c.log.Info("connection refused", fields...)
-	if o := c.srv.Observer; o != nil {
+	if o := c.cfg.observer; o != nil {
 		o.ConnRefused(&c.info, reason)
 	}
 }

@@ -26,24 +26,14 @@ type RetrieveAheader interface {
 // picks messages here and there would make the upstream send, and us
 // throw away, a message after each one.
 func (c *conn) retrieve(n int) (io.ReadCloser, error) {
-	inOrder := c.nextUndeleted(c.lastRetr) == n
+	inOrder := c.drop.next(c.lastRetr) == n
 	c.lastRetr = n
 	if ra, ok := c.sess.(RetrieveAheader); ok {
 		next := 0
 		if inOrder {
-			next = c.nextUndeleted(n)
+			next = c.drop.next(n)
 		}
 		return ra.RetrieveAhead(c.ctx, n, next)
 	}
 	return c.sess.Retrieve(c.ctx, n)
-}
-
-// nextUndeleted returns the first message after n not marked deleted, or 0.
-func (c *conn) nextUndeleted(n int) int {
-	for m := n + 1; m <= len(c.msgs); m++ {
-		if !c.deleted[m-1] {
-			return m
-		}
-	}
-	return 0
 }

@@ -138,10 +138,10 @@ func lookupMechanism(mechs []*mechanism, name string) *mechanism {
 // connection as it is now: CAPA, bare AUTH and AUTH itself agree on them.
 func (c *conn) usableMechanisms() []*mechanism {
 	if c.plaintextAllowed() {
-		return c.lim.mechs
+		return c.cfg.mechs
 	}
 	var out []*mechanism
-	for _, m := range c.lim.mechs {
+	for _, m := range c.cfg.mechs {
 		if !m.plaintext {
 			out = append(out, m)
 		}
@@ -156,7 +156,7 @@ const maxSASLSteps = 4
 // cmdAUTH runs "AUTH" (list the mechanisms) and "AUTH mechanism
 // [initial-response]" (RFC 5034).
 func (c *conn) cmdAUTH(rest string) {
-	c.user, c.haveUser = "", false // AUTH starts afresh, like USER
+	c.user = "" // AUTH starts afresh, like USER
 	args := splitArgs(rest)
 	if len(args) == 0 {
 		// Not in RFC 5034, but Outlook sends a bare AUTH to learn the
@@ -174,7 +174,7 @@ func (c *conn) cmdAUTH(rest string) {
 		c.badCommand()
 		return
 	}
-	mech := lookupMechanism(c.lim.mechs, args[0])
+	mech := lookupMechanism(c.cfg.mechs, args[0])
 	if mech == nil {
 		// Not counted as bad: a client may try a mechanism it prefers
 		// before falling back (LoginTimeout bounds the tries).
@@ -252,7 +252,7 @@ func (c *conn) readAuthLine() ([]byte, bool) {
 	if c.werr != nil {
 		return nil, false
 	}
-	line, tooLong, err := c.readLine(c.lim.authLine)
+	line, tooLong, err := c.readLine(c.cfg.authLine)
 	if err != nil {
 		c.readFailed(err)
 		c.closing = true
@@ -275,7 +275,7 @@ func (c *conn) bearerFailure(challenge []byte) bool {
 		return false
 	}
 	// What the client answers does not matter, even if over-long.
-	if _, _, err := c.readLine(c.lim.authLine); err != nil {
+	if _, _, err := c.readLine(c.cfg.authLine); err != nil {
 		c.readFailed(err)
 		c.closing = true
 		return false

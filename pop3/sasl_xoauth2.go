@@ -16,12 +16,8 @@ const mechXOAuth2 = "XOAUTH2"
 //
 //	"user=" user "\x01auth=Bearer " token "\x01\x01"
 //
-// On success the exchange is over. When the backend refuses the token, the
-// server sends a "+ " continuation with a base64 JSON error
-// (xoauth2ErrorJSON), the client answers with an empty line and then gets
-// the -ERR: that part is mechanism.errorChallenge, run by the AUTH command.
-// A response that is not in this format fails at once, without a
-// challenge: it is a protocol error, not a refused token.
+// A refused token gets the error continuation of mechanism.errorChallenge;
+// a response in another format fails at once, as a protocol error.
 type xoauth2Server struct {
 	done bool
 	set  func(user, token string)

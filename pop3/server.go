@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -82,21 +81,16 @@ type ListenerConfig struct {
 	// Server.TLSConfig: for example one whose GetConfigForClient accepts
 	// older TLS versions from some client networks only.
 	TLSConfig *tls.Config
-	// ProxyProtocol, when not nil, makes every connection on this listener
-	// start with a PROXY protocol header (version 1 or 2) from a trusted
-	// load balancer, and the client address it carries is the
-	// connection's from then on: in ConnInfo, logs, MaxConnectionsPerIP,
-	// the LoginLimiter and AllowPlaintext. Connections from untrusted
-	// peers, and trusted ones without a valid header, are closed before
-	// the greeting (Observer.ConnRefused with RefuseUntrustedProxy or
-	// RefuseProxyHeader). The header is read in the connection's own
-	// goroutine, never in the accept loop.
+	// ProxyProtocol, when not nil, makes every connection start with a
+	// PROXY header from a trusted load balancer, whose client address is
+	// the connection's from then on (see ProxyProtocol).
 	ProxyProtocol *ProxyProtocol
 }
 
 // Server is a POP3 server. Set its fields before the first call to Serve and
-// do not change them afterwards (Reconfigure changes some of them safely
-// for new connections); a zero field means its default. One Server may
+// do not change them afterwards: the first connection (or Reconfigure)
+// resolves them into the configuration that connections use, which only
+// Reconfigure replaces. A zero field means its default. One Server may
 // serve several listeners at once.
 type Server struct {
 	// Backend authenticates clients and opens their maildrops. Required.
@@ -156,43 +150,28 @@ type Server struct {
 	MaxBadCommandsAuth int
 	MaxBadCommands     int
 
-	// AllowPlaintext reports whether a password may be sent in the clear
-	// on conn, which is never called for a TLS connection (there a password
-	// is always allowed). nil allows it everywhere. Where it returns false,
-	// CAPA does not offer USER and USER/PASS are refused, so that clients
-	// never see a capability that does not work. A typical policy:
-	//
-	//	AllowPlaintext: func(c *pop3.ConnInfo) bool {
-	//		return cfg.AllowPlaintext || c.FromLoopback()
-	//	}
-	//
-	// The same rule covers every SASL mechanism of Mechanisms (PLAIN,
-	// LOGIN, and the bearer tokens of OAUTHBEARER and XOAUTH2, which are
-	// secrets too): where it returns false, CAPA lists neither USER nor
-	// SASL, and USER, PASS and AUTH are answered "-ERR [AUTH] Plaintext
-	// authentication disallowed on non-secure connections", with "; use
-	// STLS first" where STLS is offered.
+	// AllowPlaintext reports whether a secret (a password, or the token
+	// of a bearer mechanism) may be sent in the clear on conn; it is never
+	// asked on TLS. nil allows it everywhere. Where it says no, CAPA lists
+	// neither USER nor SASL, and USER, PASS and AUTH are answered
+	// "-ERR [AUTH] Plaintext authentication disallowed on non-secure
+	// connections" (with "; use STLS first" where STLS is offered). A
+	// typical policy: return cfg.AllowPlaintext || conn.FromLoopback().
 	AllowPlaintext func(conn *ConnInfo) bool
 
-	// LoginTimeout bounds the whole AUTHORIZATION state, from connect (TLS
+	// LoginTimeout bounds the AUTHORIZATION state from connect (TLS
 	// handshakes included) to a successful login (DefaultLoginTimeout if
-	// zero, no limit if negative), on top of the per-line AuthTimeout: a
-	// client that keeps sending CAPA or failing logins cannot stay
-	// unauthenticated for ever. Every wait for the client before login
-	// ends at that deadline (a Backend.Login under way is not cut short);
-	// the client then gets "-ERR login timeout" and the connection is
-	// closed.
+	// zero, no limit if negative); then the client gets "-ERR login
+	// timeout" and is disconnected. A Backend.Login under way is not cut
+	// short.
 	LoginTimeout time.Duration
 
 	// MaxConnections caps the connections served at once, and
-	// MaxConnectionsPerIP those from one client IP address (as
-	// ConnInfo.RemoteAddr gives it, so after PROXY protocol; connections
-	// without an IP address, such as Unix sockets, are not counted per IP).
-	// Zero or negative means no limit. A connection over a limit gets
+	// MaxConnectionsPerIP those from one IP address (ConnInfo.RemoteAddr;
+	// connections without one, such as Unix sockets, are not counted per
+	// IP). Zero or negative means no limit. A connection over a limit gets
 	// "-ERR [SYS/TEMP] too many connections..." instead of the greeting
-	// and is closed; on TLSImplicit listeners, where nothing can be said
-	// before the handshake, it is closed at once, without spending a
-	// handshake on it.
+	// (nothing on TLSImplicit listeners) and is closed.
 	MaxConnections      int
 	MaxConnectionsPerIP int
 
@@ -213,33 +192,37 @@ type Server struct {
 	// commands, octets sent and session ends, for metrics.
 	Observer Observer
 
-	// RefuseDuringShutdown keeps the listeners open during the grace
-	// period of Shutdown, answering every new connection "-ERR [SYS/TEMP]
-	// server shutting down" (after the TLS handshake on TLSImplicit
-	// listeners) and closing it, so that clients and load balancers get a
-	// clear answer instead of a refused connection. Without it Shutdown
-	// closes the listeners at once. Either way a login attempted during
-	// the grace period gets that answer, and the listeners are closed
-	// when Shutdown returns.
+	// RefuseDuringShutdown keeps the listeners open during Shutdown's
+	// grace period, answering new connections "-ERR [SYS/TEMP] server
+	// shutting down" (after the handshake on TLSImplicit listeners), so
+	// that clients and load balancers learn why; without it Shutdown
+	// closes them at once. Logins then get that answer either way.
 	RefuseDuringShutdown bool
 
-	live        atomic.Pointer[Settings] // set by Reconfigure
+	cfg         atomic.Pointer[config] // what new connections use: see config
 	mu          sync.Mutex
+	phase       phase
 	listeners   map[*net.Listener]struct{}
 	conns       map[*conn]struct{}
 	wg          sync.WaitGroup // one per tracked connection
-	inShutdown  bool           // no new listeners or connections
 	ctx         context.Context
 	cancel      context.CancelFunc // cancels ctx, on Close
 	bodyWriters sync.Pool          // *bufio.Writer of bodyWriterSize, for RETR/TOP (stream.go)
 	readBufs    sync.Pool          // *[]byte of bodyReadSize, for RETR/TOP
 	active      int                // admitted connections, for MaxConnections
 	perIP       map[string]int     // admitted connections per IP, for MaxConnectionsPerIP
-	draining    bool               // Shutdown is under way: no new logins or connections
 	busy        int                // connections logging in or logged in, which Shutdown waits for
-	drained     chan struct{}      // made by Shutdown, closed once busy is 0 while draining
-	isDrained   bool               // drained is closed
+	drained     chan struct{}      // made by Shutdown, closed once busy is 0
 }
+
+// phase is how far a Server has gone in shutting down.
+type phase int
+
+const (
+	running  phase = iota
+	draining       // Shutdown with RefuseDuringShutdown: connections are accepted to be refused; no logins
+	stopped        // no listeners, no new connections, no logins: Close, or Shutdown without RefuseDuringShutdown
+)
 
 // Settings are the Server fields that may change while it runs, for a
 // configuration reload: see Reconfigure. Their meaning is the fields'.
@@ -252,18 +235,19 @@ type Settings struct {
 	OutlookNoNULs       bool
 }
 
-// Reconfigure makes st the settings of every connection accepted from now
-// on, in place of the Server fields of the same names (which keep their
-// values). Connections already open keep the settings they started with;
-// lowering a connection limit closes none of them. It refuses, changing
-// nothing, a Mechanisms list with an unknown name. It may be called at any
-// time from any goroutine.
+// Reconfigure makes st the settings of the connections accepted from now on,
+// in place of the Server fields of the same names (which keep their values);
+// connections already open keep theirs, and lowering a limit closes none.
+// It refuses an unknown mechanism name, changing nothing. It is safe to call
+// at any time from any goroutine. (Settings and Reconfigure stay the reload
+// API, rather than a new Server value, so that callers keep one Server, its
+// listeners and its connection counts across reloads.)
 func (s *Server) Reconfigure(st Settings) error {
-	if _, err := resolveMechanisms(st.Mechanisms); err != nil {
+	cfg, err := s.newConfig(st)
+	if err != nil {
 		return err
 	}
-	st.Mechanisms = slices.Clone(st.Mechanisms) // keeps nil (the default) apart from empty (no SASL)
-	s.live.Store(&st)
+	s.cfg.Store(cfg)
 	return nil
 }
 
@@ -296,17 +280,11 @@ func (s *Server) ServeTLS(l net.Listener) error {
 	return s.ServeListener(l, ListenerConfig{TLS: TLSImplicit})
 }
 
-// ServeListener is Serve with a per-listener configuration. Serve closes l
-// when it returns.
-//
-// A listener that hands out *tls.Conn values itself (tls.NewListener) also
-// works with TLSNone: the handshake is then completed before the greeting
-// and the connection counts as TLS.
-//
-// It returns a configuration error at once, before accepting anything,
-// when TLSImplicit or TLSStartTLS lacks Server.TLSConfig, when Backend is
-// nil, when Mechanisms names an unknown mechanism, or when ProxyProtocol
-// has no Trusted function.
+// ServeListener is Serve with a per-listener configuration; it closes l
+// when it returns. A listener that hands out *tls.Conn values itself works
+// with TLSNone too: the connections count as TLS. A configuration error
+// (TLS without a TLSConfig, no Backend, an unknown mechanism, a
+// ProxyProtocol without Trusted) is returned at once.
 func (s *Server) ServeListener(l net.Listener, lc ListenerConfig) error {
 	switch lc.TLS {
 	case TLSNone:
@@ -344,7 +322,7 @@ func (s *Server) ServeListener(l net.Listener, lc ListenerConfig) error {
 	for {
 		nc, err := l.Accept()
 		if err != nil {
-			if s.shuttingDown() {
+			if s.stopped() {
 				return ErrServerClosed
 			}
 			// Out of file descriptors and the like pass; back off as
@@ -368,23 +346,19 @@ func (s *Server) ServeListener(l net.Listener, lc ListenerConfig) error {
 	}
 }
 
-// Shutdown stops accepting work: it closes the listeners (or, with
-// RefuseDuringShutdown, answers new connections -ERR [SYS/TEMP] until it
-// returns), refuses new logins the same way, and waits until ctx is done for
-// the sessions that are logged in (or logging in) to end on their own. Then
-// it closes every connection left (see Close) and returns ctx.Err() if the
-// grace period ran out. Connections that never logged in are not waited
-// for. A session cut off this way gets Session.Close only, never Update:
-// nothing changes upstream. Like Close, it returns only when every
-// connection goroutine has finished, which is prompt as long as the backend
-// honours its context.
+// Shutdown refuses new connections (see RefuseDuringShutdown) and logins,
+// waits until ctx is done for the sessions logged in (or logging in) to end
+// on their own, then closes whatever is left as Close does, returning
+// ctx.Err() if the grace period ran out. A session cut off gets
+// Session.Close only, never Update.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.initLocked()
-	s.draining = true
 	var lerr error
-	if !s.RefuseDuringShutdown {
-		s.inShutdown = true
+	if s.RefuseDuringShutdown {
+		s.phase = max(s.phase, draining)
+	} else {
+		s.phase = stopped
 		lerr = s.closeListenersLocked()
 	}
 	if s.drained == nil {
@@ -403,29 +377,31 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 }
 
-// beginSession counts a login attempt (and the session it opens) for
-// Shutdown to wait for. It reports false when the server is shutting down.
-func (s *Server) beginSession() bool {
+// beginSession counts a login attempt, and the session it may open, for
+// Shutdown to wait for, and returns the func that ends the count. It returns
+// nil when the server is shutting down.
+func (s *Server) beginSession() (end func()) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.draining || s.inShutdown {
-		return false
+	if s.phase != running {
+		return nil
 	}
 	s.busy++
-	return true
-}
-
-// endSession undoes beginSession.
-func (s *Server) endSession() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.busy--
-	s.checkDrainedLocked()
+	return func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.busy--
+		s.checkDrainedLocked()
+	}
 }
 
 func (s *Server) checkDrainedLocked() {
-	if s.busy == 0 && s.drained != nil && !s.isDrained {
-		s.isDrained = true
+	if s.busy != 0 || s.drained == nil {
+		return
+	}
+	select {
+	case <-s.drained:
+	default:
 		close(s.drained)
 	}
 }
@@ -434,18 +410,17 @@ func (s *Server) checkDrainedLocked() {
 func (s *Server) Draining() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.draining || s.inShutdown
+	return s.phase != running
 }
 
 // Close closes the listeners and every connection at once, cancels the
-// context passed to the backend, and waits until every connection goroutine
-// has finished, so that all Session.Close calls (which release maildrop
-// locks) are done when it returns. It must not be called from a Backend or
-// Session method.
+// context passed to the backend, and returns when every connection
+// goroutine has finished, so every Session.Close has returned. It must not
+// be called from a Backend or Session method.
 func (s *Server) Close() error {
 	s.mu.Lock()
 	s.initLocked()
-	s.inShutdown = true
+	s.phase = stopped
 	err := s.closeListenersLocked()
 	for c := range s.conns {
 		_ = c.raw.Close()
@@ -466,10 +441,10 @@ func (s *Server) initLocked() {
 	}
 }
 
-func (s *Server) shuttingDown() bool {
+func (s *Server) stopped() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.inShutdown
+	return s.phase == stopped
 }
 
 func (s *Server) trackListener(l *net.Listener, add bool) bool {
@@ -480,7 +455,7 @@ func (s *Server) trackListener(l *net.Listener, add bool) bool {
 		delete(s.listeners, l)
 		return true
 	}
-	if s.inShutdown || s.draining {
+	if s.phase != running {
 		return false
 	}
 	s.listeners[l] = struct{}{}
@@ -499,13 +474,13 @@ func (s *Server) closeListenersLocked() error {
 }
 
 // trackConn registers a new connection, or returns nil when the server is
-// shutting down. Registration happens before the goroutine starts so that
-// Close and Shutdown never miss a connection.
+// stopped. Registration happens before the goroutine starts so that Close
+// and Shutdown never miss a connection.
 func (s *Server) trackConn(nc net.Conn, lc ListenerConfig) *conn {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.initLocked()
-	if s.inShutdown {
+	if s.phase == stopped {
 		return nil
 	}
 	c := newConn(s, nc, lc)
@@ -514,47 +489,40 @@ func (s *Server) trackConn(nc net.Conn, lc ListenerConfig) *conn {
 	return c
 }
 
-// admit counts a new connection against the connection limits of its
-// settings (ip is "" when the address has none). It returns the reason (a
-// Refuse* constant) and the text of a refusal, or "" when the connection is
-// admitted; release undoes it.
-func (s *Server) admit(c *conn, ip string) (reason, text string) {
+// admit takes a connection slot within the limits of cfg for a client at ip
+// ("" for an address without one), and returns the func that gives it
+// back; or no func, and the reason (a Refuse* constant) and text of the
+// refusal.
+func (s *Server) admit(cfg *config, ip string) (release func(), reason, text string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.draining || s.inShutdown {
-		return RefuseShuttingDown, "server shutting down"
+	if s.phase != running {
+		return nil, RefuseShuttingDown, "server shutting down"
 	}
-	if c.lim.maxConns > 0 && s.active >= c.lim.maxConns {
-		return RefuseMaxConnections, "too many connections, try again later"
+	if cfg.maxConns > 0 && s.active >= cfg.maxConns {
+		return nil, RefuseMaxConnections, "too many connections, try again later"
 	}
-	if c.lim.maxPerIP > 0 && ip != "" {
-		if s.perIP[ip] >= c.lim.maxPerIP {
-			return RefusePerIP, "too many connections from your address, try again later"
+	counted := cfg.maxPerIP > 0 && ip != ""
+	if counted {
+		if s.perIP[ip] >= cfg.maxPerIP {
+			return nil, RefusePerIP, "too many connections from your address, try again later"
 		}
 		if s.perIP == nil {
 			s.perIP = make(map[string]int)
 		}
 		s.perIP[ip]++
-		c.ipKey = ip
 	}
 	s.active++
-	c.admitted = true
-	return "", ""
-}
-
-func (s *Server) release(c *conn) {
-	if !c.admitted {
-		return
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	c.admitted = false
-	s.active--
-	if c.ipKey != "" {
-		if s.perIP[c.ipKey]--; s.perIP[c.ipKey] <= 0 {
-			delete(s.perIP, c.ipKey)
+	return func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.active--
+		if counted {
+			if s.perIP[ip]--; s.perIP[ip] <= 0 {
+				delete(s.perIP, ip)
+			}
 		}
-	}
+	}, "", ""
 }
 
 func (s *Server) untrackConn(c *conn) {
@@ -564,73 +532,101 @@ func (s *Server) untrackConn(c *conn) {
 	s.wg.Done()
 }
 
+// config is everything a connection takes from its Server, resolved once
+// (defaults applied, mechanisms looked up) and never changed afterwards:
+// the Server holds the current one, which Reconfigure replaces, and each
+// connection keeps the one it started with.
+type config struct {
+	backend        Backend
+	log            *zap.Logger // never nil
+	tlsConfig      *tls.Config
+	allowPlaintext func(*ConnInfo) bool
+	limiter        LoginLimiter
+	observer       Observer
+
+	greeting       string
+	implementation string
+	mechs          []*mechanism // SASL mechanisms offered
+	maxLine        int
+	authLine       int // longest line of a SASL exchange
+	authTimeout    time.Duration
+	idleTimeout    time.Duration
+	writeTimeout   time.Duration
+	loginTimeout   time.Duration // 0: none
+	maxBadAuth     int           // <= 0: no limit
+	maxBad         int
+	failureDelay   time.Duration
+	noNULs         bool // OutlookNoNULs
+	maxConns       int  // MaxConnections, <= 0: no limit
+	maxPerIP       int  // MaxConnectionsPerIP, <= 0: no limit
+}
+
+// config returns the configuration for a new connection: what Reconfigure
+// set last, or else the Server fields, resolved on first use.
+func (s *Server) config() *config {
+	if cfg := s.cfg.Load(); cfg != nil {
+		return cfg
+	}
+	cfg, _ := s.newConfig(s.fieldSettings()) // ServeListener refuses unknown mechanisms; here they are skipped
+	s.cfg.CompareAndSwap(nil, cfg)
+	return s.cfg.Load()
+}
+
+// fieldSettings are the Server fields that Settings may replace.
+func (s *Server) fieldSettings() Settings {
+	return Settings{
+		FailureDelay:        s.FailureDelay,
+		IdleTimeout:         s.IdleTimeout,
+		Mechanisms:          s.Mechanisms,
+		MaxConnections:      s.MaxConnections,
+		MaxConnectionsPerIP: s.MaxConnectionsPerIP,
+		OutlookNoNULs:       s.OutlookNoNULs,
+	}
+}
+
+// newConfig resolves the Server fields, with st in place of the fields of
+// the same names. The error names an unknown mechanism, which the
+// configuration leaves out.
+func (s *Server) newConfig(st Settings) (*config, error) {
+	cfg := &config{
+		backend:        s.Backend,
+		log:            s.logger(),
+		tlsConfig:      s.TLSConfig,
+		allowPlaintext: s.AllowPlaintext,
+		limiter:        s.LoginLimiter,
+		observer:       s.Observer,
+		greeting:       sanitizeText(s.Greeting),
+		implementation: sanitizeText(s.Implementation),
+		maxLine:        s.MaxLineLength,
+		authTimeout:    orDefault(s.AuthTimeout, DefaultAuthTimeout),
+		idleTimeout:    orDefault(st.IdleTimeout, DefaultIdleTimeout),
+		writeTimeout:   orDefault(s.WriteTimeout, DefaultWriteTimeout),
+		loginTimeout:   orDefault(s.LoginTimeout, DefaultLoginTimeout),
+		maxBadAuth:     orDefault(s.MaxBadCommandsAuth, DefaultMaxBadCommandsAuth),
+		maxBad:         orDefault(s.MaxBadCommands, DefaultMaxBadCommands),
+		failureDelay:   max(st.FailureDelay, 0),
+		noNULs:         st.OutlookNoNULs,
+		maxConns:       st.MaxConnections,
+		maxPerIP:       st.MaxConnectionsPerIP,
+	}
+	var err error
+	cfg.mechs, err = resolveMechanisms(st.Mechanisms)
+	if cfg.maxLine == 0 {
+		cfg.maxLine = DefaultMaxLineLength
+	}
+	cfg.maxLine = max(cfg.maxLine, minLineLength)
+	cfg.authLine = max(cfg.maxLine, MaxAuthLineLength)
+	if cfg.greeting == "" {
+		cfg.greeting = DefaultGreeting
+	}
+	return cfg, err
+}
+
 func (s *Server) logger() *zap.Logger {
 	if s.Logger == nil {
 		return zap.NewNop()
 	}
 	return s.Logger
-}
-
-// limits resolves the zero-means-default fields once per connection.
-type limits struct {
-	maxLine        int
-	authTimeout    time.Duration
-	idleTimeout    time.Duration
-	writeTimeout   time.Duration
-	maxBadAuth     int // <= 0: no limit
-	maxBad         int
-	failureDelay   time.Duration
-	greeting       string
-	implementation string
-	loginTimeout   time.Duration // 0: none
-	authLine       int           // longest line of a SASL exchange
-	mechs          []*mechanism  // SASL mechanisms offered
-	noNULs         bool          // OutlookNoNULs
-	maxConns       int           // MaxConnections, <= 0: no limit
-	maxPerIP       int           // MaxConnectionsPerIP, <= 0: no limit
-}
-
-// limits resolves the settings of a new connection: the fields, or what
-// Reconfigure set last.
-func (s *Server) limits() limits {
-	st := s.live.Load()
-	if st == nil {
-		st = &Settings{
-			FailureDelay:        s.FailureDelay,
-			IdleTimeout:         s.IdleTimeout,
-			Mechanisms:          s.Mechanisms,
-			MaxConnections:      s.MaxConnections,
-			MaxConnectionsPerIP: s.MaxConnectionsPerIP,
-			OutlookNoNULs:       s.OutlookNoNULs,
-		}
-	}
-	l := limits{
-		maxLine:        s.MaxLineLength,
-		authTimeout:    orDefault(s.AuthTimeout, DefaultAuthTimeout),
-		idleTimeout:    orDefault(st.IdleTimeout, DefaultIdleTimeout),
-		writeTimeout:   orDefault(s.WriteTimeout, DefaultWriteTimeout),
-		maxBadAuth:     orDefault(s.MaxBadCommandsAuth, DefaultMaxBadCommandsAuth),
-		maxBad:         orDefault(s.MaxBadCommands, DefaultMaxBadCommands),
-		failureDelay:   max(st.FailureDelay, 0),
-		greeting:       sanitizeText(s.Greeting),
-		implementation: sanitizeText(s.Implementation),
-		loginTimeout:   orDefault(s.LoginTimeout, DefaultLoginTimeout),
-		noNULs:         st.OutlookNoNULs,
-		maxConns:       st.MaxConnections,
-		maxPerIP:       st.MaxConnectionsPerIP,
-	}
-	// Unknown names are refused by ServeListener and Reconfigure; here
-	// they are skipped.
-	l.mechs, _ = resolveMechanisms(st.Mechanisms)
-	if l.maxLine == 0 {
-		l.maxLine = DefaultMaxLineLength
-	}
-	l.maxLine = max(l.maxLine, minLineLength)
-	l.authLine = max(l.maxLine, MaxAuthLineLength)
-	if l.greeting == "" {
-		l.greeting = DefaultGreeting
-	}
-	return l
 }
 
 // orDefault maps zero to def and negative values to 0 ("no limit").

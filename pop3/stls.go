@@ -49,7 +49,7 @@ func (c *conn) cmdSTLS(rest string) {
 	c.bw.Reset(c.deadlineWriter())
 	// A fresh AUTHORIZATION state (RFC 2595 section 4): nothing said in
 	// the clear carries over. There is no new greeting.
-	c.user, c.haveUser = "", false
+	c.user = ""
 	c.bad = 0
 	c.log.Debug("TLS started with STLS", zap.String("version", tls.VersionName(c.info.TLS.Version)))
 }

@@ -8,18 +8,13 @@ import (
 	"go.uber.org/zap"
 )
 
-// sendBody answers RETR or TOP from the backend's reader r: "+OK status",
-// the body through the dot-stuffing writer, then ".". It closes r and
-// returns the octets read from r and whether the whole response was
-// written (to the buffer; the caller flushes).
-//
-// The status line is written only once r has produced its first bytes (or
-// a clean EOF), so a backend that fails at once still gets a plain -ERR and
-// the session goes on (unless the error asks to close). A first read that
-// fails is such a failure even when it also returned bytes: nothing has been
-// sent yet (a short message whose upstream command failed at its end, say).
-// A failure after that ends the connection without the terminating ".": the
-// client must never take a truncated message for a complete one.
+// sendBody answers RETR or TOP from r: "+OK status", the body through the
+// dot-stuffing writer, then "." (into the buffer; the caller flushes). It
+// closes r and returns the octets read and whether the response is whole.
+// Until a first read succeeds (a clean EOF at most) nothing is sent, and a
+// failure is a plain -ERR, even if that read returned octets; a failure
+// after that ends the connection without the terminating ".", so that no
+// client takes a truncated message for a complete one.
 func (c *conn) sendBody(cmd string, n int, status string, r io.ReadCloser) (sent int64, complete bool) {
 	defer func() {
 		if c.werr != nil {
@@ -48,7 +43,7 @@ func (c *conn) sendBody(cmd string, n int, status string, r io.ReadCloser) (sent
 	c.ok(status)
 	c.streaming = true
 	c.dw.reset(c.bw)
-	c.dw.noNULs = c.lim.noNULs
+	c.dw.noNULs = c.cfg.noNULs
 	for {
 		if nr > 0 {
 			sent += int64(nr)

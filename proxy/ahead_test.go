@@ -16,7 +16,7 @@ import (
 
 	"github.com/popbridge/popbridge/internal/faultrelay"
 	"github.com/popbridge/popbridge/internal/testenv/dovecot"
-	"github.com/popbridge/popbridge/pop3/pop3test"
+	"github.com/popbridge/popbridge/pop3/pop3client"
 )
 
 func peekCmd(uid uint32) string { return fmt.Sprintf("UID FETCH %d (UID BODY.PEEK[])", uid) }
@@ -111,19 +111,19 @@ func TestRetrAheadNotTaken(t *testing.T) {
 	b, r := relayedBridge(t, nil)
 	for _, tc := range []struct {
 		name    string
-		session func(t *testing.T, c *pop3test.Client, want []imapMessage)
+		session func(t *testing.T, c *pop3client.Client, want []imapMessage)
 		quit    bool
 		deleted []int // message numbers gone upstream after the session
 		seen    []int // message numbers \Seen after the session
 	}{
-		{"DELE next", func(t *testing.T, c *pop3test.Client, _ []imapMessage) {
+		{"DELE next", func(t *testing.T, c *pop3client.Client, _ []imapMessage) {
 			cmd(t, c, "DELE 2")
 		}, true, []int{2}, []int{1}},
-		{"DELE this and next", func(t *testing.T, c *pop3test.Client, _ []imapMessage) {
+		{"DELE this and next", func(t *testing.T, c *pop3client.Client, _ []imapMessage) {
 			cmd(t, c, "DELE 1")
 			cmd(t, c, "DELE 2")
 		}, true, []int{1, 2}, nil},
-		{"TOP next", func(t *testing.T, c *pop3test.Client, want []imapMessage) {
+		{"TOP next", func(t *testing.T, c *pop3client.Client, want []imapMessage) {
 			got, err := c.Top(2, 1)
 			head, body, _ := bytes.Cut(want[1].Body, []byte("\r\n\r\n"))
 			line, _, _ := bytes.Cut(body, []byte("\r\n"))
@@ -132,11 +132,11 @@ func TestRetrAheadNotTaken(t *testing.T) {
 			}
 			retr(t, c, 2, want)
 		}, true, nil, []int{1, 2}},
-		{"RETR another", func(t *testing.T, c *pop3test.Client, want []imapMessage) {
+		{"RETR another", func(t *testing.T, c *pop3client.Client, want []imapMessage) {
 			retr(t, c, 3, want)
 			retr(t, c, 1, want)
 		}, true, nil, []int{1, 3}},
-		{"listings, then RETR next", func(t *testing.T, c *pop3test.Client, want []imapMessage) {
+		{"listings, then RETR next", func(t *testing.T, c *pop3client.Client, want []imapMessage) {
 			if n, _, err := c.Stat(); err != nil || n != len(want) {
 				t.Fatalf("STAT %d, %v", n, err)
 			}
@@ -148,8 +148,8 @@ func TestRetrAheadNotTaken(t *testing.T) {
 			cmd(t, c, "RSET")
 			retr(t, c, 2, want)
 		}, true, nil, []int{1, 2}},
-		{"QUIT", func(*testing.T, *pop3test.Client, []imapMessage) {}, true, nil, []int{1}},
-		{"drop", func(*testing.T, *pop3test.Client, []imapMessage) {}, false, nil, []int{1}},
+		{"QUIT", func(*testing.T, *pop3client.Client, []imapMessage) {}, true, nil, []int{1}},
+		{"drop", func(*testing.T, *pop3client.Client, []imapMessage) {}, false, nil, []int{1}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			user := dovecot.User(t)
@@ -268,14 +268,14 @@ func TestRetrAheadExpunged(t *testing.T) {
 	}
 }
 
-func cmd(t *testing.T, c *pop3test.Client, line string) {
+func cmd(t *testing.T, c *pop3client.Client, line string) {
 	t.Helper()
 	if _, err := c.Cmd("%s", line); err != nil {
 		t.Fatalf("%s: %v", line, err)
 	}
 }
 
-func retr(t *testing.T, c *pop3test.Client, n int, want []imapMessage) {
+func retr(t *testing.T, c *pop3client.Client, n int, want []imapMessage) {
 	t.Helper()
 	got, err := c.Retr(n)
 	if err != nil || !bytes.Equal(got, wantRETR(want[n-1].Body)) {

@@ -3,7 +3,6 @@ package proxy
 import (
 	"context"
 	"errors"
-	"fmt"
 	"sync/atomic"
 	"time"
 
@@ -54,21 +53,14 @@ var _ pop3.Backend = (*Backend)(nil)
 
 // New returns a Backend.
 func New(opts Options) (*Backend, error) {
-	if opts.Dialer == nil || opts.Map == nil {
-		return nil, errors.New("proxy: Dialer and Map are required")
-	}
-	if opts.Mailbox == "" {
-		opts.Mailbox = "INBOX"
-	}
-	if opts.Policy.OnDele == "" {
-		opts.Policy.OnDele = OnDeleExpunge
-	}
 	log := opts.Logger
 	if log == nil {
 		log = zap.NewNop()
 	}
 	b := &Backend{log: log}
-	b.live.Store(&opts)
+	if err := b.Reconfigure(opts); err != nil {
+		return nil, err
+	}
 	return b, nil
 }
 
@@ -149,37 +141,26 @@ func (b *Backend) Login(ctx context.Context, ci *pop3.ConnInfo, cred *pop3.Crede
 		}
 		s.lease = lease
 	}
-	mbox, err := conn.Select(ctx)
+	md, err := OpenMaildrop(ctx, conn, opts.Map, s.key)
 	if err != nil {
 		return nil, clientError(err)
 	}
-	metas, err := conn.Snapshot(ctx)
-	if err != nil {
-		return nil, clientError(err)
-	}
-	msgs := make([]uidmap.Message, len(metas))
-	for i, m := range metas {
-		msgs[i] = uidmap.Message{UID: m.UID, Size: m.Size}
-	}
-	view, err := opts.Map.Resolve(ctx, s.key, mbox.UIDValidity, msgs, Identifier(conn, msgs))
-	if err != nil {
-		return nil, clientError(fmt.Errorf("proxy: %w", err))
-	}
+	metas, view := md.Metas, md.View
 	if opts.Observer != nil {
 		opts.Observer.Resolved(view)
 	}
 	if view.Reset {
 		log.Warn("upstream UIDVALIDITY changed: messages re-identified", zap.Int("kept", view.Kept),
-			zap.Int("assigned", view.Assigned), zap.Uint32("uidvalidity", mbox.UIDValidity))
+			zap.Int("assigned", view.Assigned), zap.Uint32("uidvalidity", md.UIDValidity))
 	}
 	if view.Fresh && opts.Policy.OnDele == OnDeleHide {
 		// No state for this maildrop (first session, or the store was
 		// lost): messages hidden before carry the keyword upstream.
-		if err := s.adoptHiddenKeyword(ctx, mbox.UIDValidity, metas, view); err != nil {
+		if err := s.adoptHiddenKeyword(ctx, md.UIDValidity, metas, view); err != nil {
 			return nil, clientError(err)
 		}
 	}
-	s.uidValidity = mbox.UIDValidity
+	s.uidValidity = md.UIDValidity
 	s.uids = make([]uint32, 0, len(metas))
 	s.messages = make([]pop3.Message, 0, len(metas))
 	hidden := 0
@@ -192,7 +173,7 @@ func (b *Backend) Login(ctx context.Context, ci *pop3.ConnInfo, cred *pop3.Crede
 		s.messages = append(s.messages, pop3.Message{Size: m.Size, UIDL: view.UIDLs[i]})
 	}
 	log.Info("login", zap.Int("messages", len(s.messages)), zap.Int("hidden", hidden),
-		zap.Int("new", view.Assigned), zap.Uint32("uidvalidity", mbox.UIDValidity),
+		zap.Int("new", view.Assigned), zap.Uint32("uidvalidity", md.UIDValidity),
 		zap.Duration("took", time.Since(start)))
 	return s, nil
 }

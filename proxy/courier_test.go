@@ -27,7 +27,7 @@ import (
 	"github.com/emersion/go-imap/v2"
 
 	"github.com/popbridge/popbridge/pop3"
-	"github.com/popbridge/popbridge/pop3/pop3test"
+	"github.com/popbridge/popbridge/pop3/pop3client"
 	"github.com/popbridge/popbridge/proxy"
 )
 
@@ -175,6 +175,6 @@ func expungeElsewhere(t *testing.T, up upstream, user string, uid uint32) {
 // isNoSuchMessage reports whether err is the -ERR for a message that no
 // longer exists.
 func isNoSuchMessage(err error) bool {
-	var e *pop3test.ErrResponse
+	var e *pop3client.ErrResponse
 	return errors.As(err, &e) && strings.Contains(e.Line, pop3.ErrNoSuchMessage.Message)
 }

@@ -3,6 +3,8 @@
 // the POP3 user, taking the maildrop lock, snapshotting the mailbox and
 // naming its messages through uidmap, then serving the session's commands
 // from that snapshot and applying deletions per the configured policy.
+// OpenMaildrop is that opening of a maildrop on its own, for what works on
+// one outside a POP3 session (popbridge state mark-old, import-uidl).
 //
 // It is the only package that imports both pop3 and imapupstream.
 package proxy

@@ -13,7 +13,7 @@ import (
 	"github.com/popbridge/popbridge/imapupstream"
 	"github.com/popbridge/popbridge/internal/testenv/dovecot"
 	"github.com/popbridge/popbridge/pop3"
-	"github.com/popbridge/popbridge/pop3/pop3test"
+	"github.com/popbridge/popbridge/pop3/pop3client"
 	"github.com/popbridge/popbridge/proxy"
 	"github.com/popbridge/popbridge/uidmap"
 )
@@ -375,7 +375,7 @@ func TestWrongPassword(t *testing.T) { testWrongPassword(t, dovecot.Start(t)) }
 func testWrongPassword(t *testing.T, up upstream, opts ...bridgeOption) time.Duration {
 	b := startBridge(t, up, opts...)
 	user := newUser(t, up)
-	c, err := pop3test.Dial(b.Addr)
+	c, err := pop3client.Dial(b.Addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -401,7 +401,7 @@ func TestUpstreamDown(t *testing.T) {
 	dv := dovecot.Start(t)
 	b := startBridge(t, dv)
 	dv.Stop(t)
-	c, err := pop3test.Dial(b.Addr)
+	c, err := pop3client.Dial(b.Addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -420,7 +420,7 @@ func TestSecondSessionIsInUse(t *testing.T) {
 	seed(t, dv, user, [][]byte{message("a", "a\r\n")})
 	c := b.login(t, user)
 
-	c2, err := pop3test.Dial(b.Addr)
+	c2, err := pop3client.Dial(b.Addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -491,7 +491,7 @@ func TestMissingMailboxIsPermanent(t *testing.T) {
 	b := startBridge(t, dv, func(o *proxy.Options, u *imapupstream.Config, _ *pop3.Server) {
 		o.Mailbox, u.Mailbox = "NoSuchFolder", "NoSuchFolder"
 	})
-	c, err := pop3test.Dial(b.Addr)
+	c, err := pop3client.Dial(b.Addr)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,7 +24,7 @@ func clientError(err error) error {
 		// login; the upstream's own words stay in the log.
 		return fmt.Errorf("%w: %w", pop3.ErrAuthFailed, err)
 	case errors.Is(err, imapupstream.ErrInUse), errors.Is(err, uidmap.ErrLocked):
-		// Never shown as a wrong password (REFERENCES: failed bridges did).
+		// Never shown as a wrong password: clients would then ask for a new one.
 		e.Code, e.Message = pop3.CodeInUse, "maildrop is in use by another session"
 	case errors.Is(err, imapupstream.ErrNoSuchMessage):
 		return errors.Join(pop3.ErrNoSuchMessage, err)

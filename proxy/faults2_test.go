@@ -1,6 +1,6 @@
 package proxy_test
 
-// More of "Nothing is lost" (DESIGN.md §4), against a real Dovecot: the
+// More of "nothing is lost" (README: What UPDATE promises), against a real Dovecot: the
 // mailbox's UIDVALIDITY changing under an open session, a message expunged
 // in the middle of a TOP, a state store that fails (errors, a read-only
 // file, a corrupt record), and clients that misbehave (stop reading,
@@ -32,7 +32,7 @@ import (
 	"github.com/popbridge/popbridge/imapupstream"
 	"github.com/popbridge/popbridge/internal/testenv/dovecot"
 	"github.com/popbridge/popbridge/pop3"
-	"github.com/popbridge/popbridge/pop3/pop3test"
+	"github.com/popbridge/popbridge/pop3/pop3client"
 	"github.com/popbridge/popbridge/proxy"
 	"github.com/popbridge/popbridge/uidmap"
 	"github.com/popbridge/popbridge/uidmap/boltstore"
@@ -44,7 +44,7 @@ func withServer(f func(*pop3.Server)) bridgeOption {
 }
 
 // expectClosed fails unless the connection ends without another line.
-func expectClosed(t *testing.T, c *pop3test.Client) {
+func expectClosed(t *testing.T, c *pop3client.Client) {
 	t.Helper()
 	if line, err := c.ReadLine(); err == nil {
 		t.Fatalf("the connection is still open: %q", line)
@@ -89,7 +89,7 @@ func TestFaultUIDValidityChangeDuringSession(t *testing.T) {
 			switch {
 			case err == nil && tc.mayStart:
 				got, err := c.MultiLine()
-				if !errors.Is(err, pop3test.ErrNoTerminator) {
+				if !errors.Is(err, pop3client.ErrNoTerminator) {
 					t.Fatalf("%s after the UIDVALIDITY change: +OK and %d octets, %v; want no terminating dot", tc.cmd, len(got), err)
 				}
 				t.Logf("client saw: %q, %d octets, the connection closed without the terminating dot", line, len(got))
@@ -203,7 +203,7 @@ func (b *bridge) loginRefused(t *testing.T, user string) {
 
 // loginNow logs in and fails on any error, [IN-USE] included: a failed
 // session before must have released the maildrop lock at once.
-func (b *bridge) loginNow(t *testing.T, user string) *pop3test.Client {
+func (b *bridge) loginNow(t *testing.T, user string) *pop3client.Client {
 	t.Helper()
 	c := b.dial(t)
 	if err := c.Login(user, b.DV.Password); err != nil {
@@ -212,7 +212,7 @@ func (b *bridge) loginNow(t *testing.T, user string) *pop3test.Client {
 	return c
 }
 
-func listUIDLs(t *testing.T, c *pop3test.Client) []string {
+func listUIDLs(t *testing.T, c *pop3client.Client) []string {
 	t.Helper()
 	list, err := c.Listing("UIDL")
 	if err != nil {
@@ -457,7 +457,7 @@ func TestFaultClientStopsReading(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := pop3test.NewClient(conn)
+	c, err := pop3client.NewClient(conn)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -488,7 +488,7 @@ func TestFaultClientStopsReading(t *testing.T) {
 	_, after := imapState(t, b.DV, user, "INBOX")
 	checkUntouched(t, before, after) // no expunge, no \Seen
 
-	c.Conn.SetDeadline(time.Now().Add(10 * time.Second))
+	c.SetDeadline(time.Now().Add(10 * time.Second))
 	if _, err := c.Status(); err != nil {
 		t.Fatalf("RETR 2: %v", err)
 	}
@@ -523,7 +523,7 @@ func trickle(conn net.Conn, data string, interval time.Duration, stop <-chan str
 }
 
 // readToEnd reads lines until the connection ends and returns them.
-func readToEnd(c *pop3test.Client) []string {
+func readToEnd(c *pop3client.Client) []string {
 	var lines []string
 	for {
 		line, err := c.ReadLine()
@@ -573,7 +573,7 @@ func TestFaultSlowloris(t *testing.T) {
 			}
 			stop := make(chan struct{})
 			start := time.Now()
-			wg := trickle(c.Conn, tc.data, 100*time.Millisecond, stop)
+			wg := trickle(c.Conn(), tc.data, 100*time.Millisecond, stop)
 			lines := readToEnd(c)
 			took := time.Since(start)
 			close(stop)
@@ -641,11 +641,11 @@ func flood(t *testing.T, addr string, n int, from []net.IP) floodResult {
 				return
 			}
 			conn.SetDeadline(deadline)
-			c, err := pop3test.NewClient(conn) // closes conn on error
-			var after error                    // a refused connection must close
-			if err == nil && !strings.HasPrefix(c.Greeting, "+OK") {
+			c, err := pop3client.NewClient(conn) // closes conn on error
+			var after error                      // a refused connection must close
+			if err == nil && !strings.HasPrefix(c.Greeting(), "+OK") {
 				if line, rerr := c.ReadLine(); rerr == nil {
-					after = fmt.Errorf("connection open after %q: %q", c.Greeting, line)
+					after = fmt.Errorf("connection open after %q: %q", c.Greeting(), line)
 				}
 				conn.Close()
 			}
@@ -654,12 +654,12 @@ func flood(t *testing.T, addr string, n int, from []net.IP) floodResult {
 			switch {
 			case err != nil:
 				errs = append(errs, fmt.Errorf("greeting: %w", err))
-			case strings.HasPrefix(c.Greeting, "+OK"):
+			case strings.HasPrefix(c.Greeting(), "+OK"):
 				res.admitted[ip.String()]++
 				held = append(held, conn)
 			default:
 				res.refused++
-				res.answers[c.Greeting]++
+				res.answers[c.Greeting()]++
 				if after != nil {
 					errs = append(errs, after)
 				}
@@ -825,7 +825,7 @@ func (s *expungingSession) Top(ctx context.Context, n, lines int) (io.ReadCloser
 // TOP is reading it (TOP takes two FETCHes, the header and then the first
 // lines of the body; the soak once hit the expunge in between). The client
 // gets the TOP whole or -ERR, never a response broken off without the
-// terminating dot, and the session goes on (DESIGN.md §4).
+// terminating dot, and the session goes on.
 func TestFaultExpungedDuringTop(t *testing.T) {
 	dv := dovecot.Start(t)
 	user := dovecot.User(t)

@@ -16,7 +16,7 @@ import (
 	"github.com/popbridge/popbridge/internal/faultrelay"
 	"github.com/popbridge/popbridge/internal/testenv/dovecot"
 	"github.com/popbridge/popbridge/pop3"
-	"github.com/popbridge/popbridge/pop3/pop3test"
+	"github.com/popbridge/popbridge/pop3/pop3client"
 	"github.com/popbridge/popbridge/proxy"
 	"github.com/popbridge/popbridge/uidmap"
 )
@@ -90,13 +90,13 @@ func relayedBridge(t *testing.T, dvOpts []dovecot.Option, opts ...bridgeOption) 
 
 // dial connects a POP3 client whose every read and write must be done
 // within a bound: a fault must never hang a client.
-func (b *bridge) dial(t *testing.T) *pop3test.Client {
+func (b *bridge) dial(t *testing.T) *pop3client.Client {
 	t.Helper()
-	c, err := pop3test.Dial(b.Addr)
+	c, err := pop3client.Dial(b.Addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.Conn.SetDeadline(time.Now().Add(30 * time.Second))
+	c.SetDeadline(time.Now().Add(30 * time.Second))
 	t.Cleanup(func() { c.Close() })
 	return c
 }
@@ -166,7 +166,7 @@ func waitRelayIdle(t *testing.T, r *faultrelay.Relay, within time.Duration) {
 
 // loginWithin logs in as user, retrying while the answer is [IN-USE], and
 // fails if that lasts longer than within.
-func (b *bridge) loginWithin(t *testing.T, user string, within time.Duration) *pop3test.Client {
+func (b *bridge) loginWithin(t *testing.T, user string, within time.Duration) *pop3client.Client {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for {

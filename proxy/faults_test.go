@@ -1,6 +1,6 @@
 package proxy_test
 
-// Fault injection: "Nothing is lost" (DESIGN.md §4) under upstream cuts,
+// Fault injection: "nothing is lost" (README: What UPDATE promises) under upstream cuts,
 // stalls, restarts and refusals, missing capabilities, a panicking session
 // and hostile or vanishing clients, against a real Dovecot, mostly through
 // faultrelay.
@@ -24,7 +24,7 @@ import (
 	"github.com/popbridge/popbridge/internal/faultrelay"
 	"github.com/popbridge/popbridge/internal/testenv/dovecot"
 	"github.com/popbridge/popbridge/pop3"
-	"github.com/popbridge/popbridge/pop3/pop3test"
+	"github.com/popbridge/popbridge/pop3/pop3client"
 	"github.com/popbridge/popbridge/proxy"
 )
 
@@ -52,7 +52,7 @@ func TestFaultCutDuringRetr(t *testing.T) {
 		t.Fatalf("RETR 2: %v", err)
 	}
 	got, err := c.MultiLine()
-	if !errors.Is(err, pop3test.ErrNoTerminator) {
+	if !errors.Is(err, pop3client.ErrNoTerminator) {
 		t.Fatalf("RETR 2 cut upstream: %d octets, %v; want ErrNoTerminator", len(got), err)
 	}
 	if len(got) == 0 || int64(len(got)) >= before[1].Size {
@@ -90,7 +90,7 @@ func TestFaultCutDuringRetr(t *testing.T) {
 	if _, err := c2.Cmd("TOP 2 10000"); err != nil {
 		t.Fatalf("TOP 2 10000: %v", err)
 	}
-	if got, err := c2.MultiLine(); !errors.Is(err, pop3test.ErrNoTerminator) || !f.HasFired() {
+	if got, err := c2.MultiLine(); !errors.Is(err, pop3client.ErrNoTerminator) || !f.HasFired() {
 		t.Fatalf("TOP cut upstream: %d octets, %v; want ErrNoTerminator", len(got), err)
 	}
 	_, after = imapState(t, b.DV, user, "INBOX")
@@ -332,7 +332,7 @@ func TestFaultStall(t *testing.T) {
 			t.Fatal(err)
 		}
 		got, err := c.MultiLine()
-		if !errors.Is(err, pop3test.ErrNoTerminator) {
+		if !errors.Is(err, pop3client.ErrNoTerminator) {
 			t.Fatalf("RETR stalled part-way: %d octets, %v; want ErrNoTerminator", len(got), err)
 		}
 		within(t, start)
@@ -680,7 +680,7 @@ func TestFaultPanicInSession(t *testing.T) {
 				if _, err := c.Cmd("RETR 1"); err != nil {
 					t.Fatalf("RETR 1: %v", err)
 				}
-				if got, err := c.MultiLine(); !errors.Is(err, pop3test.ErrNoTerminator) {
+				if got, err := c.MultiLine(); !errors.Is(err, pop3client.ErrNoTerminator) {
 					t.Fatalf("RETR that panicked part-way: %d octets, %v; want ErrNoTerminator", len(got), err)
 				}
 			} else {
@@ -732,7 +732,7 @@ func TestFaultClientDisconnectsMidRetr(t *testing.T) {
 	if _, err := c.Cmd("RETR 2"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := io.ReadFull(c.R, make([]byte, 64<<10)); err != nil {
+	if _, err := io.ReadFull(c.DotReader(), make([]byte, 64<<10)); err != nil {
 		t.Fatal(err)
 	}
 	c.Close()
@@ -776,7 +776,7 @@ func TestFaultPipelinedFlood(t *testing.T) {
 		burst.WriteString(cmds[i%3] + "\r\n")
 	}
 	werr := make(chan error, 1)
-	go func() { _, err := c.Conn.Write(burst.Bytes()); werr <- err }()
+	go func() { _, err := c.Conn().Write(burst.Bytes()); werr <- err }()
 	for i := range n {
 		line, err := c.ReadLine()
 		if err != nil || line != answers[i%3] {
@@ -809,13 +809,13 @@ func TestFaultHostileInput(t *testing.T) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		c, err := pop3test.Dial(b.Addr)
+		c, err := pop3client.Dial(b.Addr)
 		if err != nil {
 			goodErr = err
 			return
 		}
 		defer c.Close()
-		c.Conn.SetDeadline(time.Now().Add(30 * time.Second))
+		c.SetDeadline(time.Now().Add(30 * time.Second))
 		if goodErr = c.Login(good, dv.Password); goodErr != nil {
 			return
 		}
@@ -849,7 +849,7 @@ func TestFaultHostileInput(t *testing.T) {
 	}
 	// readAll reads status lines until the connection ends; each must be
 	// -ERR (a reset may eat the last ones: the junk we sent is unread).
-	readAll := func(t *testing.T, c *pop3test.Client) (lines []string) {
+	readAll := func(t *testing.T, c *pop3client.Client) (lines []string) {
 		t.Helper()
 		for {
 			line, err := c.ReadLine()
@@ -865,7 +865,7 @@ func TestFaultHostileInput(t *testing.T) {
 
 	t.Run("random bytes before login", func(t *testing.T) {
 		c := b.dial(t)
-		go c.Conn.Write(junk(64 << 10))
+		go c.Conn().Write(junk(64 << 10))
 		lines := readAll(t, c)
 		t.Logf("closed after %d -ERR lines: %q", len(lines), lines)
 	})
@@ -874,7 +874,7 @@ func TestFaultHostileInput(t *testing.T) {
 		if err := c.Login(hostile, dv.Password); err != nil {
 			t.Fatal(err)
 		}
-		go c.Conn.Write(junk(256 << 10))
+		go c.Conn().Write(junk(256 << 10))
 		lines := readAll(t, c)
 		t.Logf("closed after %d -ERR lines", len(lines))
 	})
@@ -886,7 +886,7 @@ func TestFaultHostileInput(t *testing.T) {
 			}
 		}
 		long := bytes.Repeat([]byte("A"), 1<<20)
-		go c.Conn.Write(append(long, "\r\nNOOP\r\n"...))
+		go c.Conn().Write(append(long, "\r\nNOOP\r\n"...))
 		if line, err := c.Status(); err == nil || !strings.Contains(line, "too long") {
 			t.Errorf("1 MB line: %q, %v; want -ERR line too long", line, err)
 		}

@@ -18,7 +18,7 @@ import (
 	"github.com/popbridge/popbridge/internal/testenv/courier"
 	"github.com/popbridge/popbridge/internal/testenv/dovecot"
 	"github.com/popbridge/popbridge/pop3"
-	"github.com/popbridge/popbridge/pop3/pop3test"
+	"github.com/popbridge/popbridge/pop3/pop3client"
 	"github.com/popbridge/popbridge/proxy"
 	"github.com/popbridge/popbridge/uidmap"
 )
@@ -106,9 +106,9 @@ func startBridge(t testing.TB, up upstream, opts ...bridgeOption) *bridge {
 }
 
 // login opens a POP3 session as user.
-func (b *bridge) login(t *testing.T, user string) *pop3test.Client {
+func (b *bridge) login(t *testing.T, user string) *pop3client.Client {
 	t.Helper()
-	c, err := pop3test.Dial(b.Addr)
+	c, err := pop3client.Dial(b.Addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -185,7 +185,7 @@ func wantRETR(body []byte) []byte {
 }
 
 func errCode(err error) string {
-	var e *pop3test.ErrResponse
+	var e *pop3client.ErrResponse
 	if errors.As(err, &e) {
 		return e.Code()
 	}
@@ -194,11 +194,11 @@ func errCode(err error) string {
 
 // loginEventually logs in, retrying briefly while the previous session of
 // the same user is still being torn down by the server.
-func (b *bridge) loginEventually(t *testing.T, user string) *pop3test.Client {
+func (b *bridge) loginEventually(t *testing.T, user string) *pop3client.Client {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		c, err := pop3test.Dial(b.Addr)
+		c, err := pop3client.Dial(b.Addr)
 		if err != nil {
 			t.Fatal(err)
 		}

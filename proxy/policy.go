@@ -1,7 +1,10 @@
 package proxy
 
 import (
+	"context"
 	"fmt"
+
+	"go.uber.org/zap"
 
 	"github.com/popbridge/popbridge/imapupstream"
 )
@@ -38,19 +41,22 @@ func ParseOnDele(s string) (OnDele, error) {
 	}
 }
 
-// deleteMode is the upstream operation for the modes that change IMAP.
-func (d OnDele) deleteMode() imapupstream.DeleteMode {
-	switch d {
+// deleteUpstream does to the DELEted messages uids what p.OnDele says
+// (expunge, trash or keep; hide is the session's own): on_dele keep calls
+// nothing upstream.
+func (p Policy) deleteUpstream(ctx context.Context, conn *imapupstream.Conn, log *zap.Logger, uids []uint32) error {
+	switch p.OnDele {
 	case OnDeleTrash:
-		return imapupstream.DeleteTrash
+		return conn.Move(ctx, uids, p.TrashMailbox)
 	case OnDeleKeep:
-		return imapupstream.DeleteKeep
+		log.Debug("upstream messages deleted", zap.String("method", "keep"), zap.Int("count", len(uids)))
+		return nil
 	default:
-		return imapupstream.DeleteExpunge
+		return conn.Expunge(ctx, uids)
 	}
 }
 
-// Policy says what POP3 actions do upstream (DESIGN.md §3 policy.*).
+// Policy says what POP3 actions do upstream (the config keys policy.*).
 type Policy struct {
 	OnDele       OnDele
 	TrashMailbox string

@@ -182,7 +182,7 @@ func (s *session) Update(ctx context.Context, deleted []int) error {
 		if p.OnDele == OnDeleHide {
 			err = s.hide(ctx, uids)
 		} else {
-			err = s.conn.Delete(ctx, uids, p.OnDele.deleteMode(), p.TrashMailbox)
+			err = p.deleteUpstream(ctx, s.conn, s.log, uids)
 		}
 		if err != nil {
 			s.log.Warn("update failed", zap.Error(err), zap.Int("deleted", len(uids)))

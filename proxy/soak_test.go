@@ -42,7 +42,7 @@ import (
 	"github.com/popbridge/popbridge/imapupstream"
 	"github.com/popbridge/popbridge/internal/testenv/dovecot"
 	"github.com/popbridge/popbridge/pop3"
-	"github.com/popbridge/popbridge/pop3/pop3test"
+	"github.com/popbridge/popbridge/pop3/pop3client"
 	"github.com/popbridge/popbridge/proxy"
 	"github.com/popbridge/popbridge/uidmap"
 )
@@ -422,13 +422,13 @@ func TestSoak(t *testing.T) {
 
 // soakSession runs one POP3 session of a random kind.
 func soakSession(b *bridge, user string, rng *rand.Rand, l *soakLedger, st *soakStats) {
-	c, err := pop3test.Dial(b.Addr)
+	c, err := pop3client.Dial(b.Addr)
 	if err != nil {
 		l.errorf("dial: %v", err)
 		return
 	}
 	defer c.Close()
-	c.Conn.SetDeadline(time.Now().Add(2 * time.Minute))
+	c.SetDeadline(time.Now().Add(2 * time.Minute))
 	if err := c.Login(user, b.DV.Password); err != nil {
 		if errCode(err) == "IN-USE" {
 			st.inUse.Add(1)
@@ -491,7 +491,7 @@ func soakSession(b *bridge, user string, rng *rand.Rand, l *soakLedger, st *soak
 	known := map[int]int{} // message number → id, for the messages read
 	check := func(cmd string, n int, got []byte, err error, want func(raw []byte) []byte) {
 		if err != nil {
-			var e *pop3test.ErrResponse
+			var e *pop3client.ErrResponse
 			if errors.As(err, &e) && strings.Contains(e.Line, "no longer exists") {
 				st.gone.Add(1) // an IMAP writer expunged it during the session
 				return

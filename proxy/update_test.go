@@ -17,7 +17,7 @@ import (
 	"github.com/popbridge/popbridge/internal/testenv/dovecot"
 	"github.com/popbridge/popbridge/internal/testenv/postgres"
 	"github.com/popbridge/popbridge/pop3"
-	"github.com/popbridge/popbridge/pop3/pop3test"
+	"github.com/popbridge/popbridge/pop3/pop3client"
 	"github.com/popbridge/popbridge/proxy"
 	"github.com/popbridge/popbridge/uidmap"
 	"github.com/popbridge/popbridge/uidmap/pgstore"
@@ -130,7 +130,7 @@ func TestTwoUpdatesWithoutUIDPLUSUnderLockNone(t *testing.T) {
 	p.Exclusive = false
 	b, r, user, before := shieldSetup(t, withPolicy(p))
 	a, bb := b.dial(t), b.dial(t)
-	for _, c := range []*pop3test.Client{a, bb} {
+	for _, c := range []*pop3client.Client{a, bb} {
 		if err := c.Login(user, b.DV.Password); err != nil {
 			t.Fatal(err)
 		}

@@ -12,4 +12,9 @@
 // if a shared store loses the lock while a session holds it, and the session
 // must then write nothing more (Lease.Bound gives writes a context that ends
 // with the lease).
+//
+// Copy copies maildrops from one Store into another (popbridge state
+// migrate). Importer seeds a maildrop with the UIDLs of a previous POP3
+// server (popbridge import-uidl); uidmap/maildir reads them from a Dovecot
+// maildir.
 package uidmap

@@ -9,7 +9,7 @@ import (
 )
 
 func TestFormatDovecot(t *testing.T) {
-	// Dovecot's %08Xu%08Xv, as REFERENCES.md records it.
+	// Dovecot's default %08Xu%08Xv.
 	if got := (uidmap.FormatDovecot{}).UIDL(1795627431, 1, nil); got != "000000016b0719a7" {
 		t.Fatalf("got %q, want 000000016b0719a7", got)
 	}

@@ -16,6 +16,9 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/popbridge/popbridge/internal/testenv/dovecot"
+	"github.com/popbridge/popbridge/pop3/pop3client"
 )
 
 // idleWindow is how long the machine's idleness is measured before a run.
@@ -31,7 +34,7 @@ type bench struct {
 	o        options
 	dir      string
 	password string
-	up, peer *dovecot
+	up, peer *dovecot.Server
 	bin      string
 	br       *bridge
 	targets  []*target
@@ -60,8 +63,8 @@ func run(ctx context.Context, o options) (*report, error) {
 	b.rep = &report{opts: o, started: time.Now(), loadBefore: loadAvg(), idleBefore: idleShare(idleWindow(o.quick))}
 	defer func() {
 		b.br.stop()
-		b.peer.stop()
-		b.up.stop()
+		stopDovecot(b.peer)
+		stopDovecot(b.up)
 		if o.keep {
 			b.logf("kept %s", dir)
 		} else {
@@ -111,13 +114,13 @@ func (b *bench) logf(format string, args ...any) {
 func (b *bench) setup() error {
 	var err error
 	b.logf("temporary directory %s", b.dir)
-	b.up, err = startDovecot("upstream", filepath.Join(b.dir, "upstream"), func(port int) string {
-		return upstreamConfig(filepath.Join(b.dir, "upstream"), port, b.password, !b.o.stockDovecot)
-	}, "* OK")
+	b.up, err = startDovecot("upstream", filepath.Join(b.dir, "upstream"), "imap", b.password, func(dir string, port int) string {
+		return upstreamConfig(dir, port, b.password, !b.o.stockDovecot)
+	})
 	if err != nil {
 		return err
 	}
-	b.logf("upstream Dovecot (%s) on %s", dovecotVersion(), b.up.addr)
+	b.logf("upstream Dovecot (%s) on %s", dovecotVersion(), b.up.IMAPAddr)
 
 	start := time.Now()
 	boxes := b.mailboxes()
@@ -125,12 +128,12 @@ func (b *bench) setup() error {
 	for _, mb := range boxes {
 		total += mb.n
 	}
-	if err := b.up.fillAll(boxes); err != nil {
+	if err := fillAll(b.up, boxes); err != nil {
 		return err
 	}
 	b.logf("wrote %d messages in %d mailboxes in %v", total, len(boxes), time.Since(start).Round(time.Millisecond))
 
-	ceiling := &target{name: targetCeiling, addr: func() string { return b.up.addr }}
+	ceiling := &target{name: targetCeiling, addr: func() string { return b.up.IMAPAddr }}
 	b.targets = []*target{ceiling}
 	// The first IMAP session on a maildir builds Dovecot's index: do it now
 	// for every mailbox (this is the ceiling's warm-up).
@@ -161,21 +164,20 @@ func (b *bench) setup() error {
 		b.logf("Dovecot's POP3 over imapc: skipped (%s not found: apt-get install dovecot-pop3d)", pop3Bin)
 		b.rep.notes = append(b.rep.notes, "dovecot-pop3d is not installed: no dovecot-imapc column.")
 	default:
-		pdir := filepath.Join(b.dir, "peer")
-		b.peer, err = startDovecot("peer", pdir, func(port int) string {
-			return peerConfig(pdir, port, b.up.addr, b.password, !b.o.stockDovecot)
-		}, "+OK")
+		b.peer, err = startDovecot("peer", filepath.Join(b.dir, "peer"), "pop3", b.password, func(dir string, port int) string {
+			return peerConfig(dir, port, b.up.IMAPAddr, b.password, !b.o.stockDovecot)
+		})
 		if err != nil {
 			return err
 		}
-		b.logf("Dovecot's POP3 over imapc on %s", b.peer.addr)
-		b.targets = append(b.targets, &target{name: targetPeer, pop3: true, addr: func() string { return b.peer.addr }})
+		b.logf("Dovecot's POP3 over imapc on %s", b.peer.POP3Addr)
+		b.targets = append(b.targets, &target{name: targetPeer, pop3: true, addr: func() string { return b.peer.POP3Addr }})
 	}
 	return nil
 }
 
 func (b *bench) startBridge(withMetrics bool) error {
-	br, err := startBridge(b.bin, b.dir, b.up.addr, withMetrics)
+	br, err := startBridge(b.bin, b.dir, b.up.IMAPAddr, withMetrics)
 	if err != nil {
 		return err
 	}
@@ -237,33 +239,45 @@ func (b *bench) warmAll(t *target, boxes []mailbox) error {
 }
 
 func (b *bench) warmUsers(t *target, users []string) error {
-	var (
-		wg    sync.WaitGroup
-		mu    sync.Mutex
-		first error
-	)
-	next := make(chan string)
-	for range 8 {
+	return firstError(parallel(len(users), 8, func(i int) error {
+		if err := t.warm(users[i], b.password); err != nil {
+			return fmt.Errorf("warm-up of %s on %s: %w", users[i], t.name, err)
+		}
+		return nil
+	}))
+}
+
+// parallel runs f(0) … f(n-1) on the given number of goroutines and
+// returns their errors by index.
+func parallel(n, workers int, f func(i int) error) []error {
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	next := make(chan int)
+	for range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for u := range next {
-				if err := t.warm(u, b.password); err != nil {
-					mu.Lock()
-					if first == nil {
-						first = fmt.Errorf("warm-up of %s on %s: %w", u, t.name, err)
-					}
-					mu.Unlock()
-				}
+			for i := range next {
+				errs[i] = f(i)
 			}
 		}()
 	}
-	for _, u := range users {
-		next <- u
+	for i := range n {
+		next <- i
 	}
 	close(next)
 	wg.Wait()
-	return first
+	return errs
+}
+
+// firstError is the first error of errs that is not nil, or nil.
+func firstError(errs []error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // ordered returns the targets in the order of run r: rotated, so that no
@@ -281,11 +295,10 @@ func (b *bench) ordered(r int) []*target {
 // accounting).
 func (b *bench) groups() []int {
 	var g []int
-	if b.up != nil && b.up.cmd != nil {
-		g = append(g, b.up.pgid())
-	}
-	if b.peer != nil && b.peer.cmd != nil {
-		g = append(g, b.peer.pgid())
+	for _, d := range []*dovecot.Server{b.up, b.peer} {
+		if d != nil && d.PID() != 0 {
+			g = append(g, d.PID())
+		}
 	}
 	if b.br != nil && b.br.cmd != nil {
 		g = append(g, b.br.pid())
@@ -592,44 +605,23 @@ func (b *bench) scenarioIdle(ctx context.Context) error {
 }
 
 // openAll opens an idle session for every user, 16 at a time.
-func (b *bench) openAll(t *target, users []string) ([]*pop3Conn, error) {
-	conns := make([]*pop3Conn, len(users))
-	var (
-		wg    sync.WaitGroup
-		mu    sync.Mutex
-		first error
-	)
-	next := make(chan int)
-	for range 16 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range next {
-				c, err := t.openIdle(users[i], b.password)
-				if err != nil {
-					mu.Lock()
-					if first == nil {
-						first = fmt.Errorf("idle session %d (%s) on %s: %w", i, users[i], t.name, err)
-					}
-					mu.Unlock()
-					continue
-				}
-				conns[i] = c
-			}
-		}()
-	}
-	for i := range users {
-		next <- i
-	}
-	close(next)
-	wg.Wait()
+func (b *bench) openAll(t *target, users []string) ([]*pop3client.Client, error) {
+	conns := make([]*pop3client.Client, len(users))
+	first := firstError(parallel(len(users), 16, func(i int) error {
+		c, err := t.openIdle(users[i], b.password)
+		if err != nil {
+			return fmt.Errorf("idle session %d (%s) on %s: %w", i, users[i], t.name, err)
+		}
+		conns[i] = c
+		return nil
+	}))
 	if first != nil {
 		closeAll(conns)
 	}
 	return conns, first
 }
 
-func closeAll(conns []*pop3Conn) {
+func closeAll(conns []*pop3client.Client) {
 	for _, c := range conns {
 		if c != nil {
 			c.Close()
@@ -650,7 +642,7 @@ func (b *bench) idleBridge(t *target, users []string, r int) error {
 		return err
 	}
 	go0, okGo := b.br.goMemory()
-	var conns []*pop3Conn
+	var conns []*pop3client.Client
 	foreign, err := b.measure(func() (err error) {
 		conns, err = b.openAll(t, users)
 		return err
@@ -690,7 +682,7 @@ func (b *bench) idleBridge(t *target, users []string, r int) error {
 // serve the idle sessions (with process reuse, idle processes from before
 // wait beside them: only those whose title names an idle user count).
 func (b *bench) idlePeer(t *target, users []string, r int) error {
-	var conns []*pop3Conn
+	var conns []*pop3client.Client
 	foreign, err := b.measure(func() (err error) {
 		conns, err = b.openAll(t, users)
 		return err
@@ -699,7 +691,7 @@ func (b *bench) idlePeer(t *target, users []string, r int) error {
 		return err
 	}
 	time.Sleep(idleSettle)
-	mem, procs := groupMemory(b.peer.pgid(), "pop3", "[idle")
+	mem, procs := groupMemory(b.peer.PID(), "pop3", "[idle")
 	closeAll(conns)
 	n := float64(len(users))
 	pss := float64(mem.pss) / n
@@ -714,7 +706,7 @@ func (b *bench) idlePeer(t *target, users []string, r int) error {
 	// Wait for the sessions to end before the next measurement.
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
-		if _, left := groupMemory(b.peer.pgid(), "pop3", "[idle"); left == 0 {
+		if _, left := groupMemory(b.peer.PID(), "pop3", "[idle"); left == 0 {
 			break
 		}
 		time.Sleep(100 * time.Millisecond)

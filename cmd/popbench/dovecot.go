@@ -1,53 +1,29 @@
 package main
 
-// A throw-away Dovecot, configured and started the way
-// internal/testenv/dovecot does it (that package needs a testing.TB, so the
-// few parts needed here are copied and trimmed): its own dovecot.conf under a
-// private directory, loopback ports, mail as the system user mail (uid 8) in
-// maildir, a static passdb, the master in the foreground in its own process
-// group.
+// popbench's two Dovecots, the upstream (IMAP) and the peer (Dovecot's POP3
+// over imapc), run by internal/testenv/dovecot's Launch with configurations
+// of popbench's own: each in a directory under popbench's, on a free
+// loopback port, mail as the system user mail (uid 8) in maildir, a static
+// passdb, the master in the foreground in its own process group.
 
 import (
-	"bufio"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
-	"time"
+
+	"github.com/popbridge/popbridge/internal/testenv"
+	"github.com/popbridge/popbridge/internal/testenv/dovecot"
 )
 
-// Paths of the Debian binaries (as in internal/testenv/dovecot).
+// Paths of the Debian binaries.
 const (
-	dovecotBin = "/usr/sbin/dovecot"
+	dovecotBin = dovecot.DovecotBin
 	pop3Bin    = "/usr/lib/dovecot/pop3" // dovecot-pop3d
 )
-
-// mailUID and mailGID are Debian's system user and group "mail": Dovecot
-// refuses to run mail processes as root.
-const (
-	mailUID = 8
-	mailGID = 8
-)
-
-// dovecot is one running Dovecot master.
-type dovecot struct {
-	name string // "upstream" or "peer"
-	dir  string
-	conf string
-	log  string
-	addr string // the one listener: IMAP (upstream) or POP3 (peer)
-
-	cmd    *exec.Cmd
-	exited chan struct{}
-}
 
 // upstreamConfig is the IMAP server every target reads from: maildir, any
 // user name with password, limits high enough for 1,000 idle sessions of
@@ -140,8 +116,8 @@ func commonConfig(b *strings.Builder, dir, protocols, password string) {
 	w("disable_plaintext_auth = no")
 	w("auth_failure_delay = 0")
 	w("auth_mechanisms = plain login")
-	w("first_valid_uid = %d", mailUID)
-	w("first_valid_gid = %d", mailGID)
+	w("first_valid_uid = %d", testenv.MailUID)
+	w("first_valid_gid = %d", testenv.MailGID)
 	w("ssl = no")
 	w("mail_max_userip_connections = 10000")
 	// 1,000 idle sessions: one mail process each (Dovecot's default
@@ -167,7 +143,7 @@ func commonConfig(b *strings.Builder, dir, protocols, password string) {
 	w("}")
 	w("userdb {")
 	w("  driver = static")
-	w("  args = uid=%d gid=%d home=%s/home/%%u", mailUID, mailGID, dir)
+	w("  args = uid=%d gid=%d home=%s/home/%%u", testenv.MailUID, testenv.MailGID, dir)
 	w("}")
 }
 
@@ -176,198 +152,52 @@ func quoteConf(s string) string {
 	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s) + `"`
 }
 
-// startDovecot makes dir (run, state, home inside) and starts a Dovecot
-// configured by render on a free port, retrying with other ports when one
-// was taken meanwhile. greeting is the listener's greeting prefix.
-func startDovecot(name, dir string, render func(port int) string, greeting string) (*dovecot, error) {
-	for _, sub := range []string{"", "run", "state", "home"} {
-		if err := os.MkdirAll(filepath.Join(dir, sub), 0o755); err != nil {
-			return nil, err
-		}
-		if err := os.Chmod(filepath.Join(dir, sub), 0o755); err != nil {
-			return nil, err
-		}
-	}
-	if err := os.Chown(filepath.Join(dir, "home"), mailUID, mailGID); err != nil {
-		return nil, err
-	}
-	d := &dovecot{name: name, dir: dir, conf: filepath.Join(dir, "dovecot.conf"), log: filepath.Join(dir, "dovecot.log")}
-	var err error
-	for attempt := 1; attempt <= 5; attempt++ {
-		port, perr := freePort()
-		if perr != nil {
-			return nil, perr
-		}
-		d.addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-		if err = os.WriteFile(d.conf, []byte(render(port)), 0o644); err != nil {
-			return nil, err
-		}
-		if err = d.launch(greeting); err == nil {
-			return d, nil
-		}
-		if !strings.Contains(err.Error(), "in use") {
-			break
-		}
-	}
-	return nil, fmt.Errorf("dovecot (%s): %w", name, err)
-}
-
-func (d *dovecot) launch(greeting string) error {
-	os.Remove(d.log)
-	out, err := os.OpenFile(filepath.Join(d.dir, "dovecot.stderr"), os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
+// startDovecot starts the Dovecot called name in dir (made if missing, and
+// kept), configured by render for its directory and port, with one
+// listener of protocol ("imap" or "pop3"); a port taken meanwhile is
+// retried with another.
+func startDovecot(name, dir, protocol, password string, render func(dir string, port int) string) (*dovecot.Server, error) {
+	s, err := dovecot.Launch(dovecot.WithDir(dir), dovecot.WithPassword(password), dovecot.WithRawConfig(protocol, render))
 	if err != nil {
-		return err
+		return nil, fmt.Errorf("dovecot (%s): %w", name, err)
 	}
-	defer out.Close()
-	cmd := exec.Command(dovecotBin, "-F", "-c", d.conf)
-	cmd.Dir = d.dir
-	cmd.Stdout, cmd.Stderr = out, out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("run %s: %w", dovecotBin, err)
-	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
-	d.cmd, d.exited = cmd, exited
-
-	deadline := time.Now().Add(20 * time.Second)
-	for !greets(d.addr, greeting) {
-		select {
-		case <-exited:
-			msg := strings.TrimSpace(d.logText())
-			d.stop()
-			if strings.Contains(msg, "Address already in use") {
-				return fmt.Errorf("address in use: %s", msg)
-			}
-			return fmt.Errorf("exited during start-up: %s", msg)
-		default:
-		}
-		if time.Now().After(deadline) {
-			d.stop()
-			return fmt.Errorf("no greeting on %s within 20s: %s", d.addr, d.logText())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return nil
+	return s, nil
 }
 
-func (d *dovecot) logText() string {
-	var b strings.Builder
-	if data, err := os.ReadFile(d.log); err == nil {
-		b.Write(data)
+// stopDovecot stops s, if it was started.
+func stopDovecot(s *dovecot.Server) {
+	if s != nil {
+		s.Close()
 	}
-	if data, err := os.ReadFile(filepath.Join(d.dir, "dovecot.stderr")); err == nil {
-		b.Write(data)
-	}
-	return b.String()
-}
-
-// pgid is the process group of the master and all its children.
-func (d *dovecot) pgid() int { return d.cmd.Process.Pid }
-
-// stop stops the master and everything in its process group.
-func (d *dovecot) stop() {
-	if d == nil || d.cmd == nil {
-		return
-	}
-	pgid := d.cmd.Process.Pid
-	d.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-d.exited:
-	case <-time.After(500 * time.Millisecond):
-		syscall.Kill(-pgid, syscall.SIGKILL)
-		select {
-		case <-d.exited:
-		case <-time.After(10 * time.Second):
-		}
-	}
-	syscall.Kill(-pgid, syscall.SIGKILL)
-	d.cmd = nil
 }
 
 // greets reports whether a server on addr sends a greeting line starting
 // with prefix (Dovecot greets only once its auth process is ready).
-func greets(addr, prefix string) bool {
-	c, err := net.DialTimeout("tcp", addr, time.Second)
-	if err != nil {
-		return false
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(2 * time.Second))
-	line, err := bufio.NewReader(c).ReadString('\n')
-	return err == nil && strings.HasPrefix(line, prefix)
-}
+func greets(addr, prefix string) bool { return testenv.Greets(addr, prefix) }
 
 // freePort returns a loopback port that was free a moment ago.
 func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := testenv.FreeAddr("127.0.0.1")
 	if err != nil {
 		return 0, err
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	_, port, _ := net.SplitHostPort(addr)
+	return strconv.Atoi(port)
 }
 
-// fillMaildir writes n messages, msg(0) … msg(n-1), straight into the user's
-// maildir INBOX under the upstream's home (internal/testenv/dovecot's FillMaildir, with
-// W= as well: the files hold CRLF line ends, so the virtual size is the
-// file size, and Dovecot never has to read a file to learn its
-// RFC822.SIZE). Dovecot gives them UIDs in name order when a session first
-// looks at the mailbox.
-func (d *dovecot) fillMaildir(user string, n int, msg func(i int) []byte) error {
-	home := filepath.Join(d.dir, "home", user)
-	md := filepath.Join(home, "Maildir")
-	for _, dir := range []string{home, md, filepath.Join(md, "cur"), filepath.Join(md, "new"), filepath.Join(md, "tmp")} {
-		if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
-			return err
+// fillAll fills many mailboxes with a few goroutines, straight into the
+// maildirs under the upstream's home (dovecot.Server.WriteMaildir): the
+// messages have CRLF line ends, so their virtual size is their file size,
+// and Dovecot never has to read a file to learn its RFC822.SIZE. Dovecot
+// gives them UIDs in name order when a session first looks at a mailbox.
+func fillAll(up *dovecot.Server, boxes []mailbox) error {
+	return errors.Join(parallel(len(boxes), 4, func(i int) error {
+		mb := boxes[i]
+		if err := up.WriteMaildir(mb.user, mb.n, mb.msg, true); err != nil {
+			return fmt.Errorf("fill %s: %w", mb.user, err)
 		}
-		if err := os.Chown(dir, mailUID, mailGID); err != nil {
-			return err
-		}
-	}
-	var rnd [4]byte
-	rand.Read(rnd[:])
-	prefix := fmt.Sprintf("%d.pb%s", time.Now().Unix(), hex.EncodeToString(rnd[:]))
-	for i := range n {
-		data := msg(i)
-		name := filepath.Join(md, "cur", fmt.Sprintf("%s%08d.localhost,S=%d,W=%d:2,", prefix, i, len(data), len(data)))
-		if err := os.WriteFile(name, data, 0o600); err != nil {
-			return err
-		}
-		if err := os.Chown(name, mailUID, mailGID); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// fillAll fills many mailboxes with a few goroutines.
-func (d *dovecot) fillAll(boxes []mailbox) error {
-	var (
-		wg   sync.WaitGroup
-		mu   sync.Mutex
-		errs []error
-	)
-	next := make(chan mailbox)
-	for range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for mb := range next {
-				if err := d.fillMaildir(mb.user, mb.n, mb.msg); err != nil {
-					mu.Lock()
-					errs = append(errs, fmt.Errorf("fill %s: %w", mb.user, err))
-					mu.Unlock()
-				}
-			}
-		}()
-	}
-	for _, mb := range boxes {
-		next <- mb
-	}
-	close(next)
-	wg.Wait()
-	return errors.Join(errs...)
+		return nil
+	})...)
 }
 
 // dovecotVersion returns `dovecot --version`.

@@ -14,6 +14,8 @@ import (
 	"net"
 	"strconv"
 	"time"
+
+	"github.com/popbridge/popbridge/internal/imapwire"
 )
 
 const ioTimeout = 5 * time.Minute // no single exchange of the benchmark takes this long
@@ -83,7 +85,7 @@ func (c *imapConn) command(cmd string, untagged func(line []byte) error, literal
 		// A line ending in {n} announces a literal of n octets; the
 		// response goes on after it.
 		for {
-			n, ok := literalSize(line)
+			n, ok := imapwire.LiteralSize(line)
 			if untagged != nil {
 				if err := untagged(line); err != nil {
 					return err
@@ -116,19 +118,6 @@ func firstWord(s string) string {
 		return s[:i]
 	}
 	return s
-}
-
-// literalSize reports the n of a line ending in "{n}\r\n".
-func literalSize(line []byte) (int64, bool) {
-	if !bytes.HasSuffix(line, []byte("}\r\n")) {
-		return 0, false
-	}
-	open := bytes.LastIndexByte(line, '{')
-	if open < 0 {
-		return 0, false
-	}
-	n, err := strconv.ParseInt(string(line[open+1:len(line)-3]), 10, 64)
-	return n, err == nil
 }
 
 func (c *imapConn) login(user, password string) error {

@@ -5,9 +5,13 @@ package main
 // targets are driven by the same lean client.
 
 import (
+	"context"
 	"fmt"
-	"strconv"
+	"io"
+	"net"
 	"time"
+
+	"github.com/popbridge/popbridge/pop3/pop3client"
 )
 
 const (
@@ -86,21 +90,21 @@ func (t *target) listOnce(user, password string, want int) (time.Duration, []pha
 	}
 	defer c.Close()
 	sw.lap("connect")
-	if err := c.login(user, password); err != nil {
+	if err := c.Login(user, password); err != nil {
 		return 0, nil, err
 	}
 	sw.lap("USER+PASS")
-	n, err := c.stat()
+	n, _, err := c.Stat()
 	if err != nil {
 		return 0, nil, err
 	}
 	sw.lap("STAT")
-	uidls, err := c.listing("UIDL", n)
+	uidls, err := c.AppendListing(make([]pop3client.Entry, 0, n), "UIDL")
 	if err != nil {
 		return 0, nil, err
 	}
 	sw.lap("UIDL")
-	sizes, err := c.listing("LIST", n)
+	sizes, err := c.AppendListing(make([]pop3client.Entry, 0, n), "LIST")
 	if err != nil {
 		return 0, nil, err
 	}
@@ -108,7 +112,7 @@ func (t *target) listOnce(user, password string, want int) (time.Duration, []pha
 	if n != want || len(uidls) != want || len(sizes) != want {
 		return 0, nil, fmt.Errorf("%s: STAT %d, UIDL %d, LIST %d lines; want %d", user, n, len(uidls), len(sizes), want)
 	}
-	return sw.total(), sw.phases, c.quit()
+	return sw.total(), sw.phases, c.Quit()
 }
 
 // retrAll logs in, then retrieves every message one after the other in the
@@ -158,10 +162,10 @@ func (t *target) retrAll(user, password string, want int) (int64, time.Duration,
 		return 0, 0, nil, err
 	}
 	defer c.Close()
-	if err := c.login(user, password); err != nil {
+	if err := c.Login(user, password); err != nil {
 		return 0, 0, nil, err
 	}
-	n, err := c.stat()
+	n, _, err := c.Stat()
 	if err != nil {
 		return 0, 0, nil, err
 	}
@@ -171,18 +175,19 @@ func (t *target) retrAll(user, password string, want int) (int64, time.Duration,
 	start := time.Now()
 	for i := 1; i <= n; i++ {
 		s := time.Now()
-		if _, err := c.cmd("RETR " + strconv.Itoa(i)); err != nil {
+		r, err := c.RetrReader(i)
+		if err != nil {
 			return 0, 0, nil, fmt.Errorf("RETR %d: %w", i, err)
 		}
 		first += time.Since(s)
-		m, err := c.multi(nil)
+		m, err := r.WriteTo(io.Discard)
 		if err != nil {
 			return 0, 0, nil, fmt.Errorf("RETR %d: %w", i, err)
 		}
 		total += m
 	}
 	took := time.Since(start)
-	return total, took, []phase{{"first bytes", first}, {"rest", took - first}}, c.quit()
+	return total, took, []phase{{"first bytes", first}, {"rest", took - first}}, c.Quit()
 }
 
 // session is one full session: over POP3 USER, PASS, STAT, UIDL, RETR of
@@ -224,24 +229,24 @@ func (t *target) session(user, password string, picks []int) (int64, error) {
 		return 0, err
 	}
 	defer c.Close()
-	if err := c.login(user, password); err != nil {
+	if err := c.Login(user, password); err != nil {
 		return 0, err
 	}
-	n, err := c.stat()
+	n, _, err := c.Stat()
 	if err != nil {
 		return 0, err
 	}
-	if _, err := c.listing("UIDL", n); err != nil {
+	if _, err := c.AppendListing(make([]pop3client.Entry, 0, n), "UIDL"); err != nil {
 		return 0, err
 	}
 	for _, p := range picks {
-		m, err := c.retr(p)
+		m, err := retr(c, p)
 		if err != nil {
 			return 0, fmt.Errorf("RETR %d: %w", p, err)
 		}
 		total += m
 	}
-	return total, c.quit()
+	return total, c.Quit()
 }
 
 // warm logs in once and out again (for popbridge: the first login on a
@@ -270,28 +275,48 @@ func (t *target) warm(user, password string) error {
 		return err
 	}
 	defer c.Close()
-	if err := c.login(user, password); err != nil {
+	if err := c.Login(user, password); err != nil {
 		return err
 	}
-	n, err := c.stat()
+	n, _, err := c.Stat()
 	if err != nil {
 		return err
 	}
-	if _, err := c.listing("UIDL", n); err != nil {
+	if _, err := c.AppendListing(make([]pop3client.Entry, 0, n), "UIDL"); err != nil {
 		return err
 	}
-	return c.quit()
+	return c.Quit()
 }
 
 // openIdle logs in over POP3 and leaves the session open.
-func (t *target) openIdle(user, password string) (*pop3Conn, error) {
+func (t *target) openIdle(user, password string) (*pop3client.Client, error) {
 	c, err := dialPOP3(t.addr())
 	if err != nil {
 		return nil, err
 	}
-	if err := c.login(user, password); err != nil {
+	if err := c.Login(user, password); err != nil {
 		c.Close()
 		return nil, err
 	}
 	return c, nil
+}
+
+// dialPOP3 connects the POP3 targets' client: a read or write that waits
+// ioTimeout fails, and a big read buffer takes big messages in few reads.
+func dialPOP3(addr string) (*pop3client.Client, error) {
+	return pop3client.DialContext(context.Background(), addr, &pop3client.Options{
+		Timeout:        ioTimeout,
+		Dialer:         &net.Dialer{Timeout: 10 * time.Second},
+		ReadBufferSize: 64 << 10,
+	})
+}
+
+// retr reads message n to its end and returns its size, dot-stuffing
+// undone.
+func retr(c *pop3client.Client, n int) (int64, error) {
+	r, err := c.RetrReader(n)
+	if err != nil {
+		return 0, err
+	}
+	return r.WriteTo(io.Discard)
 }

@@ -1,23 +1,14 @@
 package main
 
-// Helpers for clients_test.go: a test PKI, a `popbridge serve` with one
+// Helpers for clients_test.go: a `popbridge serve` with one
 // listener of each TLS kind in front of a real Dovecot, a TCP tap that
 // records what each client sends (to prove STLS and implicit TLS were really
 // used), the IMAP reference state, and the comparison of deliveries.
 
 import (
-	"bufio"
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"os"
 	"path/filepath"
@@ -31,89 +22,8 @@ import (
 	"github.com/emersion/go-imap/v2"
 
 	"github.com/popbridge/popbridge/internal/testenv/dovecot"
+	"github.com/popbridge/popbridge/internal/testenv/e2e"
 )
-
-// clientPKI is a throw-away CA and a server certificate it signed for
-// 127.0.0.1, ::1 and localhost (plus extra IPs), as PEM files.
-type clientPKI struct {
-	CAFile, CertFile, KeyFile string
-	pool                      *x509.CertPool
-}
-
-func newClientPKI(t *testing.T, extraIPs ...net.IP) *clientPKI {
-	t.Helper()
-	dir := t.TempDir()
-	now := time.Now()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caTmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "popbridge clients test CA"},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(24 * time.Hour),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-		MaxPathLenZero:        true,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caCert, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srvKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srvTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2),
-		Subject:      pkix.Name{CommonName: "localhost"},
-		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     now.Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		DNSNames:     []string{"localhost"},
-		IPAddresses:  append([]net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}, extraIPs...),
-	}
-	srvDER, err := x509.CreateCertificate(rand.Reader, srvTmpl, caCert, &srvKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(srvKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &clientPKI{
-		CAFile:   filepath.Join(dir, "ca.pem"),
-		CertFile: filepath.Join(dir, "server.pem"),
-		KeyFile:  filepath.Join(dir, "server.key"),
-		pool:     x509.NewCertPool(),
-	}
-	p.pool.AddCert(caCert)
-	write := func(path string, blocks ...*pem.Block) {
-		var b []byte
-		for _, bl := range blocks {
-			b = append(b, pem.EncodeToMemory(bl)...)
-		}
-		if err := os.WriteFile(path, b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	write(p.CAFile, &pem.Block{Type: "CERTIFICATE", Bytes: caDER})
-	write(p.CertFile, &pem.Block{Type: "CERTIFICATE", Bytes: srvDER})
-	write(p.KeyFile, &pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})
-	return p
-}
-
-// tlsConfig trusts the test CA.
-func (p *clientPKI) tlsConfig() *tls.Config {
-	return &tls.Config{RootCAs: p.pool, ServerName: "localhost", MinVersion: tls.VersionTLS12}
-}
 
 // TLS kinds of a listener, as in the config.
 const (
@@ -138,7 +48,7 @@ type serveOptions struct {
 
 // startServeAll writes a config file and runs `popbridge serve` in-process
 // until the test ends.
-func startServeAll(t *testing.T, dv *dovecot.Server, pki *clientPKI, o serveOptions) *serveInstance {
+func startServeAll(t *testing.T, dv *dovecot.Server, pki *e2e.PKI, o serveOptions) *serveInstance {
 	t.Helper()
 	host := o.host
 	if host == "" {
@@ -513,101 +423,5 @@ func makeMaildir(t *testing.T, dir string) {
 		if err := os.MkdirAll(filepath.Join(dir, sub), 0o700); err != nil {
 			t.Fatal(err)
 		}
-	}
-}
-
-// popConn is a raw POP3 connection for checking exact protocol lines.
-type popConn struct {
-	t  *testing.T
-	nc net.Conn
-	r  *bufio.Reader
-}
-
-// dialPOP connects to addr from local (nil: any), with TLS from the first
-// octet when cfg is not nil, and reads the greeting.
-func dialPOP(t *testing.T, addr string, local net.Addr, cfg *tls.Config) *popConn {
-	t.Helper()
-	d := &net.Dialer{LocalAddr: local, Timeout: 10 * time.Second}
-	nc, err := d.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { nc.Close() })
-	if cfg != nil {
-		nc = tls.Client(nc, cfg)
-	}
-	nc.SetDeadline(time.Now().Add(30 * time.Second))
-	p := &popConn{t: t, nc: nc, r: bufio.NewReader(nc)}
-	if g := p.line(); !strings.HasPrefix(g, "+OK") {
-		t.Fatalf("greeting %q", g)
-	}
-	return p
-}
-
-func (p *popConn) line() string {
-	p.t.Helper()
-	s, err := p.r.ReadString('\n')
-	if err != nil {
-		p.t.Fatalf("read: %v (after %q)", err, s)
-	}
-	if !strings.HasSuffix(s, "\r\n") {
-		p.t.Fatalf("line without CRLF: %q", s)
-	}
-	return strings.TrimSuffix(s, "\r\n")
-}
-
-// cmd sends one command line and returns the first line of the answer.
-func (p *popConn) cmd(format string, args ...any) string {
-	p.t.Helper()
-	if _, err := fmt.Fprintf(p.nc, format+"\r\n", args...); err != nil {
-		p.t.Fatal(err)
-	}
-	return p.line()
-}
-
-// multi reads the rest of a multi-line answer (without the final ".").
-func (p *popConn) multi() []string {
-	p.t.Helper()
-	var lines []string
-	for {
-		l := p.line()
-		if l == "." {
-			return lines
-		}
-		lines = append(lines, strings.TrimPrefix(l, "."))
-	}
-}
-
-func (p *popConn) capa() []string {
-	p.t.Helper()
-	if l := p.cmd("CAPA"); !strings.HasPrefix(l, "+OK") {
-		p.t.Fatalf("CAPA: %q", l)
-	}
-	return p.multi()
-}
-
-// stls runs STLS and the TLS handshake.
-func (p *popConn) stls(cfg *tls.Config) {
-	p.t.Helper()
-	if l := p.cmd("STLS"); !strings.HasPrefix(l, "+OK") {
-		p.t.Fatalf("STLS: %q", l)
-	}
-	if p.r.Buffered() > 0 {
-		p.t.Fatalf("the server sent %d octets after +OK to STLS", p.r.Buffered())
-	}
-	tc := tls.Client(p.nc, cfg)
-	if err := tc.Handshake(); err != nil {
-		p.t.Fatalf("TLS handshake after STLS: %v", err)
-	}
-	p.nc, p.r = tc, bufio.NewReader(tc)
-}
-
-func (p *popConn) login(user, password string) {
-	p.t.Helper()
-	if l := p.cmd("USER %s", user); !strings.HasPrefix(l, "+OK") {
-		p.t.Fatalf("USER: %q", l)
-	}
-	if l := p.cmd("PASS %s", password); !strings.HasPrefix(l, "+OK") {
-		p.t.Fatalf("PASS: %q", l)
 	}
 }

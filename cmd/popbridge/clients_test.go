@@ -35,6 +35,7 @@ import (
 	"time"
 
 	"github.com/popbridge/popbridge/internal/testenv/dovecot"
+	"github.com/popbridge/popbridge/internal/testenv/e2e"
 )
 
 // trapMessage builds a message with CRLF line ends. It has no Return-Path
@@ -113,7 +114,7 @@ var clientKinds = []clientKind{
 
 func TestRealClientsLeaveOnServer(t *testing.T) {
 	dv := dovecot.Start(t)
-	pki := newClientPKI(t)
+	pki := e2e.NewPKI(t)
 	srv := startServeAll(t, dv, pki, serveOptions{onDele: "keep"})
 
 	for _, kind := range clientKinds {
@@ -150,7 +151,7 @@ func TestRealClientsLeaveOnServer(t *testing.T) {
 func TestFetchmailDeleteMode(t *testing.T) {
 	requireCommand(t, "fetchmail")
 	dv := dovecot.Start(t)
-	pki := newClientPKI(t)
+	pki := e2e.NewPKI(t)
 	srv := startServeAll(t, dv, pki, serveOptions{onDele: "expunge"})
 	for _, mode := range listenerModes {
 		t.Run(mode, func(t *testing.T) {
@@ -177,12 +178,12 @@ func TestFetchmailDeleteMode(t *testing.T) {
 			if _, left := imapInbox(t, dv, user); len(left) != 0 {
 				t.Errorf("IMAP INBOX still has %d messages after fetchmail deleted everything", len(left))
 			}
-			p := dialPOP(t, srv.Addr[modePlain], nil, nil)
-			p.login(user, dv.Password)
-			if l := p.cmd("STAT"); l != "+OK 0 0" {
+			p := e2e.Dial(t, srv.Addr[modePlain], nil, nil)
+			p.Login(user, dv.Password)
+			if l := p.Cmd("STAT"); l != "+OK 0 0" {
 				t.Errorf("POP3 STAT after the delete run: %q, want +OK 0 0", l)
 			}
-			p.cmd("QUIT")
+			p.Cmd("QUIT")
 			compareDeliveries(t, "run after the delete run", del.fetch(t), nil)
 		})
 	}
@@ -195,7 +196,7 @@ func TestFetchmailDeleteMode(t *testing.T) {
 // auth.allow_plaintext: false); none of STLS, USER and SASL after login.
 func TestListenerCAPA(t *testing.T) {
 	dv := dovecot.Start(t)
-	pki := newClientPKI(t)
+	pki := e2e.NewPKI(t)
 	user := dovecot.User(t)
 	dv.Append(t, user, "INBOX", trapMessage("capa", "", "x\n"))
 
@@ -213,16 +214,16 @@ func TestListenerCAPA(t *testing.T) {
 			t.Logf("CAPA %s: %s", what, g)
 		}
 	}
-	afterLogin := func(t *testing.T, p *popConn) {
+	afterLogin := func(t *testing.T, p *e2e.Conn) {
 		t.Helper()
-		p.login(user, dv.Password)
-		check(t, "after login", p.capa(), capa())
-		p.cmd("QUIT")
+		p.Login(user, dv.Password)
+		check(t, "after login", p.Capa(), capa())
+		p.Cmd("QUIT")
 	}
-	refused := func(t *testing.T, p *popConn, stlsHint bool) {
+	refused := func(t *testing.T, p *e2e.Conn, stlsHint bool) {
 		t.Helper()
 		for _, c := range []string{"USER " + user, "AUTH PLAIN"} {
-			l := p.cmd("%s", c)
+			l := p.Cmd("%s", c)
 			if !strings.HasPrefix(l, "-ERR [AUTH] ") || stlsHint != strings.Contains(l, "STLS") {
 				t.Errorf("%s without TLS from a non-loopback address: %q, want -ERR [AUTH] (naming STLS: %t)", c, l, stlsHint)
 			}
@@ -233,27 +234,27 @@ func TestListenerCAPA(t *testing.T) {
 	t.Run("loopback", func(t *testing.T) {
 		srv := startServeAll(t, dv, pki, serveOptions{onDele: "keep"})
 		t.Run(modePlain, func(t *testing.T) {
-			p := dialPOP(t, srv.Addr[modePlain], nil, nil)
-			check(t, "plain", p.capa(), capa("USER", sasl))
-			if l := p.cmd("STLS"); !strings.HasPrefix(l, "-ERR") {
+			p := e2e.Dial(t, srv.Addr[modePlain], nil, nil)
+			check(t, "plain", p.Capa(), capa("USER", sasl))
+			if l := p.Cmd("STLS"); !strings.HasPrefix(l, "-ERR") {
 				t.Errorf("STLS on a plain listener: %q, want a clear -ERR", l)
 			}
 			afterLogin(t, p)
 		})
 		t.Run(modeSTLS, func(t *testing.T) {
-			p := dialPOP(t, srv.Addr[modeSTLS], nil, nil)
-			check(t, "starttls before STLS", p.capa(), capa("STLS", "USER", sasl))
-			p.stls(pki.tlsConfig())
-			check(t, "starttls after STLS", p.capa(), capa("USER", sasl))
-			if l := p.cmd("STLS"); !strings.HasPrefix(l, "-ERR") {
+			p := e2e.Dial(t, srv.Addr[modeSTLS], nil, nil)
+			check(t, "starttls before STLS", p.Capa(), capa("STLS", "USER", sasl))
+			p.STLS(pki.TLSConfig())
+			check(t, "starttls after STLS", p.Capa(), capa("USER", sasl))
+			if l := p.Cmd("STLS"); !strings.HasPrefix(l, "-ERR") {
 				t.Errorf("a second STLS: %q, want -ERR", l)
 			}
 			afterLogin(t, p)
 		})
 		t.Run(modeImplicit, func(t *testing.T) {
-			p := dialPOP(t, srv.Addr[modeImplicit], nil, pki.tlsConfig())
-			check(t, "implicit", p.capa(), capa("USER", sasl))
-			if l := p.cmd("STLS"); !strings.HasPrefix(l, "-ERR") {
+			p := e2e.Dial(t, srv.Addr[modeImplicit], nil, pki.TLSConfig())
+			check(t, "implicit", p.Capa(), capa("USER", sasl))
+			if l := p.Cmd("STLS"); !strings.HasPrefix(l, "-ERR") {
 				t.Errorf("STLS on an implicit TLS listener: %q, want -ERR", l)
 			}
 			afterLogin(t, p)
@@ -270,24 +271,24 @@ func TestListenerCAPA(t *testing.T) {
 		srv := startServeAll(t, dv, pki, serveOptions{onDele: "keep", host: ip.String()})
 		local := &net.TCPAddr{IP: ip}
 		t.Run(modePlain, func(t *testing.T) {
-			p := dialPOP(t, srv.Addr[modePlain], local, nil)
-			if a := p.nc.LocalAddr().(*net.TCPAddr); a.IP.IsLoopback() {
+			p := e2e.Dial(t, srv.Addr[modePlain], local, nil)
+			if a := p.NC.LocalAddr().(*net.TCPAddr); a.IP.IsLoopback() {
 				t.Fatalf("connected from %v", a)
 			}
-			check(t, "plain", p.capa(), capa())
+			check(t, "plain", p.Capa(), capa())
 			refused(t, p, false)
 		})
 		t.Run(modeSTLS, func(t *testing.T) {
-			p := dialPOP(t, srv.Addr[modeSTLS], local, nil)
-			check(t, "starttls before STLS", p.capa(), capa("STLS"))
+			p := e2e.Dial(t, srv.Addr[modeSTLS], local, nil)
+			check(t, "starttls before STLS", p.Capa(), capa("STLS"))
 			refused(t, p, true)
-			p.stls(pki.tlsConfig())
-			check(t, "starttls after STLS", p.capa(), capa("USER", sasl))
+			p.STLS(pki.TLSConfig())
+			check(t, "starttls after STLS", p.Capa(), capa("USER", sasl))
 			afterLogin(t, p)
 		})
 		t.Run(modeImplicit, func(t *testing.T) {
-			p := dialPOP(t, srv.Addr[modeImplicit], local, pki.tlsConfig())
-			check(t, "implicit", p.capa(), capa("USER", sasl))
+			p := e2e.Dial(t, srv.Addr[modeImplicit], local, pki.TLSConfig())
+			check(t, "implicit", p.Capa(), capa("USER", sasl))
 			afterLogin(t, p)
 		})
 	})

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"flag"
 	"fmt"
@@ -11,11 +10,9 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-imap/v2/imapserver"
-	"github.com/emersion/go-imap/v2/imapserver/imapmemserver"
-
 	"github.com/popbridge/popbridge/internal/config"
+	"github.com/popbridge/popbridge/internal/daemon"
+	"github.com/popbridge/popbridge/internal/demo"
 )
 
 // cmdDemo runs popbridge with no setup at all: an in-memory IMAP server
@@ -29,7 +26,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 
-	upstream, stopUpstream, err := startDemoUpstream()
+	upstream, stopUpstream, err := demo.StartUpstream()
 	if err != nil {
 		return err
 	}
@@ -56,7 +53,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	defer log.Sync()
 
-	return serveConfig(ctx, cfg, log, func(addrs []net.Addr) {
+	return daemon.Run(ctx, cfg, log, daemon.Options{Ready: func(addrs []net.Addr) {
 		pop := addrs[0].String()
 		fmt.Fprintf(stdout, `popbridge demo is running.
   POP3:     %s (user demo, password demo)
@@ -68,41 +65,5 @@ Try:
   curl -s -X UIDL pop3://demo:demo@%s/
 Press Ctrl-C to stop.
 `, pop, upstream, pop, pop, pop)
-	})
+	}})
 }
-
-// startDemoUpstream serves an imapmemserver on a free loopback port.
-func startDemoUpstream() (addr string, stop func(), err error) {
-	mem := imapmemserver.New()
-	user := imapmemserver.NewUser("demo", "demo")
-	for _, mbox := range []string{"INBOX", "Trash"} {
-		if err := user.Create(mbox, nil); err != nil {
-			return "", nil, fmt.Errorf("demo upstream: %w", err)
-		}
-	}
-	for _, msg := range demoMessages() {
-		if _, err := user.Append("INBOX", bytes.NewReader(msg), &imap.AppendOptions{}); err != nil {
-			return "", nil, fmt.Errorf("demo upstream: %w", err)
-		}
-	}
-	mem.AddUser(user)
-
-	srv := imapserver.New(&imapserver.Options{
-		NewSession: func(*imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
-			return mem.NewSession(), nil, nil
-		},
-		Caps:         imap.CapSet{imap.CapIMAP4rev1: {}, imap.CapIMAP4rev2: {}},
-		InsecureAuth: true, // loopback only
-		Logger:       discardLogger{},
-	})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", nil, fmt.Errorf("demo upstream: %w", err)
-	}
-	go srv.Serve(ln)
-	return ln.Addr().String(), func() { srv.Close() }, nil
-}
-
-type discardLogger struct{}
-
-func (discardLogger) Printf(string, ...any) {}

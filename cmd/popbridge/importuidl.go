@@ -11,7 +11,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 
@@ -19,9 +18,12 @@ import (
 
 	"github.com/popbridge/popbridge/imapupstream"
 	"github.com/popbridge/popbridge/internal/config"
+	"github.com/popbridge/popbridge/internal/daemon"
+	"github.com/popbridge/popbridge/pop3/pop3client"
 	"github.com/popbridge/popbridge/proxy"
 	"github.com/popbridge/popbridge/uidmap"
 	"github.com/popbridge/popbridge/uidmap/boltstore"
+	"github.com/popbridge/popbridge/uidmap/maildir"
 )
 
 const importUsage = `usage: popbridge import-uidl [-config FILE] -user USER
@@ -201,7 +203,7 @@ func cmdImportUIDL(ctx context.Context, args []string, stdin io.Reader, stdout, 
 	}
 
 	// The upstream: one login as the user, SELECT, one snapshot.
-	dialer, err := newDialer(cfg.Upstream, log.Named("upstream"))
+	dialer, err := daemon.NewDialer(cfg.Upstream, log.Named("upstream"))
 	if err != nil {
 		return err
 	}
@@ -210,28 +212,11 @@ func cmdImportUIDL(ctx context.Context, args []string, stdin io.Reader, stdout, 
 		return fmt.Errorf("upstream %s: %w", cfg.Upstream.Address, err)
 	}
 	defer conn.Close()
-	mbox, err := conn.Select(ctx)
+	md, err := proxy.OpenMaildrop(ctx, conn, nil, key) // names nothing: the import does
 	if err != nil {
 		return fmt.Errorf("upstream %s: %w", cfg.Upstream.Address, err)
 	}
-	metas, err := conn.Snapshot(ctx)
-	if err != nil {
-		return fmt.Errorf("upstream %s: %w", cfg.Upstream.Address, err)
-	}
-	msgs := make([]uidmap.Message, len(metas))
-	for i, m := range metas {
-		msgs[i] = uidmap.Message{UID: m.UID, Size: m.Size}
-	}
-	dst := uidmap.ImportTarget{
-		UIDValidity: mbox.UIDValidity,
-		Messages:    msgs,
-		Identify:    proxy.Identifier(conn, msgs),
-		HeaderHashes: func(ctx context.Context, uids []uint32) (map[uint32]string, error) {
-			out := make(map[uint32]string, len(uids))
-			err := conn.Headers(ctx, proxy.Listed(msgs, uids), func(uid uint32, h []byte) { out[uid] = uidmap.HeaderHash(h) })
-			return out, err
-		},
-	}
+	dst := md.ImportTarget()
 
 	// The old server's listing.
 	var src uidmap.ImportSource
@@ -253,7 +238,7 @@ func cmdImportUIDL(ctx context.Context, args []string, stdin io.Reader, stdout, 
 		}()
 	} else {
 		srcName = "dovecot-uidlist " + f.uidlist
-		if src, err = uidlistSource(f.uidlist, format); err != nil {
+		if src, err = maildir.Source(f.uidlist, format); err != nil {
 			return err
 		}
 	}
@@ -277,7 +262,7 @@ func openImportStore(sc config.State, dryRun bool) (uidmap.Store, error) {
 	if sc.Driver == "memory" {
 		return nil, errors.New("state.driver memory keeps nothing after popbridge exits: import-uidl needs a persistent store (bolt or postgres)")
 	}
-	store, err := openStore(sc)
+	store, err := daemon.OpenStore(sc)
 	if errors.Is(err, boltstore.ErrBusy) {
 		if dryRun {
 			return nil, nil
@@ -334,9 +319,16 @@ func readImportPasswords(stdin io.Reader, stderr io.Writer, f *importFlags, mast
 	return imapPass, pop3Pass, nil
 }
 
-// dialOldPOP3 connects and logs in to the old POP3 server.
-func dialOldPOP3(ctx context.Context, f *importFlags, cfg *config.Config, password string) (*pop3Client, error) {
-	o := pop3Options{Addr: f.pop3Addr, TLS: f.pop3TLS, Timeout: cfg.Upstream.CommandTimeout}
+// dialOldPOP3 connects and logs in to the old POP3 server, which may end
+// lines with a bare LF.
+func dialOldPOP3(ctx context.Context, f *importFlags, cfg *config.Config, password string) (*pop3client.Client, error) {
+	o := &pop3client.Options{Timeout: cfg.Upstream.CommandTimeout, AllowBareLF: true}
+	switch f.pop3TLS {
+	case "starttls":
+		o.TLS = pop3client.TLSStartTLS
+	case "implicit":
+		o.TLS = pop3client.TLSImplicit
+	}
 	if f.pop3TLS != "none" {
 		host, _, _ := net.SplitHostPort(f.pop3Addr)
 		tc := &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12, InsecureSkipVerify: f.pop3Insecure}
@@ -354,12 +346,16 @@ func dialOldPOP3(ctx context.Context, f *importFlags, cfg *config.Config, passwo
 			}
 			tc.RootCAs = pool
 		}
-		o.TLSConf = tc
+		o.TLSConfig = tc
 	}
-	c, err := dialPOP3(ctx, o)
+	c, err := pop3client.DialContext(ctx, f.pop3Addr, o)
+	if errors.Is(err, pop3client.ErrNoSTLS) {
+		err = fmt.Errorf("%w (the server offers no STLS: use -pop3-tls implicit, or none on a trusted network)", err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("old POP3 server %s: %w", f.pop3Addr, err)
 	}
+	c.Capa() // without CAPA, Login sends USER and PASS
 	if err := c.Login(f.pop3User, password); err != nil {
 		c.Close()
 		return nil, fmt.Errorf("old POP3 server %s: login as %s: %w", f.pop3Addr, f.pop3User, err)
@@ -369,7 +365,7 @@ func dialOldPOP3(ctx context.Context, f *importFlags, cfg *config.Config, passwo
 
 // pop3Source lists the old server's maildrop: UIDL and LIST, in message
 // number order; headers (TOP n 0) only when the matching asks for them.
-func pop3Source(c *pop3Client) (uidmap.ImportSource, error) {
+func pop3Source(c *pop3client.Client) (uidmap.ImportSource, error) {
 	uidls, err := c.Listing("UIDL")
 	if err != nil {
 		return uidmap.ImportSource{}, fmt.Errorf("%w (without UIDL there are no UIDLs to import)", err)
@@ -385,8 +381,8 @@ func pop3Source(c *pop3Client) (uidmap.ImportSource, error) {
 			size[e.N] = n
 		}
 	}
-	slices.SortFunc(uidls, func(a, b pop3Entry) int { return a.N - b.N })
-	uidls = slices.CompactFunc(uidls, func(a, b pop3Entry) bool { return a.N == b.N })
+	slices.SortFunc(uidls, func(a, b pop3client.Entry) int { return a.N - b.N })
+	uidls = slices.CompactFunc(uidls, func(a, b pop3client.Entry) bool { return a.N == b.N })
 	src := uidmap.ImportSource{Messages: make([]uidmap.OldMessage, len(uidls))}
 	numbers := make([]int, len(uidls)) // index → message number
 	for i, e := range uidls {
@@ -409,57 +405,6 @@ func pop3Source(c *pop3Client) (uidmap.ImportSource, error) {
 			out[byNumber[n]] = uidmap.HeaderHash(h)
 		})
 		return out, err
-	}
-	return src, nil
-}
-
-// uidlistSource reads a dovecot-uidlist. A record's UIDL is its saved P
-// field, or what format makes of its UID and the file's UIDVALIDITY.
-// Sizes and headers come from the maildir around the file when the records
-// do not carry them (only needed when the upstream is another mailbox).
-func uidlistSource(path string, format uidmap.Format) (uidmap.ImportSource, error) {
-	fh, err := os.Open(path)
-	if err != nil {
-		return uidmap.ImportSource{}, err
-	}
-	l, err := parseDovecotUIDList(fh, path)
-	fh.Close()
-	if err != nil {
-		return uidmap.ImportSource{}, err
-	}
-	files := &maildirFiles{dir: filepath.Dir(path)}
-	src := uidmap.ImportSource{UIDValidity: l.UIDValidity, Messages: make([]uidmap.OldMessage, len(l.Entries))}
-	contentFormat := false
-	probe := func(mid string) string { return format.UIDL(1, 1, &uidmap.Identity{MessageID: mid}) }
-	if probe("<a@example>") != probe("<b@example>") {
-		contentFormat = true // %m: the old Dovecot's hash, not ours
-	}
-	for i, e := range l.Entries {
-		u := e.POP3UIDL
-		if u == "" {
-			if contentFormat {
-				return src, fmt.Errorf("%s: UID %d has no saved UIDL, and -uidl-format %%m needs the message's own hash, which only the old server can give: import from it with -pop3", path, e.UID)
-			}
-			u = format.UIDL(l.UIDValidity, e.UID, nil)
-		}
-		size := e.VSize
-		if size < 0 {
-			if p := files.find(e.Filename); p != "" {
-				size, _ = maildirVSize(p)
-			}
-		}
-		src.Messages[i] = uidmap.OldMessage{UIDL: u, Size: size, UID: e.UID}
-	}
-	src.HeaderHashes = func(_ context.Context, idx []int) (map[int]string, error) {
-		out := make(map[int]string, len(idx))
-		for _, i := range idx {
-			if p := files.find(l.Entries[i].Filename); p != "" {
-				if h, err := readMaildirHeader(p); err == nil {
-					out[i] = uidmap.HeaderHash(h)
-				}
-			}
-		}
-		return out, nil
 	}
 	return src, nil
 }
@@ -523,15 +468,15 @@ func printImportReport(w io.Writer, f *importFlags, cfg *config.Config, srcName 
 	}
 	switch {
 	case !haveStore:
-		fmt.Fprintf(w, "dry run: nothing written (state %s is in use by a running popbridge, so existing state was not checked: stop popbridge before the real import)\n", storeName(cfg.State))
+		fmt.Fprintf(w, "dry run: nothing written (state %s is in use by a running popbridge, so existing state was not checked: stop popbridge before the real import)\n", daemon.StoreName(cfg.State))
 	case f.dryRun:
-		fmt.Fprintf(w, "dry run: nothing written to %s", storeName(cfg.State))
+		fmt.Fprintf(w, "dry run: nothing written to %s", daemon.StoreName(cfg.State))
 		if res.Existing > 0 {
 			fmt.Fprintf(w, " (-force would replace %d stored UIDLs)", res.Existing)
 		}
 		fmt.Fprintln(w)
 	case res.Written:
-		fmt.Fprintf(w, "written: %d UIDLs to %s", len(res.Matches), storeName(cfg.State))
+		fmt.Fprintf(w, "written: %d UIDLs to %s", len(res.Matches), daemon.StoreName(cfg.State))
 		if res.Replaced {
 			fmt.Fprintf(w, ", replacing %d stored", res.Existing)
 		}

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/popbridge/popbridge/internal/testenv/dovecot"
-	"github.com/popbridge/popbridge/pop3/pop3test"
+	"github.com/popbridge/popbridge/pop3/pop3client"
 )
 
 // buildBinary builds popbridge once for tests that need a real process.
@@ -53,7 +53,7 @@ func TestLockOfKilledProcessIsFreed(t *testing.T) {
 	bin := buildBinary(t)
 
 	p1 := startProcess(t, bin, cfgPath, addr)
-	c1, err := pop3test.Dial(addr)
+	c1, err := pop3client.Dial(addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,11 +65,11 @@ func TestLockOfKilledProcessIsFreed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	second, err := pop3test.Dial(addr)
+	second, err := pop3client.Dial(addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var resp *pop3test.ErrResponse
+	var resp *pop3client.ErrResponse
 	if err := second.Login(user, dv.Password); !errors.As(err, &resp) || resp.Code() != "IN-USE" {
 		t.Fatalf("second session while the first is open: %v, want -ERR [IN-USE]", err)
 	}
@@ -83,7 +83,7 @@ func TestLockOfKilledProcessIsFreed(t *testing.T) {
 	startProcess(t, bin, cfgPath, addr)
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		c2, err := pop3test.Dial(addr)
+		c2, err := pop3client.Dial(addr)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -20,7 +20,10 @@ import (
 	"os/signal"
 	"syscall"
 
+	"go.uber.org/zap"
+
 	"github.com/popbridge/popbridge/internal/config"
+	"github.com/popbridge/popbridge/internal/daemon"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -116,4 +119,11 @@ func configFlag(fs *flag.FlagSet) *string {
 // overrides.
 func loadConfigFile(path string) (*config.Config, error) {
 	return config.Load(path, os.Environ())
+}
+
+// newLogger builds the process logger from log.level and log.format,
+// writing to standard error.
+func newLogger(level, format string) (*zap.Logger, error) {
+	log, _, err := daemon.NewLogger(os.Stderr, level, format)
+	return log, err
 }

@@ -15,7 +15,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/popbridge/popbridge/internal/demo"
 	"github.com/popbridge/popbridge/internal/testenv/dovecot"
+	"github.com/popbridge/popbridge/internal/testenv/e2e"
 )
 
 // requireCommand finds a real client program: missing, it fails the test in
@@ -96,7 +98,7 @@ func TestDemoServesSampleMessages(t *testing.T) {
 			t.Fatal("demo printed no POP3 address")
 		}
 	}
-	msgs := demoMessages()
+	msgs := demo.Messages()
 	if len(msgs) < 5 {
 		t.Fatalf("the demo has %d sample messages, want at least 5", len(msgs))
 	}
@@ -112,6 +114,11 @@ func TestDemoServesSampleMessages(t *testing.T) {
 		t.Fatalf("curl LIST gave %d lines, want %d: %q", n, len(msgs), list)
 	}
 }
+
+// The log buffer and polling are e2e's, shared with internal/daemon's tests.
+type syncBuffer = e2e.SyncBuffer
+
+var waitFor = e2e.WaitFor
 
 // freeAddr returns a loopback address nothing listens on right now.
 func freeAddr(t *testing.T) string {

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/popbridge/popbridge/internal/testenv/dovecot"
+	"github.com/popbridge/popbridge/internal/testenv/e2e"
 )
 
 // recreateInbox empties the INBOX, gives it a new UIDVALIDITY and APPENDs
@@ -29,7 +30,7 @@ func recreateInbox(t *testing.T, dv *dovecot.Server, user string, msgs []imapMsg
 // APPENDed after the reset exactly once.
 func TestClientsAfterUIDValidityReset(t *testing.T) {
 	dv := dovecot.Start(t)
-	pki := newClientPKI(t)
+	pki := e2e.NewPKI(t)
 	srv := startServeAll(t, dv, pki, serveOptions{onDele: "keep"})
 	for _, kind := range clientKinds {
 		if kind.name != "fetchmail" && kind.name != "mpop" {

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/popbridge/popbridge/internal/testenv/dovecot"
-	"github.com/popbridge/popbridge/pop3/pop3test"
+	"github.com/popbridge/popbridge/pop3/pop3client"
 )
 
 // More end-to-end tests of several instances sharing one PostgreSQL (issue
@@ -308,11 +308,11 @@ func TestUIDValidityResetSeenByBothInstances(t *testing.T) {
 		results := make(chan result, len(inst)*perInstance)
 		for i, in := range inst {
 			for range perInstance {
-				c, err := pop3test.Dial(in.Addr) // greeted; the logins start together
+				c, err := pop3client.Dial(in.Addr) // greeted; the logins start together
 				if err != nil {
 					t.Fatal(err)
 				}
-				c.Conn.SetDeadline(time.Now().Add(30 * time.Second))
+				c.SetDeadline(time.Now().Add(30 * time.Second))
 				go func() {
 					defer c.Close()
 					<-start

@@ -14,7 +14,7 @@ import (
 
 	"github.com/popbridge/popbridge/internal/testenv/dovecot"
 	"github.com/popbridge/popbridge/internal/testenv/postgres"
-	"github.com/popbridge/popbridge/pop3/pop3test"
+	"github.com/popbridge/popbridge/pop3/pop3client"
 )
 
 // scaleInstance is one `popbridge serve` process of a scale-out test: a
@@ -85,13 +85,13 @@ func (s *scaleInstance) kill(t *testing.T) {
 }
 
 // login opens a POP3 session for user on the instance.
-func (s *scaleInstance) login(t *testing.T, user, password string) (*pop3test.Client, error) {
+func (s *scaleInstance) login(t *testing.T, user, password string) (*pop3client.Client, error) {
 	t.Helper()
-	c, err := pop3test.Dial(s.Addr)
+	c, err := pop3client.Dial(s.Addr)
 	if err != nil {
 		t.Fatalf("connect to %s: %v", s.Addr, err)
 	}
-	c.Conn.SetDeadline(time.Now().Add(30 * time.Second))
+	c.SetDeadline(time.Now().Add(30 * time.Second))
 	if err := c.Login(user, password); err != nil {
 		c.Close()
 		return nil, err
@@ -105,7 +105,7 @@ func (s *scaleInstance) logged(msg string) int {
 }
 
 // uidlsOf lists the UIDLs of an open session, in message order.
-func uidlsOf(c *pop3test.Client) ([]string, error) {
+func uidlsOf(c *pop3client.Client) ([]string, error) {
 	entries, err := c.Listing("UIDL")
 	if err != nil {
 		return nil, err
@@ -119,7 +119,7 @@ func uidlsOf(c *pop3test.Client) ([]string, error) {
 
 // isInUse tells whether err is a -ERR [IN-USE] answer.
 func isInUse(err error) bool {
-	var resp *pop3test.ErrResponse
+	var resp *pop3client.ErrResponse
 	return errors.As(err, &resp) && resp.Code() == "IN-USE"
 }
 
@@ -135,7 +135,7 @@ func TestTwoInstancesShareState(t *testing.T) {
 		dv.Append(t, user, "INBOX", fmt.Appendf(nil, "Subject: %d\r\nMessage-ID: <%d@scale.example>\r\n\r\nbody %d\r\n", i, i, i))
 	}
 	inst := startInstances(t, dv, 2, scaleOptions{onDele: "hide"})
-	uidls := func(c *pop3test.Client) []string {
+	uidls := func(c *pop3client.Client) []string {
 		t.Helper()
 		u, err := uidlsOf(c)
 		if err != nil {

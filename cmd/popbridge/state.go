@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/popbridge/popbridge/imapupstream"
+	"github.com/popbridge/popbridge/internal/daemon"
 	"github.com/popbridge/popbridge/proxy"
 	"github.com/popbridge/popbridge/uidmap"
 	"github.com/popbridge/popbridge/uidmap/boltstore"
@@ -44,7 +45,7 @@ func cmdState(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	store, err := openStore(cfg.State)
+	store, err := daemon.OpenStore(cfg.State)
 	if errors.Is(err, boltstore.ErrBusy) {
 		return fmt.Errorf("%w: stop popbridge first (the bolt store belongs to one process)", err)
 	}
@@ -73,7 +74,7 @@ func cmdState(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return err
 		}
 		m := uidmap.New(store, uidmap.Options{Format: format, ReuseXUIDL: cfg.Policy.ReuseXUIDL})
-		dialer, err := newDialer(cfg.Upstream, zap.NewNop())
+		dialer, err := daemon.NewDialer(cfg.Upstream, zap.NewNop())
 		if err != nil {
 			return err
 		}
@@ -121,24 +122,15 @@ func markOld(ctx context.Context, dialer *imapupstream.Dialer, m *uidmap.Map, ke
 		return 0, err
 	}
 	defer conn.Close()
-	mbox, err := conn.Select(ctx)
+	md, err := proxy.OpenMaildrop(ctx, conn, m, key)
 	if err != nil {
 		return 0, err
 	}
-	metas, err := conn.Snapshot(ctx)
-	if err != nil {
-		return 0, err
+	uids := make([]uint32, len(md.Messages))
+	for i, msg := range md.Messages {
+		uids[i] = msg.UID
 	}
-	msgs := make([]uidmap.Message, len(metas))
-	uids := make([]uint32, len(metas))
-	for i, meta := range metas {
-		msgs[i] = uidmap.Message{UID: meta.UID, Size: meta.Size}
-		uids[i] = meta.UID
-	}
-	if _, err := m.Resolve(ctx, key, mbox.UIDValidity, msgs, proxy.Identifier(conn, msgs)); err != nil {
-		return 0, err
-	}
-	return len(uids), m.SetHidden(ctx, key, mbox.UIDValidity, uids, true)
+	return len(uids), m.SetHidden(ctx, key, md.UIDValidity, uids, true)
 }
 
 // readPassword reads the first line of a file, or of stdin for "-": a

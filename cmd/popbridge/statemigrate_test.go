@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -129,7 +130,7 @@ func compareStores(t *testing.T, boltPath, dsn string, keys []uidmap.Key) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got.UIDValidity != want.UIDValidity || !sameRecords(got.Records, want.Records) {
+		if got.UIDValidity != want.UIDValidity || !slices.Equal(got.Records, want.Records) {
 			t.Fatalf("%s: PostgreSQL has UIDVALIDITY %d and %d records, bolt %d and %d; first records %+v vs %+v",
 				key.User, got.UIDValidity, len(got.Records), want.UIDValidity, len(want.Records), firstRecords(got.Records), firstRecords(want.Records))
 		}

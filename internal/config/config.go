@@ -7,7 +7,8 @@ import (
 )
 
 // Config is the whole configuration file. Field tags are the YAML keys of
-// DESIGN.md §3; they are a contract with operators and must not be renamed.
+// config.yaml.example; they are a contract with operators and must not be
+// renamed.
 type Config struct {
 	Listeners     []Listener    `yaml:"listeners"`
 	TLS           TLS           `yaml:"tls"`

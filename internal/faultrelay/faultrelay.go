@@ -18,9 +18,9 @@
 // bytes the fault let through and then the end of the stream.
 //
 // Line-level faults (CutOnCommand, CutAfterCommand, HideCapabilities) read
-// the stream as IMAP: lines, and literals ({n}, {n+}, {n-}, ~{n}) passed
-// through untouched, so message text is never taken for a command or a
-// response. They need plaintext IMAP; after STARTTLS a connection is relayed
+// the stream as IMAP: lines, and literals ({n}, {n+}, ~{n}; see
+// internal/imapwire) passed through untouched, so message text is never
+// taken for a command or a response. They need plaintext IMAP; after STARTTLS a connection is relayed
 // as raw bytes. While one is armed, an incomplete line is held back until its
 // end, so that it can be matched whole; otherwise bytes are forwarded as they
 // arrive.
@@ -343,6 +343,12 @@ func (f *Fault) Disarm() {
 	if !f.armed {
 		return
 	}
+	f.disarmLocked()
+}
+
+// disarmLocked takes the armed fault out of the relay's lists; r.mu is held.
+func (f *Fault) disarmLocked() {
+	r := f.r
 	f.armed = false
 	for i, g := range r.byteFaults {
 		if g == f {
@@ -367,19 +373,7 @@ func (f *Fault) fire() bool {
 	if !f.armed {
 		return false
 	}
-	f.armed = false
-	for i, g := range r.byteFaults {
-		if g == f {
-			r.byteFaults[i] = nil
-		}
-	}
-	for i, g := range r.cmdFaults {
-		if g == f {
-			r.cmdFaults = append(r.cmdFaults[:i:i], r.cmdFaults[i+1:]...)
-			break
-		}
-	}
-	r.updateLineFaultsLocked()
+	f.disarmLocked()
 	if f.stall {
 		r.stallLocked(f.dirs)
 	}
@@ -570,7 +564,7 @@ func (c *conn) cut() {
 type event struct {
 	data []byte    // to forward
 	at   time.Time // when it was read
-	cut  bool      // cut the connection here
+	cut  bool      // cut the connection here (after data, if any)
 	eof  error     // the source ended (io.EOF: cleanly)
 }
 
@@ -627,7 +621,7 @@ func (c *conn) write(i int, dst net.Conn, ch <-chan event) {
 		case <-c.done:
 			return
 		}
-		if ev.cut {
+		if ev.cut && len(ev.data) == 0 {
 			c.cut()
 			return
 		}
@@ -691,6 +685,10 @@ func (c *conn) write(i int, dst net.Conn, ch <-chan event) {
 				c.cut()
 				return
 			}
+		}
+		if ev.cut {
+			c.cut()
+			return
 		}
 	}
 }

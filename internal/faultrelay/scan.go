@@ -2,8 +2,9 @@ package faultrelay
 
 import (
 	"bytes"
-	"strconv"
 	"strings"
+
+	"github.com/popbridge/popbridge/internal/imapwire"
 )
 
 // maxLine is the longest line that is held back, matched or rewritten;
@@ -21,6 +22,8 @@ type scanner struct {
 	tail []byte // the last octets of an over-long line, for its literal marker
 }
 
+// endLine ends the current line, which announces a literal of litSize
+// octets (0 for none).
 func (s *scanner) endLine(litSize int64) {
 	s.lit = litSize
 	s.cont = litSize > 0
@@ -74,13 +77,13 @@ func (c *conn) scan(d Dir, s *scanner, p []byte) []event {
 		if s.over || len(s.cur)+len(frag) > maxLine {
 			if !s.over {
 				emit(s.cur[s.sent:])
-				s.tail = lastN(s.cur, 32)
+				s.tail = lastN(s.cur, imapwire.MarkerTail)
 				s.over = true
 			}
 			emit(frag)
-			s.tail = lastN(append(s.tail, frag...), 32)
+			s.tail = lastN(append(s.tail, frag...), imapwire.MarkerTail)
 			if complete {
-				s.endLine(literalSize(s.tail))
+				s.endLine(announced(s.tail))
 			}
 			continue
 		}
@@ -100,12 +103,19 @@ func (c *conn) scan(d Dir, s *scanner, p []byte) []event {
 			out, cut := c.onLine(d, line)
 			emit(out)
 			if cut {
+				if len(out) > 0 {
+					// Forwarded, then cut: by the writer right after the
+					// write, so that the server's answer has as little
+					// time as possible to reach the client first.
+					evs[len(evs)-1].cut = true
+					return evs
+				}
 				return append(evs, event{cut: true})
 			}
 		} else {
 			emit(line[s.sent:])
 		}
-		s.endLine(literalSize(line))
+		s.endLine(announced(line))
 	}
 	return evs
 }
@@ -195,28 +205,6 @@ func matchCommand(line []byte, cmd, contains string) bool {
 	return contains == "" || strings.Contains(rest, contains)
 }
 
-// literalSize returns the size of the literal a line announces at its end
-// ({n}, {n+}, {n-}, ~{n}), or 0.
-func literalSize(line []byte) int64 {
-	l := bytes.TrimRight(line, "\r\n")
-	if len(l) < 3 || l[len(l)-1] != '}' {
-		return 0
-	}
-	l = l[:len(l)-1]
-	if n := len(l); l[n-1] == '+' || l[n-1] == '-' {
-		l = l[:n-1]
-	}
-	i := bytes.LastIndexByte(l, '{')
-	if i < 0 || i == len(l)-1 {
-		return 0
-	}
-	n, err := strconv.ParseInt(string(l[i+1:]), 10, 64)
-	if err != nil || n < 0 {
-		return 0
-	}
-	return n
-}
-
 // filterCaps removes the hidden capabilities from a "* CAPABILITY" response
 // and from "[CAPABILITY …]" response codes in a server line.
 func filterCaps(line []byte, hide map[string]bool) []byte {
@@ -273,4 +261,10 @@ func asciiUpper(s string) string {
 		}
 	}
 	return string(b)
+}
+
+// announced is the size of the literal that line announces at its end, or 0.
+func announced(line []byte) int64 {
+	n, _ := imapwire.LiteralSize(line)
+	return n
 }

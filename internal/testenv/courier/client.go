@@ -1,53 +1,31 @@
 package courier
 
 import (
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/emersion/go-imap/v2/imapclient"
+
+	"github.com/popbridge/popbridge/internal/testenv"
 )
 
 // User creates a new user with an empty INBOX and the password s.Password,
 // and returns its login name: unique to this call, derived from the test's name.
 func (s *Server) User(t testing.TB) string {
 	t.Helper()
-	name := userName(t)
+	name := testenv.UserName(t) // lower case, as userdb keys must be
 	if err := s.addUser(name); err != nil {
 		t.Fatalf("courier: add user %s: %v", name, err)
 	}
 	return name
-}
-
-// userName returns a lower-case name (userdb keys must be lower case) made of
-// the end of the test's name and a random suffix.
-func userName(t testing.TB) string {
-	var b strings.Builder
-	for _, r := range strings.ToLower(t.Name()) {
-		switch {
-		case r >= 'a' && r <= 'z', r >= '0' && r <= '9':
-			b.WriteRune(r)
-		default:
-			b.WriteByte('-')
-		}
-	}
-	name := strings.Trim(b.String(), "-")
-	if len(name) > 40 {
-		name = name[len(name)-40:]
-	}
-	var rnd [4]byte
-	rand.Read(rnd[:])
-	return strings.TrimLeft(name+"-"+hex.EncodeToString(rnd[:]), "-")
 }
 
 // addUser makes the user's maildir, adds the user to the userdb file and
@@ -55,12 +33,12 @@ func userName(t testing.TB) string {
 // changes.
 func (s *Server) addUser(name string) error {
 	home := filepath.Join(s.Dir, "home", name)
-	if err := makeMaildir(home); err != nil {
+	if err := testenv.MakeMaildir(home); err != nil {
 		return err
 	}
 	sum := sha256.Sum256([]byte(s.Password))
 	line := fmt.Sprintf("%s\tuid=%d|gid=%d|home=%s|systempw={SHA256}%s\n",
-		name, mailUID, mailGID, home, base64.StdEncoding.EncodeToString(sum[:]))
+		name, testenv.MailUID, testenv.MailGID, home, base64.StdEncoding.EncodeToString(sum[:]))
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -85,21 +63,6 @@ func (s *Server) addUser(name string) error {
 	return os.Chtimes(userdb+".dat", s.dbMtime, s.dbMtime)
 }
 
-// makeMaildir makes home and an empty maildir INBOX in home/Maildir, owned by
-// the user mail.
-func makeMaildir(home string) error {
-	md := filepath.Join(home, "Maildir")
-	for _, d := range []string{home, md, filepath.Join(md, "cur"), filepath.Join(md, "new"), filepath.Join(md, "tmp")} {
-		if err := os.Mkdir(d, 0o700); err != nil {
-			return err
-		}
-		if err := os.Chown(d, mailUID, mailGID); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 // Client returns a plaintext IMAP client logged in as user (not selected),
 // closed when the test ends.
 func (s *Server) Client(t testing.TB, user string) *imapclient.Client {
@@ -113,15 +76,7 @@ func (s *Server) Client(t testing.TB, user string) *imapclient.Client {
 }
 
 func (s *Server) dial(user string) (*imapclient.Client, error) {
-	c, err := imapclient.DialInsecure(s.IMAPAddr, nil)
-	if err != nil {
-		return nil, fmt.Errorf("dial %s: %w", s.IMAPAddr, err)
-	}
-	if err := c.Login(user, s.Password).Wait(); err != nil {
-		c.Close()
-		return nil, fmt.Errorf("login %s: %w", user, err)
-	}
-	return c, nil
+	return testenv.DialIMAP(s.IMAPAddr, user, s.Password)
 }
 
 // Append appends msg to the user's mailbox, which must exist (INBOX always

@@ -1,7 +1,6 @@
 package courier
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"io"
@@ -16,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/popbridge/popbridge/internal/testenv/dovecot"
+	"github.com/popbridge/popbridge/internal/testenv"
 )
 
 // DefaultDir is where the harness looks for the extracted courier-imap
@@ -43,13 +42,6 @@ const (
 	imaploginPath = "usr/lib/courier/courier/imaplogin"
 	imapdPath     = "usr/bin/imapd"
 	imapdConfPath = "etc/courier/imapd"
-)
-
-// mailUID and mailGID are Debian's system user and group "mail": mail is
-// stored and served as that user, not as root.
-const (
-	mailUID = 8
-	mailGID = 8
 )
 
 const (
@@ -118,7 +110,15 @@ func Start(t testing.TB, opts ...Option) *Server {
 	for _, opt := range opts {
 		opt(&o)
 	}
-	dir := makeServerDir(t)
+	dir, err := testenv.ServerDir("courier", "etc", "run", "home")
+	if err != nil {
+		t.Fatalf("courier: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := os.RemoveAll(dir); err != nil {
+			t.Logf("courier: remove %s: %v", dir, err)
+		}
+	})
 	s := &Server{
 		Password: o.password,
 		Dir:      dir,
@@ -138,8 +138,12 @@ func Start(t testing.TB, opts ...Option) *Server {
 		}
 	})
 	for attempt := 1; ; attempt++ {
-		s.IMAPAddr = dovecot.FreeAddr(t, "127.0.0.1")
-		err := s.launch()
+		addr, err := testenv.FreeAddr("127.0.0.1")
+		if err != nil {
+			t.Fatalf("courier: %v", err)
+		}
+		s.IMAPAddr = addr
+		err = s.launch()
 		if err == nil {
 			return s
 		}
@@ -155,10 +159,7 @@ func Start(t testing.TB, opts ...Option) *Server {
 // something is missing, or fails it when the environment variable CI is set.
 func requireCourier(t testing.TB) string {
 	t.Helper()
-	fail := t.Skipf
-	if os.Getenv("CI") != "" {
-		fail = t.Fatalf
-	}
+	fail := func(format string, args ...any) { t.Helper(); testenv.Unavailable(t, format, args...) }
 	bin := os.Getenv(DirEnv)
 	if bin == "" {
 		bin = DefaultDir
@@ -177,30 +178,6 @@ func requireCourier(t testing.TB) string {
 		fail("courier: running Courier for tests needs root (private mount and PID namespaces; mail is stored as the user mail)")
 	}
 	return bin
-}
-
-// makeServerDir makes a private directory that Courier's processes running
-// as the user mail can traverse, removed when the test ends.
-func makeServerDir(t testing.TB) string {
-	t.Helper()
-	dir, err := os.MkdirTemp("", "courier")
-	if err != nil {
-		t.Fatalf("courier: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := os.RemoveAll(dir); err != nil {
-			t.Logf("courier: remove %s: %v", dir, err)
-		}
-	})
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatalf("courier: %v", err)
-	}
-	for _, sub := range []string{"etc", "run", "home"} {
-		if err := os.Mkdir(filepath.Join(dir, sub), 0o755); err != nil {
-			t.Fatalf("courier: %v", err)
-		}
-	}
-	return dir
 }
 
 var settingName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
@@ -292,7 +269,7 @@ func (s *Server) waitReady(exited <-chan struct{}) error {
 			return errors.New("courier exited during start-up")
 		default:
 		}
-		if _, err := os.Stat(socket); err == nil && greets(s.IMAPAddr) {
+		if _, err := os.Stat(socket); err == nil && testenv.Greets(s.IMAPAddr, "* OK") {
 			return nil
 		}
 		if time.Now().After(deadline) {
@@ -300,18 +277,6 @@ func (s *Server) waitReady(exited <-chan struct{}) error {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-}
-
-// greets reports whether an IMAP server on addr sends "* OK".
-func greets(addr string) bool {
-	c, err := net.DialTimeout("tcp", addr, time.Second)
-	if err != nil {
-		return false
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(2 * time.Second))
-	line, err := bufio.NewReader(c).ReadString('\n')
-	return err == nil && strings.HasPrefix(line, "* OK")
 }
 
 // stop kills every process of the server and waits for them.

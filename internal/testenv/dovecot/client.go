@@ -10,34 +10,18 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
+
+	"github.com/popbridge/popbridge/internal/testenv"
 )
 
 // User returns a new user name, unique to this call, derived from the test's
 // name: any user name logs in, so tests sharing a server stay apart.
-func User(t testing.TB) string {
-	var b strings.Builder
-	for _, r := range strings.ToLower(t.Name()) {
-		switch {
-		case r >= 'a' && r <= 'z', r >= '0' && r <= '9':
-			b.WriteRune(r)
-		default:
-			b.WriteByte('-')
-		}
-	}
-	name := strings.Trim(b.String(), "-")
-	if len(name) > 40 {
-		name = name[len(name)-40:]
-	}
-	var rnd [4]byte
-	rand.Read(rnd[:])
-	return strings.TrimLeft(name+"-"+hex.EncodeToString(rnd[:]), "-")
-}
+func User(t testing.TB) string { return testenv.UserName(t) }
 
 // Client returns a plaintext IMAP client logged in as user (not selected),
 // closed when the test ends.
@@ -52,15 +36,7 @@ func (s *Server) Client(t testing.TB, user string) *imapclient.Client {
 }
 
 func (s *Server) dial(user string) (*imapclient.Client, error) {
-	c, err := imapclient.DialInsecure(s.IMAPAddr, nil)
-	if err != nil {
-		return nil, fmt.Errorf("dial %s: %w", s.IMAPAddr, err)
-	}
-	if err := c.Login(user, s.Password).Wait(); err != nil {
-		c.Close()
-		return nil, fmt.Errorf("login %s: %w", user, err)
-	}
-	return c, nil
+	return testenv.DialIMAP(s.IMAPAddr, user, s.Password)
 }
 
 // Append appends msg to the user's mailbox (created if missing) with the
@@ -126,15 +102,19 @@ func (s *Server) Maildir(user string) string {
 // The messages should use CRLF line ends, like those Dovecot stores itself.
 func (s *Server) FillMaildir(t testing.TB, user string, n int, msg func(i int) []byte) {
 	t.Helper()
+	if err := s.WriteMaildir(user, n, msg, false); err != nil {
+		t.Fatalf("dovecot: %v", err)
+	}
+}
+
+// WriteMaildir is FillMaildir outside a test. With crlf set, the caller
+// promises CRLF line ends: the file names then carry the virtual size (W=,
+// the file size) as well as the size (S=), and Dovecot never reads a file
+// to learn its RFC822.SIZE.
+func (s *Server) WriteMaildir(user string, n int, msg func(i int) []byte, crlf bool) error {
 	md := s.Maildir(user)
-	home := filepath.Dir(md)
-	for _, d := range []string{home, md, filepath.Join(md, "cur"), filepath.Join(md, "new"), filepath.Join(md, "tmp")} {
-		if err := os.Mkdir(d, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
-			t.Fatalf("dovecot: %v", err)
-		}
-		if err := os.Chown(d, mailUID, mailGID); err != nil {
-			t.Fatalf("dovecot: %v", err)
-		}
+	if err := testenv.MakeMaildir(filepath.Dir(md)); err != nil {
+		return err
 	}
 	var rnd [4]byte
 	rand.Read(rnd[:])
@@ -142,14 +122,19 @@ func (s *Server) FillMaildir(t testing.TB, user string, n int, msg func(i int) [
 	for i := range n {
 		data := msg(i)
 		// Base name sorts in creation order; S= lets Dovecot skip stat-ing sizes.
-		name := filepath.Join(md, "cur", fmt.Sprintf("%s%08d.localhost,S=%d:2,", prefix, i, len(data)))
-		if err := os.WriteFile(name, data, 0o600); err != nil {
-			t.Fatalf("dovecot: %v", err)
+		name := fmt.Sprintf("%s%08d.localhost,S=%d", prefix, i, len(data))
+		if crlf {
+			name += fmt.Sprintf(",W=%d", len(data))
 		}
-		if err := os.Chown(name, mailUID, mailGID); err != nil {
-			t.Fatalf("dovecot: %v", err)
+		path := filepath.Join(md, "cur", name+":2,")
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			return err
+		}
+		if err := os.Chown(path, testenv.MailUID, testenv.MailGID); err != nil {
+			return err
 		}
 	}
+	return nil
 }
 
 // TLSConfig returns a client TLS configuration that trusts the test CA

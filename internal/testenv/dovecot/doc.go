@@ -30,6 +30,16 @@
 // token endpoint served by the test; see IssueToken), WithPassword and
 // WithConfig (raw configuration lines).
 //
+// Start is a thin wrapper over Launch, which does the same outside a test
+// (cmd/popbench runs its Dovecots with it): it returns errors instead of
+// failing a test, and Close stops the server and removes its directory.
+// Launch also takes WithDir (a directory of the caller's, kept) and
+// WithRawConfig (the caller's whole dovecot.conf, for one IMAP or POP3
+// listener); Server.PID names the server's process group, and WriteMaildir
+// is FillMaildir returning an error. What the test servers share with
+// internal/testenv/courier (directories, ports, greetings, user names, the
+// CI rule below) is in internal/testenv.
+//
 // When /usr/sbin/dovecot is missing the test is skipped with a hint, or fails
 // when the environment variable CI is set, so that CI never silently skips
 // these tests. Install it with: apt-get install dovecot-imapd dovecot-pop3d.

@@ -4,9 +4,12 @@ import (
 	"bufio"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +18,7 @@ import (
 	"github.com/emersion/go-imap/v2/imapclient"
 	"go.uber.org/goleak"
 
+	"github.com/popbridge/popbridge/internal/testenv"
 	"github.com/popbridge/popbridge/internal/testenv/dovecot"
 )
 
@@ -122,18 +126,7 @@ func TestTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pc.Close()
-	r := bufio.NewReader(pc)
-	line := func(cmd string) string {
-		t.Helper()
-		if cmd != "" {
-			pc.Write([]byte(cmd + "\r\n"))
-		}
-		l, err := r.ReadString('\n')
-		if err != nil {
-			t.Fatal(err)
-		}
-		return l
-	}
+	line := pop3Lines(t, pc)
 	line("")
 	line("USER " + user)
 	if l := line("PASS " + srv.Password); !strings.HasPrefix(l, "+OK") {
@@ -208,5 +201,141 @@ func TestParallelServers(t *testing.T) {
 			srv := dovecot.Start(t)
 			srv.Append(t, dovecot.User(t), "INBOX", []byte("Subject: p\r\n\r\n"))
 		})
+	}
+}
+
+// TestLaunchRawConfig: Launch outside a test's control, as cmd/popbench
+// runs its Dovecots: a directory of the caller's (kept by Close), the
+// caller's own configuration with one POP3 listener, PID while running, and
+// WriteMaildir with virtual sizes.
+func TestLaunchRawConfig(t *testing.T) {
+	needDovecot(t)
+	// A directory the user mail can traverse (t.TempDir's is root's alone).
+	parent, err := testenv.ServerDir("dvtraw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(parent) })
+	dir := filepath.Join(parent, "raw")
+	const password = "rawpass"
+	render := func(dir string, port int) string {
+		return strings.Join([]string{
+			"protocols = pop3",
+			"listen = 127.0.0.1",
+			`base_dir = "` + dir + `/run"`,
+			`state_dir = "` + dir + `/state"`,
+			`log_path = "` + dir + `/dovecot.log"`,
+			`instance_name = "dovecottest-raw-` + filepath.Base(filepath.Dir(dir)) + `"`,
+			"disable_plaintext_auth = no",
+			"auth_failure_delay = 0",
+			"first_valid_uid = 8",
+			"ssl = no",
+			"mail_location = maildir:~/Maildir",
+			"passdb {\n  driver = static\n  args = password=" + password + "\n}",
+			"userdb {\n  driver = static\n  args = uid=8 gid=8 home=" + dir + "/home/%u\n}",
+			"service pop3-login {\n  inet_listener pop3 {\n    port = " + strconv.Itoa(port) + "\n  }\n  inet_listener pop3s {\n    port = 0\n  }\n}",
+		}, "\n") + "\n"
+	}
+	if _, err := dovecot.Launch(dovecot.WithRawConfig("pop3", render), dovecot.WithTLS()); err == nil {
+		t.Fatal("WithRawConfig and WithTLS together were accepted")
+	}
+	srv, err := dovecot.Launch(dovecot.WithDir(dir), dovecot.WithPassword(password), dovecot.WithRawConfig("pop3", render))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("Dovecot log:\n%s", srv.Log())
+		}
+	})
+	if srv.Dir != dir || srv.IMAPAddr != "" || srv.POP3Addr == "" || srv.Password != password || srv.PID() == 0 {
+		t.Fatalf("server: %+v, PID %d", srv, srv.PID())
+	}
+	user := dovecot.User(t)
+	msg := func(i int) []byte { return []byte("Subject: raw\r\n\r\n" + strings.Repeat("y", i) + "\r\n") }
+	if err := srv.WriteMaildir(user, 3, msg, true); err != nil {
+		t.Fatal(err)
+	}
+	names, _ := filepath.Glob(filepath.Join(srv.Maildir(user), "cur", "*,W=*"))
+	if len(names) != 3 {
+		t.Fatalf("maildir files with W=: %v", names)
+	}
+
+	c, err := net.DialTimeout("tcp", srv.POP3Addr, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	line := pop3Lines(t, c)
+	line("")
+	line("USER " + user)
+	if l := line("PASS " + password); !strings.HasPrefix(l, "+OK") {
+		t.Fatal(l)
+	}
+	want := 0
+	for i := range 3 {
+		want += len(msg(i))
+	}
+	if l := line("STAT"); l != fmt.Sprintf("+OK 3 %d\r\n", want) {
+		t.Fatalf("STAT: %q, want 3 messages of %d octets", l, want)
+	}
+	line("QUIT")
+
+	if err := srv.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if srv.PID() != 0 {
+		t.Fatal("PID after Close")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "dovecot.conf")); err != nil {
+		t.Fatalf("Close removed the caller's directory: %v", err)
+	}
+}
+
+// TestLaunchClose: Close stops Dovecot and removes the directory Launch made.
+func TestLaunchClose(t *testing.T) {
+	needDovecot(t)
+	srv, err := dovecot.Launch()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := imapclient.DialInsecure(srv.IMAPAddr, nil)
+	if err != nil {
+		srv.Close()
+		t.Fatal(err)
+	}
+	c.Close()
+	if err := srv.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(srv.Dir); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("%s after Close: %v", srv.Dir, err)
+	}
+}
+
+// needDovecot is Start's check, for tests that call Launch.
+func needDovecot(t *testing.T) {
+	t.Helper()
+	if _, err := os.Stat(dovecot.DovecotBin); err != nil || os.Geteuid() != 0 {
+		testenv.Unavailable(t, "dovecot: Launch needs %s and root (%v)", dovecot.DovecotBin, err)
+	}
+}
+
+// pop3Lines returns a function that sends a POP3 command on c (none for
+// "") and returns the next line.
+func pop3Lines(t *testing.T, c net.Conn) func(cmd string) string {
+	r := bufio.NewReader(c)
+	return func(cmd string) string {
+		t.Helper()
+		if cmd != "" {
+			c.Write([]byte(cmd + "\r\n"))
+		}
+		l, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l
 	}
 }

@@ -1,8 +1,8 @@
 package dovecot
 
 import (
-	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/emersion/go-imap/v2/imapclient"
+
+	"github.com/popbridge/popbridge/internal/testenv"
 )
 
 // Paths of the Debian binaries.
@@ -27,13 +29,6 @@ const (
 // DefaultPassword is the password every user has unless WithPassword says otherwise.
 const DefaultPassword = "dovecottest-secret"
 
-// mailUID and mailGID are Debian's system user and group "mail": Dovecot refuses
-// to run mail processes as root.
-const (
-	mailUID = 8
-	mailGID = 8
-)
-
 const (
 	startTimeout = 15 * time.Second
 	stopTimeout  = 10 * time.Second
@@ -41,7 +36,7 @@ const (
 	cleanupGrace = 30 * time.Millisecond  // the end of the test: everything goes
 )
 
-// Option changes how Start configures Dovecot.
+// Option changes how Start and Launch configure Dovecot.
 type Option func(*options)
 
 type options struct {
@@ -53,6 +48,10 @@ type options struct {
 	masterUser     string
 	masterPassword string
 	oauth2         bool
+	dir            string                            // WithDir
+	raw            func(dir string, port int) string // WithRawConfig
+	rawProtocol    string                            // WithRawConfig: "imap" or "pop3"
+	logf           func(format string, args ...any)  // Start: the test's log
 }
 
 // WithTLS generates a throw-away CA and a server certificate for 127.0.0.1,
@@ -85,6 +84,22 @@ func WithMasterUser(user, password string) Option {
 	return func(o *options) { o.masterUser, o.masterPassword = user, password }
 }
 
+// WithDir puts the server's files in dir (made if missing; kept by Close)
+// instead of a new directory under /tmp that Close removes.
+func WithDir(dir string) Option { return func(o *options) { o.dir = dir } }
+
+// WithRawConfig replaces the generated dovecot.conf by render's text, for
+// one listener of protocol "imap" (Server.IMAPAddr, greeting "* OK") or
+// "pop3" (Server.POP3Addr, "+OK"): render gets the server's directory and
+// the free loopback port to listen on. The configuration must keep its
+// base_dir, state_dir and homes in the directory, log to dovecot.log there
+// (Server.Log) and have users' mail owned by the user mail; WithPassword
+// only sets Server.Password. It cannot be combined with the options that
+// change the generated configuration.
+func WithRawConfig(protocol string, render func(dir string, port int) string) Option {
+	return func(o *options) { o.rawProtocol, o.raw = protocol, render }
+}
+
 // Server is one running Dovecot. Its methods may be called from several
 // goroutines.
 type Server struct {
@@ -109,7 +124,9 @@ type Server struct {
 	Capabilities []string
 
 	params    configParams
-	tokenInfo *tokenInfo // WithOAuth2
+	raw       func(dir string, port int) string // WithRawConfig
+	ownDir    bool                              // Dir was made by Launch: Close removes it
+	tokenInfo *tokenInfo                        // WithOAuth2
 
 	mu      sync.Mutex
 	proc    *exec.Cmd
@@ -121,7 +138,30 @@ type Server struct {
 func Start(t testing.TB, opts ...Option) *Server {
 	t.Helper()
 	requireDovecot(t)
+	s, err := Launch(append(opts[:len(opts):len(opts)], func(o *options) { o.logf = t.Logf })...)
+	if err != nil {
+		t.Fatalf("dovecot: %v", err)
+	}
+	// Stop Dovecot when the test ends, and print its log first if the test
+	// failed.
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("dovecot: Dovecot log (%s):\n%s", s.LogFile, s.Log())
+		}
+		stopErr, removeErr := s.close(cleanupGrace)
+		if stopErr != nil {
+			t.Errorf("dovecot: %v", stopErr)
+		}
+		if removeErr != nil {
+			t.Logf("dovecot: %v", removeErr)
+		}
+	})
+	return s
+}
 
+// Launch runs a new Dovecot, as Start does but outside a test: it returns
+// errors, and Close stops the server. It needs root and DovecotBin.
+func Launch(opts ...Option) (*Server, error) {
 	var o options
 	for _, opt := range opts {
 		opt(&o)
@@ -130,80 +170,114 @@ func Start(t testing.TB, opts ...Option) *Server {
 		o.password = DefaultPassword
 	}
 	if strings.ContainsAny(o.password, " \t\r\n\"'") {
-		t.Fatalf("dovecot: password %q must not contain spaces or quotes", o.password)
+		return nil, fmt.Errorf("password %q must not contain spaces or quotes", o.password)
+	}
+	if o.raw != nil {
+		if o.rawProtocol != "imap" && o.rawProtocol != "pop3" {
+			return nil, fmt.Errorf("WithRawConfig: protocol %q, want imap or pop3", o.rawProtocol)
+		}
+		if o.tls || o.pop3 || len(o.withoutCaps) > 0 || len(o.extra) > 0 || o.masterUser != "" || o.oauth2 {
+			return nil, errors.New("WithRawConfig cannot be combined with WithTLS, WithPOP3, WithoutCapabilities, WithConfig, WithMasterUser or WithOAuth2")
+		}
 	}
 
-	dir := makeServerDir(t)
+	dir, err := serverDir(o.dir)
+	if err != nil {
+		return nil, err
+	}
+	// From here on, a failure stops what was started and removes what
+	// was made (close).
 	s := &Server{
 		Password:   o.password,
 		Dir:        dir,
 		ConfigFile: filepath.Join(dir, "dovecot.conf"),
 		LogFile:    filepath.Join(dir, "dovecot.log"),
+		raw:        o.raw,
+		ownDir:     o.dir == "",
 		clients:    make(map[string]*imapclient.Client),
 	}
+	if err := s.setUp(o); err != nil {
+		s.close(stopGrace)
+		return nil, err
+	}
+	return s, nil
+}
+
+// setUp writes the server's files and starts it.
+func (s *Server) setUp(o options) error {
+	dir := s.Dir
 	s.params = configParams{
 		dir:            dir,
 		password:       o.password,
 		tls:            o.tls,
 		extra:          strings.Join(o.extra, "\n"),
-		uid:            mailUID,
-		gid:            mailGID,
+		uid:            testenv.MailUID,
+		gid:            testenv.MailGID,
 		instanceSuffix: filepath.Base(dir),
 	}
 	if o.tls {
 		pki, err := newTestPKI()
 		if err != nil {
-			t.Fatalf("dovecot: %v", err)
+			return err
 		}
 		s.CACertPEM = pki.caPEM
 		s.CAFile = filepath.Join(dir, "ca.pem")
-		mustWrite(t, s.CAFile, pki.caPEM, 0o644)
-		mustWrite(t, filepath.Join(dir, "server.pem"), pki.serverPEM, 0o644)
-		mustWrite(t, filepath.Join(dir, "server.key"), pki.serverKeyP, 0o600)
+		if err := writeFiles(
+			file{s.CAFile, pki.caPEM, 0o644},
+			file{filepath.Join(dir, "server.pem"), pki.serverPEM, 0o644},
+			file{filepath.Join(dir, "server.key"), pki.serverKeyP, 0o600},
+		); err != nil {
+			return err
+		}
 	}
 	if o.masterUser != "" {
 		if strings.ContainsAny(o.masterUser+o.masterPassword, ":\n") {
-			t.Fatalf("dovecot: master user name and password must not contain ':' or newlines")
+			return errors.New("master user name and password must not contain ':' or newlines")
 		}
 		s.MasterUser, s.MasterPassword = o.masterUser, o.masterPassword
 		s.params.masterUser = o.masterUser
-		mustWrite(t, filepath.Join(dir, "master-users"),
-			[]byte(o.masterUser+":{PLAIN}"+o.masterPassword+"\n"), 0o644)
-	}
-
-	if o.oauth2 {
-		s.tokenInfo = newTokenInfo()
-		t.Cleanup(s.tokenInfo.srv.Close) // after Dovecot has stopped
-		s.params.oauth2 = true
-		mustWrite(t, filepath.Join(dir, "oauth2.conf"), []byte(s.tokenInfo.config()), 0o644)
-	}
-
-	// Stop Dovecot when the test ends (registered after the directory's
-	// removal, so it runs before it), and print its log first if the test failed.
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("dovecot: Dovecot log (%s):\n%s", s.LogFile, s.Log())
+		if err := writeFiles(file{filepath.Join(dir, "master-users"),
+			[]byte(o.masterUser + ":{PLAIN}" + o.masterPassword + "\n"), 0o644}); err != nil {
+			return err
 		}
-		s.stop(t, cleanupGrace)
-	})
+	}
+	if o.oauth2 {
+		s.tokenInfo = newTokenInfo() // closed by close, after Dovecot has stopped
+		s.params.oauth2 = true
+		if err := writeFiles(file{filepath.Join(dir, "oauth2.conf"), []byte(s.tokenInfo.config()), 0o644}); err != nil {
+			return err
+		}
+	}
 
 	for attempt := 1; ; attempt++ {
-		s.allocatePorts(t, o)
+		if err := s.allocatePorts(o); err != nil {
+			return err
+		}
 		if len(o.withoutCaps) > 0 && attempt == 1 {
-			s.writeConfig(t)
-			s.Capabilities = s.capabilitiesWithout(t, o.withoutCaps)
+			if err := s.writeConfig(); err != nil {
+				return err
+			}
+			caps, err := s.capabilitiesWithout(o.withoutCaps)
+			if err != nil {
+				return err
+			}
+			s.Capabilities = caps
 			s.params.capability = strings.Join(s.Capabilities, " ")
 		}
-		s.writeConfig(t)
-		err := s.launch(t)
+		if err := s.writeConfig(); err != nil {
+			return err
+		}
+		err := s.launch()
 		if err == nil {
-			return s
+			return nil
 		}
 		if attempt < 5 && strings.Contains(err.Error(), "in use") {
-			t.Logf("dovecot: %v; retrying with other ports", err)
+			if o.logf != nil {
+				o.logf("dovecot: %v; retrying with other ports", err)
+			}
 			continue
 		}
-		t.Fatalf("dovecot: start: %v\nlog:\n%s", err, s.Log())
+		return fmt.Errorf("start: %v\nlog:\n%s", err, s.Log())
 	}
 }
 
@@ -211,61 +285,58 @@ func Start(t testing.TB, opts ...Option) *Server {
 // when running in CI.
 func requireDovecot(t testing.TB) {
 	t.Helper()
-	fail := t.Skipf
-	if os.Getenv("CI") != "" {
-		fail = t.Fatalf
-	}
 	if _, err := os.Stat(DovecotBin); err != nil {
-		fail("dovecot: %s not found (%v): install Dovecot with `apt-get install dovecot-imapd dovecot-pop3d`", DovecotBin, err)
+		testenv.Unavailable(t, "dovecot: %s not found (%v): install Dovecot with `apt-get install dovecot-imapd dovecot-pop3d`", DovecotBin, err)
 	}
 	if os.Geteuid() != 0 {
-		fail("dovecot: running Dovecot for tests needs root (mail is stored as the user mail, uid 8)")
+		testenv.Unavailable(t, "dovecot: running Dovecot for tests needs root (mail is stored as the user mail, uid 8)")
 	}
 }
 
-// makeServerDir makes a short private directory (Unix socket paths under
-// base_dir must stay short, which t.TempDir's long names can break) that
-// Dovecot's unprivileged processes can traverse, removed when the test ends.
-func makeServerDir(t testing.TB) string {
-	t.Helper()
-	parent := "/tmp"
-	if fi, err := os.Stat(parent); err != nil || !fi.IsDir() {
-		parent = os.TempDir()
+// serverDir makes the server's directory: dir, or a new short one under
+// /tmp (Unix socket paths under base_dir must stay short, which
+// t.TempDir's long names can break) when dir is "". Dovecot's unprivileged
+// processes can traverse it; the homes in it belong to the user mail.
+func serverDir(dir string) (string, error) {
+	subdirs := []string{"run", "state", "home"}
+	made := dir == ""
+	var err error
+	if made {
+		dir, err = testenv.ServerDir("dvt", subdirs...)
+	} else {
+		err = testenv.PrepareDir(dir, subdirs...)
 	}
-	dir, err := os.MkdirTemp(parent, "dvt")
 	if err != nil {
-		t.Fatalf("dovecot: %v", err)
+		return "", err
 	}
-	t.Cleanup(func() {
-		if err := os.RemoveAll(dir); err != nil {
-			t.Logf("dovecot: remove %s: %v", dir, err)
+	if err := os.Chown(filepath.Join(dir, "home"), testenv.MailUID, testenv.MailGID); err != nil {
+		if made {
+			os.RemoveAll(dir)
 		}
-	})
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatalf("dovecot: %v", err)
+		return "", err
 	}
-	for _, sub := range []string{"run", "state", "home"} {
-		if err := os.Mkdir(filepath.Join(dir, sub), 0o755); err != nil {
-			t.Fatalf("dovecot: %v", err)
-		}
-	}
-	if err := os.Chown(filepath.Join(dir, "home"), mailUID, mailGID); err != nil {
-		t.Fatalf("dovecot: %v", err)
-	}
-	return dir
+	return dir, nil
 }
 
-func mustWrite(t testing.TB, path string, data []byte, perm os.FileMode) {
-	t.Helper()
-	if err := os.WriteFile(path, data, perm); err != nil {
-		t.Fatalf("dovecot: %v", err)
+// file is one file for writeFiles.
+type file struct {
+	path string
+	data []byte
+	perm os.FileMode
+}
+
+func writeFiles(files ...file) error {
+	for _, f := range files {
+		if err := os.WriteFile(f.path, f.data, f.perm); err != nil {
+			return err
+		}
 	}
+	return nil
 }
 
 // allocatePorts picks distinct free loopback ports. Another process may take
-// one before Dovecot binds it; Start then retries with new ports.
-func (s *Server) allocatePorts(t testing.TB, o options) {
-	t.Helper()
+// one before Dovecot binds it; Launch then retries with new ports.
+func (s *Server) allocatePorts(o options) error {
 	n := 1
 	if o.tls {
 		n++
@@ -280,7 +351,11 @@ func (s *Server) allocatePorts(t testing.TB, o options) {
 	ports := make([]int, 0, n)
 	seen := map[int]bool{}
 	for len(ports) < n {
-		_, p, _ := net.SplitHostPort(FreeAddr(t, "127.0.0.1"))
+		a, err := testenv.FreeAddr("127.0.0.1")
+		if err != nil {
+			return err
+		}
+		_, p, _ := net.SplitHostPort(a)
 		port, _ := strconv.Atoi(p)
 		if !seen[port] {
 			seen[port] = true
@@ -288,10 +363,20 @@ func (s *Server) allocatePorts(t testing.TB, o options) {
 		}
 	}
 	addr := func(p int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(p)) }
+	s.params.imapPort, s.params.imapsPort, s.params.pop3Port, s.params.pop3sPort = 0, 0, 0, 0
+	s.IMAPAddr, s.IMAPSAddr, s.POP3Addr, s.POP3SAddr = "", "", "", ""
+	if s.raw != nil {
+		if o.rawProtocol == "pop3" {
+			s.params.pop3Port = ports[0]
+			s.POP3Addr = addr(ports[0])
+		} else {
+			s.params.imapPort = ports[0]
+			s.IMAPAddr = addr(ports[0])
+		}
+		return nil
+	}
 	s.params.imapPort, ports = ports[0], ports[1:]
 	s.IMAPAddr = addr(s.params.imapPort)
-	s.params.imapsPort, s.params.pop3Port, s.params.pop3sPort = 0, 0, 0
-	s.IMAPSAddr, s.POP3Addr, s.POP3SAddr = "", "", ""
 	if o.tls {
 		s.params.imapsPort, ports = ports[0], ports[1:]
 		s.IMAPSAddr = addr(s.params.imapsPort)
@@ -304,17 +389,25 @@ func (s *Server) allocatePorts(t testing.TB, o options) {
 			s.POP3SAddr = addr(s.params.pop3sPort)
 		}
 	}
+	return nil
 }
 
-func (s *Server) writeConfig(t testing.TB) {
-	t.Helper()
-	mustWrite(t, s.ConfigFile, []byte(renderConfig(s.params)), 0o644)
+func (s *Server) writeConfig() error {
+	conf := ""
+	switch {
+	case s.raw == nil:
+		conf = renderConfig(s.params)
+	case s.POP3Addr != "":
+		conf = s.raw(s.Dir, s.params.pop3Port)
+	default:
+		conf = s.raw(s.Dir, s.params.imapPort)
+	}
+	return os.WriteFile(s.ConfigFile, []byte(conf), 0o644)
 }
 
 // launch starts the Dovecot master in the foreground and waits until it
-// serves IMAP (and POP3).
-func (s *Server) launch(t testing.TB) error {
-	t.Helper()
+// serves IMAP and POP3 (those it has addresses for).
+func (s *Server) launch() error {
 	// A fresh log per launch keeps "address in use" detection about this run;
 	// keep the older one for failure reports.
 	if data, err := os.ReadFile(s.LogFile); err == nil && len(data) > 0 {
@@ -360,7 +453,7 @@ func (s *Server) launch(t testing.TB) error {
 			select {
 			case <-exited:
 				msg := strings.TrimSpace(s.Log())
-				s.stop(t, stopGrace)
+				s.stop(stopGrace)
 				if strings.Contains(msg, "Address already in use") {
 					return fmt.Errorf("dovecot exited: address in use: %s", msg)
 				}
@@ -368,17 +461,19 @@ func (s *Server) launch(t testing.TB) error {
 			default:
 			}
 			if time.Now().After(deadline) {
-				s.stop(t, stopGrace)
+				s.stop(stopGrace)
 				return fmt.Errorf("dovecot did not greet on %s within %v", addr, startTimeout)
 			}
-			if greets(addr, prefix) {
+			if testenv.Greets(addr, prefix) {
 				return nil
 			}
 			time.Sleep(5 * time.Millisecond)
 		}
 	}
-	if err := ready(s.IMAPAddr, "* OK"); err != nil {
-		return err
+	if s.IMAPAddr != "" {
+		if err := ready(s.IMAPAddr, "* OK"); err != nil {
+			return err
+		}
 	}
 	if s.POP3Addr != "" {
 		if err := ready(s.POP3Addr, "+OK"); err != nil {
@@ -388,46 +483,72 @@ func (s *Server) launch(t testing.TB) error {
 	return nil
 }
 
-// greets reports whether a server on addr sends a greeting line starting
-// with prefix. Dovecot accepts connections before its auth process is ready
-// and greets only then.
-func greets(addr, prefix string) bool {
-	c, err := net.DialTimeout("tcp", addr, time.Second)
-	if err != nil {
-		return false
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(2 * time.Second))
-	line, err := bufio.NewReader(c).ReadString('\n')
-	return err == nil && strings.HasPrefix(line, prefix)
-}
-
 // Stop stops Dovecot and waits until it has exited. Mail and configuration
 // stay: Restart starts it again on the same ports.
 func (s *Server) Stop(t testing.TB) {
 	t.Helper()
-	s.stop(t, stopGrace)
+	if err := s.stop(stopGrace); err != nil {
+		t.Errorf("dovecot: %v", err)
+	}
 }
 
 // Restart stops Dovecot (if running) and starts it again with the same
 // configuration, ports and mail.
 func (s *Server) Restart(t testing.TB) {
 	t.Helper()
-	s.stop(t, stopGrace)
+	if err := s.restart(); err != nil {
+		t.Fatalf("dovecot: %v", err)
+	}
+}
+
+func (s *Server) restart() error {
+	s.stop(stopGrace)
 	var err error
 	for attempt := 1; attempt <= 20; attempt++ {
-		if err = s.launch(t); err == nil {
-			return
+		if err = s.launch(); err == nil {
+			return nil
 		}
 		if !strings.Contains(err.Error(), "in use") {
 			break
 		}
 		time.Sleep(50 * time.Millisecond) // the port may be in TIME_WAIT or briefly taken
 	}
-	t.Fatalf("dovecot: restart: %v\nlog:\n%s", err, s.Log())
+	return fmt.Errorf("restart: %v\nlog:\n%s", err, s.Log())
 }
 
-func (s *Server) stop(t testing.TB, grace time.Duration) {
+// Close stops Dovecot, waits until it has exited and removes its directory,
+// unless WithDir gave it. The Server is done then.
+func (s *Server) Close() error {
+	return errors.Join(s.close(stopGrace))
+}
+
+// close is Close with the grace period before SIGKILL; it returns why
+// stopping and why removing the directory failed.
+func (s *Server) close(grace time.Duration) (stopErr, removeErr error) {
+	stopErr = s.stop(grace)
+	if s.tokenInfo != nil {
+		s.tokenInfo.srv.Close()
+	}
+	if s.ownDir {
+		if err := os.RemoveAll(s.Dir); err != nil {
+			removeErr = fmt.Errorf("remove %s: %w", s.Dir, err)
+		}
+	}
+	return stopErr, removeErr
+}
+
+// PID is the Dovecot master's process ID, which is also the ID of the
+// process group of all its processes; 0 while it is not running.
+func (s *Server) PID() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.proc == nil {
+		return 0
+	}
+	return s.proc.Process.Pid
+}
+
+func (s *Server) stop(grace time.Duration) error {
 	s.mu.Lock()
 	proc, exited := s.proc, s.exited
 	s.proc, s.exited = nil, nil
@@ -439,13 +560,14 @@ func (s *Server) stop(t testing.TB, grace time.Duration) {
 		c.Close()
 	}
 	if proc == nil {
-		return
+		return nil
 	}
 	// SIGTERM: Dovecot says BYE to its clients and closes its listeners within
 	// a few milliseconds, but its log process then idles for about a second
 	// before the master exits. Past a short grace period, kill what is left.
 	pgid := proc.Process.Pid
 	proc.Process.Signal(syscall.SIGTERM)
+	var err error
 	select {
 	case <-exited:
 	case <-time.After(grace):
@@ -453,11 +575,12 @@ func (s *Server) stop(t testing.TB, grace time.Duration) {
 		select {
 		case <-exited:
 		case <-time.After(stopTimeout):
-			t.Errorf("dovecot: Dovecot (pid %d) did not exit after SIGKILL", pgid)
+			err = fmt.Errorf("Dovecot (pid %d) did not exit after SIGKILL", pgid)
 		}
 	}
 	// Whatever the master left behind (it normally takes its children along).
 	syscall.Kill(-pgid, syscall.SIGKILL)
+	return err
 }
 
 // Log returns Dovecot's log so far (including earlier runs of this server).
@@ -501,18 +624,17 @@ func (s *Server) DoveadmErr(args ...string) (string, error) {
 
 // capabilitiesWithout asks this configuration's imap binary for its default
 // post-login capabilities and returns them without the given ones.
-func (s *Server) capabilitiesWithout(t testing.TB, without []string) []string {
-	t.Helper()
+func (s *Server) capabilitiesWithout(without []string) ([]string, error) {
 	home := filepath.Join(s.Dir, "capprobe")
 	if err := os.Mkdir(home, 0o700); err != nil {
-		t.Fatalf("dovecot: %v", err)
+		return nil, err
 	}
-	os.Chown(home, mailUID, mailGID)
+	os.Chown(home, testenv.MailUID, testenv.MailGID)
 	defer os.RemoveAll(home)
 
 	cmd := exec.Command(DoveadmBin, "-c", s.ConfigFile, "exec", "imap")
 	cmd.Env = append(os.Environ(), "USER=capprobe", "HOME="+home)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: mailUID, Gid: mailGID}}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: testenv.MailUID, Gid: testenv.MailGID}}
 	cmd.Stdin = strings.NewReader("a CAPABILITY\r\nb LOGOUT\r\n")
 	out, err := cmd.Output()
 	var caps []string
@@ -522,7 +644,7 @@ func (s *Server) capabilitiesWithout(t testing.TB, without []string) []string {
 		}
 	}
 	if len(caps) == 0 {
-		t.Fatalf("dovecot: could not read Dovecot's default capabilities (%v): %s", err, out)
+		return nil, fmt.Errorf("could not read Dovecot's default capabilities (%v): %s", err, out)
 	}
 	drop := make(map[string]bool, len(without))
 	for _, c := range without {
@@ -534,5 +656,5 @@ func (s *Server) capabilitiesWithout(t testing.TB, without []string) []string {
 			kept = append(kept, c)
 		}
 	}
-	return kept
+	return kept, nil
 }

@@ -1,0 +1,339 @@
+// Package prelogin speaks the part of an IMAP client's conversation that
+// go-imap v2 cannot: the ID command (RFC 2971) with Dovecot's
+// x-originating-ip and friends, which imap.IDData has no room for. Run works
+// on the bare connection (after implicit TLS) before imapclient takes it:
+//
+//   - it reads the greeting itself;
+//   - with Options.StartTLS it runs STARTTLS and the TLS handshake, then
+//     asks CAPABILITY over TLS (RFC 3501 section 6.2.1: what the server said
+//     before TLS is forgotten), which go-imap would have asked anyway;
+//   - when the greeting advertised ID and Options.ID is set, it sends ID:
+//     pipelined with that CAPABILITY after STARTTLS (no extra round trip),
+//     or as one round trip of its own otherwise;
+//   - it returns a connection for imapclient that first replays a greeting:
+//     the server's own (its capabilities are still true: ID changes none),
+//     or after STARTTLS one carrying the capabilities the server gave over
+//     TLS, so that imapclient needs no CAPABILITY round trip of its own.
+//
+// A greeting without a capability list gets no ID: finding out whether the
+// server knows ID would cost a round trip of its own.
+package prelogin
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"strings"
+
+	"github.com/popbridge/popbridge/internal/imapwire"
+)
+
+// TagPrefix tags the pre-login commands; imapclient's tags start with T.
+const TagPrefix = "P"
+
+// maxResponse bounds one response read in the pre-login phase, literals
+// included: a server that sends more is broken or hostile.
+const maxResponse = 64 << 10
+
+// ErrPreauth refuses a PREAUTH greeting (after STARTTLS is asked for): the
+// server decided who we are; that need not be this user.
+var ErrPreauth = errors.New("the server greeted with PREAUTH; refusing to use a session it authenticated by other means")
+
+// Options say what Run does.
+type Options struct {
+	// StartTLS, if not nil, is the TLS configuration for STARTTLS (cloned);
+	// nil: no STARTTLS.
+	StartTLS *tls.Config
+	// ID is the ID command's parameter list (IDArguments), "" for no ID.
+	ID string
+	// Trace, if not nil, gets the conversation both ways; the greeting
+	// only with StartTLS (otherwise imapclient traces its replay).
+	Trace io.Writer
+}
+
+// Run runs the pre-login phase on conn and returns the connection to give
+// imapclient. step wraps an error with the step that failed ("greeting",
+// "STARTTLS", "TLS handshake", "ID", "CAPABILITY"); a PREAUTH greeting with
+// StartTLS is ErrPreauth, unwrapped.
+func Run(ctx context.Context, conn net.Conn, o Options, step func(string, error) error) (net.Conn, error) {
+	p := NewConn(conn, o.Trace)
+	greeting, err := p.ReadResponse(false) // replayed, and traced, by imapclient
+	if err != nil {
+		return nil, step("greeting", err)
+	}
+	status, caps := parseGreeting(greeting)
+	sendID := o.ID != "" && status == "OK" && hasCap(caps, "ID")
+
+	if o.StartTLS == nil {
+		if sendID {
+			if _, err := p.Command("ID "+o.ID, nil); err != nil {
+				return nil, step("ID", err)
+			}
+		}
+		return p.handover(conn, []byte(greeting))
+	}
+
+	// STARTTLS: nothing but STARTTLS is said in the clear.
+	p.traceIn(greeting)
+	switch status {
+	case "OK":
+	case "PREAUTH":
+		return nil, ErrPreauth
+	default:
+		return nil, step("greeting", fmt.Errorf("server said %q", strings.TrimSpace(greeting)))
+	}
+	if st, err := p.Command("STARTTLS", nil); err != nil {
+		return nil, step("STARTTLS", err)
+	} else if st != "OK" {
+		return nil, step("STARTTLS", fmt.Errorf("server answered %s", st))
+	}
+	if p.br.Buffered() > 0 {
+		// Injected before the handshake (CVE-2011-0411 in reverse): it
+		// must not be read as if it came over TLS.
+		return nil, step("STARTTLS", errors.New("the server sent data after its STARTTLS answer, before TLS"))
+	}
+	tlsConn := tls.Client(conn, o.StartTLS.Clone())
+	if err := tlsConn.HandshakeContext(ctx); err != nil {
+		return nil, step("TLS handshake", err)
+	}
+	p = NewConn(tlsConn, o.Trace)
+	var tlsCaps []string
+	collect := func(resp string) {
+		if rest, ok := strings.CutPrefix(resp, "* CAPABILITY "); ok {
+			tlsCaps = strings.Fields(strings.TrimSpace(rest))
+		}
+	}
+	cmds := []string{"CAPABILITY"}
+	if sendID {
+		cmds = append(cmds, "ID "+o.ID)
+	}
+	sts, err := p.pipeline(cmds, collect)
+	if err != nil {
+		return nil, step("CAPABILITY", err)
+	}
+	if sts[0] != "OK" || len(tlsCaps) == 0 {
+		return nil, step("CAPABILITY", fmt.Errorf("server answered %s without capabilities", sts[0]))
+	}
+	replay := "* OK [CAPABILITY " + strings.Join(tlsCaps, " ") + "] ready (greeting replayed after STARTTLS)\r\n"
+	return p.handover(tlsConn, []byte(replay))
+}
+
+// IDArguments is the ID command's parameter list for the client's
+// addresses (x-originating-ip/-port for client, x-connected-ip/-port for
+// connected; either may be nil), or "" when none is known.
+func IDArguments(client, connected net.Addr) string {
+	var fields []string
+	add := func(ipKey, portKey string, addr net.Addr) {
+		ip, port := addrParts(addr)
+		if ip == "" {
+			return
+		}
+		fields = append(fields, strconv.Quote(ipKey), strconv.Quote(ip))
+		if port > 0 {
+			fields = append(fields, strconv.Quote(portKey), strconv.Quote(strconv.Itoa(port)))
+		}
+	}
+	add("x-originating-ip", "x-originating-port", client)
+	add("x-connected-ip", "x-connected-port", connected)
+	if fields == nil {
+		return ""
+	}
+	return "(" + strings.Join(fields, " ") + ")"
+}
+
+// addrParts returns addr's IP address and port ("" and 0 for an address
+// without an IP, such as a Unix socket).
+func addrParts(addr net.Addr) (ip string, port int) {
+	switch a := addr.(type) {
+	case nil:
+		return "", 0
+	case *net.TCPAddr:
+		if a.IP == nil {
+			return "", 0
+		}
+		return a.IP.String(), a.Port
+	}
+	host, portStr, err := net.SplitHostPort(addr.String())
+	if err != nil {
+		return "", 0
+	}
+	parsed := net.ParseIP(host)
+	if parsed == nil {
+		return "", 0
+	}
+	port, _ = strconv.Atoi(portStr)
+	return parsed.String(), port
+}
+
+// parseGreeting returns the greeting's status (OK, PREAUTH, BYE) and the
+// capabilities of its [CAPABILITY …] code, if any.
+func parseGreeting(line string) (status string, caps []string) {
+	rest, ok := strings.CutPrefix(strings.TrimRight(line, "\r\n"), "* ")
+	if !ok {
+		return "", nil
+	}
+	status, rest, _ = strings.Cut(rest, " ")
+	status = strings.ToUpper(status)
+	if len(rest) > len("[CAPABILITY ") && strings.EqualFold(rest[:len("[CAPABILITY ")], "[CAPABILITY ") {
+		if list, _, ok := strings.Cut(rest[len("[CAPABILITY "):], "]"); ok {
+			caps = strings.Fields(list)
+		}
+	}
+	return status, caps
+}
+
+func hasCap(caps []string, name string) bool {
+	for _, c := range caps {
+		if strings.EqualFold(c, name) {
+			return true
+		}
+	}
+	return false
+}
+
+// Conn is the connection during the pre-login phase.
+type Conn struct {
+	conn  net.Conn
+	br    *bufio.Reader
+	trace io.Writer // both directions
+	tag   int
+	bye   string // the last untagged BYE, for the error when the server hangs up
+}
+
+// NewConn starts the pre-login phase on conn; trace (if not nil) gets what
+// is said both ways.
+func NewConn(conn net.Conn, trace io.Writer) *Conn {
+	return &Conn{conn: conn, br: bufio.NewReader(conn), trace: trace}
+}
+
+// Command sends one command and waits for its completion, passing every
+// untagged response to untagged (if not nil). It returns the completion's
+// status (OK, NO, BAD).
+func (p *Conn) Command(cmd string, untagged func(string)) (string, error) {
+	sts, err := p.pipeline([]string{cmd}, untagged)
+	if err != nil {
+		return "", err
+	}
+	return sts[0], nil
+}
+
+// pipeline sends cmds in one write and waits until each is complete,
+// returning their statuses in order.
+func (p *Conn) pipeline(cmds []string, untagged func(string)) ([]string, error) {
+	var out bytes.Buffer
+	tags := make([]string, len(cmds))
+	for i, cmd := range cmds {
+		p.tag++
+		tags[i] = TagPrefix + strconv.Itoa(p.tag)
+		out.WriteString(tags[i] + " " + cmd + "\r\n")
+	}
+	if p.trace != nil {
+		p.trace.Write(out.Bytes())
+	}
+	if _, err := p.conn.Write(out.Bytes()); err != nil {
+		return nil, err
+	}
+	sts := make([]string, len(cmds))
+	for done := 0; done < len(cmds); {
+		resp, err := p.ReadResponse(true)
+		if err != nil {
+			if p.bye != "" {
+				err = fmt.Errorf("%w (server said %q)", err, p.bye)
+			}
+			return nil, err
+		}
+		tag, rest, _ := strings.Cut(resp, " ")
+		if tag == "*" {
+			if len(rest) >= 4 && strings.EqualFold(rest[:4], "BYE ") {
+				p.bye = strings.TrimSpace(resp)
+			}
+			if untagged != nil {
+				untagged(resp)
+			}
+			continue
+		}
+		for i, t := range tags {
+			if t == tag && sts[i] == "" {
+				st, _, _ := strings.Cut(rest, " ")
+				sts[i] = strings.ToUpper(strings.TrimSpace(st))
+				done++
+			}
+		}
+	}
+	return sts, nil
+}
+
+// ReadResponse reads one response: a line, and the literals it announces
+// with the lines that follow them. traced says whether to copy it to the
+// trace.
+func (p *Conn) ReadResponse(traced bool) (string, error) {
+	var b strings.Builder
+	for {
+		line, err := p.br.ReadSlice('\n')
+		if b.Len()+len(line) > maxResponse {
+			return "", errors.New("response too long")
+		}
+		b.Write(line)
+		if errors.Is(err, bufio.ErrBufferFull) {
+			continue
+		}
+		if err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return "", err
+		}
+		n, ok := imapwire.LiteralSize(line)
+		if !ok {
+			break
+		}
+		if n > maxResponse-int64(b.Len()) {
+			return "", errors.New("response too long")
+		}
+		if _, err := io.CopyN(&b, p.br, n); err != nil {
+			return "", err
+		}
+	}
+	if traced {
+		p.traceIn(b.String())
+	}
+	return b.String(), nil
+}
+
+func (p *Conn) traceIn(s string) {
+	if p.trace != nil {
+		io.WriteString(p.trace, s)
+	}
+}
+
+// handover returns the connection for imapclient: conn, first replaying
+// greeting and whatever the pre-login phase read past its last response.
+func (p *Conn) handover(conn net.Conn, greeting []byte) (net.Conn, error) {
+	pending := greeting
+	if n := p.br.Buffered(); n > 0 {
+		rest, _ := p.br.Peek(n)
+		pending = append(pending, rest...)
+	}
+	return &replayConn{Conn: conn, pending: pending}, nil
+}
+
+// replayConn returns pending before reading on from its connection.
+type replayConn struct {
+	net.Conn
+	pending []byte
+}
+
+func (r *replayConn) Read(b []byte) (int, error) {
+	if len(r.pending) > 0 {
+		n := copy(b, r.pending)
+		r.pending = r.pending[n:]
+		return n, nil
+	}
+	return r.Conn.Read(b)
+}

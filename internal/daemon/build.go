@@ -1,0 +1,137 @@
+package daemon
+
+import (
+	"net"
+
+	"go.uber.org/zap"
+
+	"github.com/popbridge/popbridge/imapupstream"
+	"github.com/popbridge/popbridge/internal/config"
+	"github.com/popbridge/popbridge/pop3"
+	"github.com/popbridge/popbridge/proxy"
+	"github.com/popbridge/popbridge/uidmap"
+)
+
+var tlsModes = map[string]pop3.TLSMode{
+	"none":     pop3.TLSNone,
+	"":         pop3.TLSNone,
+	"starttls": pop3.TLSStartTLS,
+	"implicit": pop3.TLSImplicit,
+}
+
+// NewDialer builds the upstream dialer from the upstream: section, for the
+// subcommands that log in to the upstream themselves (state mark-old,
+// import-uidl).
+func NewDialer(u config.Upstream, log *zap.Logger) (*imapupstream.Dialer, error) {
+	return newDialerObserved(u, log, nil)
+}
+
+// newDialerObserved is NewDialer reporting to obs (nil: nothing).
+func newDialerObserved(u config.Upstream, log *zap.Logger, obs imapupstream.Observer) (*imapupstream.Dialer, error) {
+	return imapupstream.NewDialer(imapupstream.Config{
+		Address:            u.Address,
+		TLS:                imapupstream.TLSMode(u.TLS),
+		CAFile:             u.CAFile,
+		InsecureSkipVerify: u.InsecureSkipVerify,
+		Mailbox:            u.Mailbox,
+		ConnectTimeout:     u.ConnectTimeout,
+		CommandTimeout:     u.CommandTimeout,
+		MasterUser:         u.MasterUser,
+		MasterPassword:     u.MasterPassword,
+		Observer:           obs,
+	}, log)
+}
+
+// backendOptions builds the proxy's options (a new upstream dialer
+// included) from cfg.
+func (d *daemon) backendOptions(cfg *config.Config) (proxy.Options, error) {
+	u := cfg.Upstream
+	var upObs imapupstream.Observer
+	var pxObs proxy.Observer
+	if d.metrics != nil {
+		upObs, pxObs = d.metrics.Upstream(), d.metrics.Proxy()
+	}
+	dialer, err := newDialerObserved(u, d.log.Named("upstream"), upObs)
+	if err != nil {
+		return proxy.Options{}, err
+	}
+	onDele, err := proxy.ParseOnDele(cfg.Policy.OnDele)
+	if err != nil {
+		return proxy.Options{}, err
+	}
+	format, err := uidmap.ParseFormat(cfg.Policy.UIDLFormat)
+	if err != nil {
+		return proxy.Options{}, err
+	}
+	return proxy.Options{
+		Dialer:     dialer,
+		UpstreamID: u.Address,
+		Mailbox:    u.Mailbox,
+		Map:        uidmap.New(d.store, uidmap.Options{Format: format, ReuseXUIDL: cfg.Policy.ReuseXUIDL}),
+		Policy: proxy.Policy{
+			OnDele:       onDele,
+			TrashMailbox: cfg.Policy.TrashMailbox,
+			MarkSeen:     cfg.Policy.MarkSeen,
+			Exclusive:    cfg.Policy.Lock == "exclusive",
+		},
+		Logger:   d.log,
+		Observer: pxObs,
+	}, nil
+}
+
+// pop3Settings are the pop3.Server settings of cfg that a reload may
+// change.
+func pop3Settings(cfg *config.Config) pop3.Settings {
+	return pop3.Settings{
+		FailureDelay:        cfg.Auth.FailureDelay,
+		IdleTimeout:         cfg.Limits.IdleTimeout,
+		Mechanisms:          cfg.Auth.Mechanisms,
+		MaxConnections:      cfg.Limits.MaxConnections,
+		MaxConnectionsPerIP: cfg.Limits.MaxConnectionsPerIP,
+		OutlookNoNULs:       cfg.POP3.OutlookNoNULs,
+	}
+}
+
+func (d *daemon) newPOP3Server(cfg *config.Config) *pop3.Server {
+	st := pop3Settings(cfg)
+	srv := &pop3.Server{
+		Backend:        d.backend,
+		Logger:         d.log.Named("pop3"),
+		Implementation: "popbridge",
+		FailureDelay:   st.FailureDelay,
+		IdleTimeout:    st.IdleTimeout,
+		Mechanisms:     st.Mechanisms,
+		MaxConnections: st.MaxConnections,
+		OutlookNoNULs:  st.OutlookNoNULs,
+
+		MaxConnectionsPerIP: st.MaxConnectionsPerIP,
+		AllowPlaintext:      d.allowPlaintext,
+		LoginLimiter:        d.limiter,
+		// Clients that connect while we drain are told why.
+		RefuseDuringShutdown: true,
+	}
+	if d.metrics != nil {
+		srv.Observer = d.metrics.POP3()
+	}
+	return srv
+}
+
+// allowPlaintext is the login policy for connections without TLS:
+// auth.allow_plaintext, loopback clients, and the networks of a listener's
+// legacy lane with allow_plaintext. Behind a PROXY header the client is
+// the one the header names, and it is a loopback client only if the proxy
+// is local too (ConnInfo.FromLoopback).
+func (d *daemon) allowPlaintext(c *pop3.ConnInfo) bool {
+	if d.cfg.Load().Auth.AllowPlaintext || c.FromLoopback() {
+		return true
+	}
+	lane := d.lanes[c.Listener]
+	return lane != nil && lane.plaintext && lane.contains(c.RemoteAddr)
+}
+
+// trustedProxy is the pop3.ProxyProtocol policy of proxy_protocol
+// listeners: peer is in limits.trusted_proxies as last (re)loaded.
+func (d *daemon) trustedProxy(peer net.Addr) bool {
+	nets := d.proxies.Load()
+	return nets != nil && nets.contains(peer)
+}

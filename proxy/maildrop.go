@@ -1,0 +1,64 @@
+package proxy
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/popbridge/popbridge/imapupstream"
+	"github.com/popbridge/popbridge/uidmap"
+)
+
+// Maildrop is a maildrop opened upstream: its mailbox selected on a
+// logged-in connection, snapshotted, and its messages named by uidmap.
+type Maildrop struct {
+	Conn        *imapupstream.Conn
+	Key         uidmap.Key
+	UIDValidity uint32
+	Metas       []imapupstream.MessageMeta // the snapshot, in UID order
+	Messages    []uidmap.Message           // the same, as uidmap takes them
+	View        *uidmap.View               // the names Map gave them; nil without a Map
+}
+
+// OpenMaildrop selects the mailbox on conn (logged in as key.User),
+// snapshots it and, when m is not nil, names every message through m, new
+// ones by their identities (Identifier). Backend logins, `popbridge state
+// mark-old` and `popbridge import-uidl` open maildrops so; import-uidl
+// passes no Map: it matches the messages with the old server's UIDLs
+// instead. conn stays the caller's to close.
+func OpenMaildrop(ctx context.Context, conn *imapupstream.Conn, m *uidmap.Map, key uidmap.Key) (*Maildrop, error) {
+	mbox, err := conn.Select(ctx)
+	if err != nil {
+		return nil, err
+	}
+	metas, err := conn.Snapshot(ctx)
+	if err != nil {
+		return nil, err
+	}
+	md := &Maildrop{Conn: conn, Key: key, UIDValidity: mbox.UIDValidity, Metas: metas,
+		Messages: make([]uidmap.Message, len(metas))}
+	for i, meta := range metas {
+		md.Messages[i] = uidmap.Message{UID: meta.UID, Size: meta.Size}
+	}
+	if m != nil {
+		if md.View, err = m.Resolve(ctx, key, md.UIDValidity, md.Messages, Identifier(conn, md.Messages)); err != nil {
+			return nil, fmt.Errorf("proxy: %w", err)
+		}
+	}
+	return md, nil
+}
+
+// ImportTarget is the maildrop as uidmap's importer matches an old
+// server's listing with it: identities and header hashes are fetched over
+// Conn when the matching asks for them.
+func (md *Maildrop) ImportTarget() uidmap.ImportTarget {
+	return uidmap.ImportTarget{
+		UIDValidity: md.UIDValidity,
+		Messages:    md.Messages,
+		Identify:    Identifier(md.Conn, md.Messages),
+		HeaderHashes: func(ctx context.Context, uids []uint32) (map[uint32]string, error) {
+			out := make(map[uint32]string, len(uids))
+			err := md.Conn.Headers(ctx, Listed(md.Messages, uids), func(uid uint32, h []byte) { out[uid] = uidmap.HeaderHash(h) })
+			return out, err
+		},
+	}
+}
