@@ -85,7 +85,7 @@ func (d *Dialer) Login(ctx context.Context, cred Credentials) (_ *Conn, err erro
 		if cause := context.Cause(cctx); cause != nil {
 			err = fmt.Errorf("%w (%w)", cause, err)
 		}
-		log.Warn("upstream connect failed", zap.Error(err))
+		log.Debug("upstream connect failed", zap.Error(err)) // reported by the caller
 		return nil, fmt.Errorf("%w: connect %s: %w", ErrUnavailable, d.cfg.Address, err)
 	}
 
@@ -115,14 +115,16 @@ func (d *Dialer) Login(ctx context.Context, cred Credentials) (_ *Conn, err erro
 		} else {
 			raw.Close()
 		}
+		// Debug only: the caller reports the failure, with this error in
+		// its chain (the POP3 server logs one line per failed login).
+		msg := "upstream login failed"
 		if errors.Is(err, ErrAuthFailed) {
-			log.Info("upstream login refused", zap.String("mechanism", mech), zap.Error(err))
-		} else {
-			log.Warn("upstream login failed", zap.String("mechanism", mech), zap.Error(err))
+			msg = "upstream login refused"
 		}
+		log.Debug(msg, zap.String("upstream_mechanism", mech), zap.Error(err))
 		return nil, err
 	}
-	log.Debug("upstream login ok", zap.String("mechanism", mech), zap.String("tls", string(d.cfg.TLS)),
+	log.Debug("upstream login ok", zap.String("upstream_mechanism", mech), zap.String("tls", string(d.cfg.TLS)),
 		zap.Duration("took", time.Since(start)))
 	return c, nil
 }

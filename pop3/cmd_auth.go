@@ -222,24 +222,11 @@ func checkMessages(msgs []Message) error {
 		if m.Size < 0 {
 			return errors.New("message " + strconv.Itoa(i+1) + ": negative size")
 		}
-		if !validUIDL(m.UIDL) {
+		if !ValidUIDL(m.UIDL) {
 			return errors.New("message " + strconv.Itoa(i+1) + ": UIDL is not 1-70 octets of 0x21-0x7E")
 		}
 	}
 	return nil
-}
-
-// validUIDL reports whether s is a unique-id of RFC 1939 section 7.
-func validUIDL(s string) bool {
-	if len(s) < 1 || len(s) > 70 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < 0x21 || s[i] > 0x7e {
-			return false
-		}
-	}
-	return true
 }
 
 // cmdQUIT ends the session. In TRANSACTION it enters UPDATE: the backend

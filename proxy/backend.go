@@ -89,15 +89,13 @@ func (b *Backend) Options() Options { return *b.live.Load() }
 // credentials first (so an unauthenticated client never learns whether a
 // maildrop is locked), then the lock is taken, the mailbox SELECTed and
 // snapshotted and every message named. Only then does the client get +OK.
+//
+// A failed login is logged once, by the pop3 server, with the error chain
+// returned here.
 func (b *Backend) Login(ctx context.Context, ci *pop3.ConnInfo, cred *pop3.Credentials) (_ pop3.Session, err error) {
 	start := time.Now()
 	opts := b.live.Load() // one set of options for the whole session
-	log := b.log.With(zap.String("session", ci.ID), zap.String("user", cred.Username), zap.String("mech", cred.Mechanism))
-	defer func() {
-		if err != nil {
-			log.Info("login failed", zap.Error(err), zap.Duration("took", time.Since(start)))
-		}
-	}()
+	log := b.log.With(zap.String("session", ci.ID), zap.String("user", cred.Username), zap.String("mechanism", cred.Mechanism))
 	if cred.AuthzID != "" && cred.AuthzID != cred.Username {
 		// Logging in as someone else needs the upstream's master-user
 		// support, which is the operator's choice (upstream.master_user),

@@ -6,5 +6,6 @@
 // OpenMaildrop is that opening of a maildrop on its own, for what works on
 // one outside a POP3 session (popbridge state mark-old, import-uidl).
 //
-// It is the only package that imports both pop3 and imapupstream.
+// Of the library packages it is the only one that knows pop3, imapupstream
+// and uidmap together; the binary (internal/daemon) only wires them up.
 package proxy

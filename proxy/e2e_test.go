@@ -78,7 +78,7 @@ func testListingMatchesIMAP(t *testing.T, up upstream) {
 		if uidl[i].Value != wantUIDL {
 			t.Errorf("UIDL %d = %q, want Dovecot's %q", i+1, uidl[i].Value, wantUIDL)
 		}
-		if seen[uidl[i].Value] || !uidmap.ValidUIDL(uidl[i].Value) {
+		if seen[uidl[i].Value] || !pop3.ValidUIDL(uidl[i].Value) {
 			t.Errorf("UIDL %q duplicate or invalid", uidl[i].Value)
 		}
 		seen[uidl[i].Value] = true

@@ -470,7 +470,7 @@ func soakSession(b *bridge, user string, rng *rand.Rand, l *soakLedger, st *soak
 	seen := map[string]bool{}
 	var sum int64
 	for i, e := range uidl {
-		if e.N != i+1 || seen[e.Value] || !uidmap.ValidUIDL(e.Value) {
+		if e.N != i+1 || seen[e.Value] || !pop3.ValidUIDL(e.Value) {
 			l.errorf("%s: UIDL listing entry %d %q (duplicate %v)", user, e.N, e.Value, seen[e.Value])
 		}
 		seen[e.Value] = true

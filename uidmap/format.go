@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/popbridge/popbridge/pop3"
 )
 
 // Format names a message the first time it is seen: after that the stored
@@ -108,7 +110,7 @@ func ParseFormat(spec string) (Format, error) {
 		return nil, fmt.Errorf("uidl format %q: needs %%u or %%m: %w", spec, errBadTemplate)
 	}
 	probe := t.UIDL(0xffffffff, 0xffffffff, nil)
-	if !ValidUIDL(probe) {
+	if !pop3.ValidUIDL(probe) {
 		return nil, fmt.Errorf("uidl format %q gives %q, not a valid UIDL (1-70 of 0x21-0x7E): %w", spec, probe, errBadTemplate)
 	}
 	return &t, nil
@@ -153,18 +155,4 @@ func (t *template) UIDL(uidValidity, uid uint32, id *Identity) string {
 		b.WriteString(s)
 	}
 	return b.String()
-}
-
-// ValidUIDL reports whether s is a legal POP3 unique-id: 1 to 70 octets in
-// the range 0x21-0x7E (RFC 1939 section 7).
-func ValidUIDL(s string) bool {
-	if len(s) == 0 || len(s) > 70 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < 0x21 || s[i] > 0x7e {
-			return false
-		}
-	}
-	return true
 }

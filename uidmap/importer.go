@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+
+	"github.com/popbridge/popbridge/pop3"
 )
 
 // Importing UIDLs from a previous POP3 server (popbridge import-uidl).
@@ -147,7 +149,7 @@ func MatchImport(ctx context.Context, src ImportSource, dst ImportTarget) (*Impo
 	firstOf := make(map[string]int, len(src.Messages))
 	old := make([]int, 0, len(src.Messages)) // candidate indexes, in order
 	for i, m := range src.Messages {
-		if !ValidUIDL(m.UIDL) {
+		if !pop3.ValidUIDL(m.UIDL) {
 			res.Skipped = append(res.Skipped, SkippedUIDL{Old: i, Reason: fmt.Sprintf("UIDL %q is not 1-70 characters of 0x21-0x7E", m.UIDL)})
 			continue
 		}

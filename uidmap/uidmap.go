@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+
+	"github.com/popbridge/popbridge/pop3"
 )
 
 // Map assigns and remembers UIDLs on top of a Store.
@@ -166,7 +168,7 @@ func (m *Map) resolve(ctx context.Context, key Key, uidValidity uint32, msgs []M
 		msg := msgs[i]
 		id := ids[msg.UID]
 		u := ""
-		if m.reuseXUIDL && id != nil && ValidUIDL(id.XUIDL) {
+		if m.reuseXUIDL && id != nil && pop3.ValidUIDL(id.XUIDL) {
 			u = id.XUIDL
 		}
 		if u == "" {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"testing"
 
+	"github.com/popbridge/popbridge/pop3"
 	"github.com/popbridge/popbridge/uidmap"
 )
 
@@ -52,7 +53,7 @@ func TestTemplateMessageIDHash(t *testing.T) {
 	a := f.UIDL(1, 1, &uidmap.Identity{MessageID: "<a@x>"})
 	b := f.UIDL(1, 2, &uidmap.Identity{MessageID: " <a@x> (comment)"})
 	c := f.UIDL(1, 3, &uidmap.Identity{MessageID: "<c@x>"})
-	if a != b || a == c || !uidmap.ValidUIDL(a) {
+	if a != b || a == c || !pop3.ValidUIDL(a) {
 		t.Fatalf("%%m: %q %q %q", a, b, c)
 	}
 }
@@ -67,7 +68,7 @@ func TestValidUIDL(t *testing.T) {
 		"": false, string(long): false, "a b": false, "a\x7f": false, "é": false,
 	}
 	for s, want := range cases {
-		if got := uidmap.ValidUIDL(s); got != want {
+		if got := pop3.ValidUIDL(s); got != want {
 			t.Errorf("ValidUIDL(%q) = %v, want %v", s, got, want)
 		}
 	}

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/popbridge/popbridge/pop3"
 	"github.com/popbridge/popbridge/uidmap"
 )
 
@@ -334,7 +335,7 @@ func runMap(t *testing.T, newStore func(t *testing.T) uidmap.Store) {
 		u.add(2, 1, ident(0, "", 0))
 		u.add(3, 1, ident(0, "", 0))
 		v := resolve(t, uidmap.New(s, uidmap.Options{}), 1, u)
-		if v.UIDLs[1] != "0000000200000001" || v.UIDLs[0] == v.UIDLs[1] || !uidmap.ValidUIDL(v.UIDLs[0]) {
+		if v.UIDLs[1] != "0000000200000001" || v.UIDLs[0] == v.UIDLs[1] || !pop3.ValidUIDL(v.UIDLs[0]) {
 			t.Fatalf("got %v: UIDLs must stay unique and the stored one must not move", v.UIDLs)
 		}
 	})
