@@ -216,16 +216,16 @@ func (s *Server) setUp(o options) error {
 		instanceSuffix: filepath.Base(dir),
 	}
 	if o.tls {
-		pki, err := newTestPKI()
+		pki, err := testenv.NewPKI("dovecot test CA")
 		if err != nil {
 			return err
 		}
-		s.CACertPEM = pki.caPEM
+		s.CACertPEM = pki.CAPEM
 		s.CAFile = filepath.Join(dir, "ca.pem")
 		if err := writeFiles(
-			file{s.CAFile, pki.caPEM, 0o644},
-			file{filepath.Join(dir, "server.pem"), pki.serverPEM, 0o644},
-			file{filepath.Join(dir, "server.key"), pki.serverKeyP, 0o600},
+			file{s.CAFile, pki.CAPEM, 0o644},
+			file{filepath.Join(dir, "server.pem"), append(pki.CertPEM, pki.CAPEM...), 0o644},
+			file{filepath.Join(dir, "server.key"), pki.KeyPEM, 0o600},
 		); err != nil {
 			return err
 		}

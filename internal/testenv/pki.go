@@ -1,4 +1,4 @@
-package dovecot
+package testenv
 
 import (
 	"crypto/ecdsa"
@@ -13,24 +13,26 @@ import (
 	"time"
 )
 
-// testPKI is a throw-away certificate authority and a server certificate it
-// signed for 127.0.0.1, ::1 and localhost.
-type testPKI struct {
-	caPEM      []byte
-	serverPEM  []byte // server certificate followed by the CA certificate
-	serverKeyP []byte // PKCS#8 private key, PEM
+// PKI is a throw-away certificate authority and a server certificate it
+// signed for 127.0.0.1, ::1, localhost and any extra addresses, valid for a
+// day, PEM-encoded.
+type PKI struct {
+	CA      *x509.Certificate
+	CAPEM   []byte
+	CertPEM []byte // the server certificate alone
+	KeyPEM  []byte // its PKCS#8 private key
 }
 
-func newTestPKI() (*testPKI, error) {
+// NewPKI makes a new PKI whose CA is called caName.
+func NewPKI(caName string, extraIPs ...net.IP) (*PKI, error) {
 	now := time.Now()
-
 	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, err
 	}
 	caTmpl := &x509.Certificate{
 		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "dovecottest CA", Organization: []string{"popbridge tests"}},
+		Subject:               pkix.Name{CommonName: caName, Organization: []string{"popbridge tests"}},
 		NotBefore:             now.Add(-time.Hour),
 		NotAfter:              now.Add(24 * time.Hour),
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
@@ -42,11 +44,10 @@ func newTestPKI() (*testPKI, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create CA certificate: %w", err)
 	}
-	caCert, err := x509.ParseCertificate(caDER)
+	ca, err := x509.ParseCertificate(caDER)
 	if err != nil {
 		return nil, err
 	}
-
 	srvKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, err
@@ -59,9 +60,9 @@ func newTestPKI() (*testPKI, error) {
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 		DNSNames:     []string{"localhost"},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
+		IPAddresses:  append([]net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}, extraIPs...),
 	}
-	srvDER, err := x509.CreateCertificate(rand.Reader, srvTmpl, caCert, &srvKey.PublicKey, caKey)
+	srvDER, err := x509.CreateCertificate(rand.Reader, srvTmpl, ca, &srvKey.PublicKey, caKey)
 	if err != nil {
 		return nil, fmt.Errorf("create server certificate: %w", err)
 	}
@@ -69,12 +70,10 @@ func newTestPKI() (*testPKI, error) {
 	if err != nil {
 		return nil, err
 	}
-
-	caPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})
-	srvPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srvDER})
-	return &testPKI{
-		caPEM:      caPEM,
-		serverPEM:  append(srvPEM, caPEM...),
-		serverKeyP: pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}),
+	return &PKI{
+		CA:      ca,
+		CAPEM:   pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}),
+		CertPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srvDER}),
+		KeyPEM:  pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}),
 	}, nil
 }
