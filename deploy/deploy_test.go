@@ -133,11 +133,10 @@ func portOf(t *testing.T, key, hostport string) int {
 	return n
 }
 
-// popbridge's own validation lives in cmd/internal/config, which Go's
-// internal-package rule keeps from this package (only cmd/... may import it).
-// So the tests build the binary and ask it: `popbridge check-config` runs
-// exactly that validation and prints the effective config, defaults
-// included, which the tests then read.
+// The tests check the files as an operator would: they build the binary and
+// ask it, since `popbridge check-config` runs popbridge's own validation
+// and prints the effective config, defaults included, which the tests then
+// read.
 
 var popbridgeBuild struct {
 	once sync.Once
