@@ -79,6 +79,9 @@ func (c *Conn) Move(ctx context.Context, uids []uint32, mailbox string) (err err
 		return err
 	}
 	defer g.Stop()
+	if mailbox, err = c.inPersonalNamespace(mailbox); err != nil {
+		return err
+	}
 	// Decide on MOVE with go-imap's own view of the capabilities: its Move
 	// falls back to a bare EXPUNGE without MOVE, which we must not send.
 	if c.client.Caps().Has(imap.CapMove) {
@@ -116,6 +119,30 @@ func (c *Conn) beginDelete(ctx context.Context, op string, uids []uint32) (*watc
 		return nil, nil, nil
 	}
 	return c.guard(ctx, c.cfg.CommandTimeout), sorted, nil
+}
+
+// inPersonalNamespace names mailbox as the server's personal namespace
+// has it: Courier (and Cyrus without altnamespace) keep every mailbox of
+// the user under "INBOX.", where "Trash" is not a valid name but
+// "INBOX.Trash" is. A name that is INBOX, already carries the prefix, or
+// a server without NAMESPACE (or without a prefix) leaves it as it is.
+func (c *Conn) inPersonalNamespace(mailbox string) (string, error) {
+	if strings.EqualFold(mailbox, "INBOX") || !c.client.Caps().Has(imap.CapNamespace) {
+		return mailbox, nil
+	}
+	ns, err := c.client.Namespace().Wait()
+	if err != nil {
+		return "", c.fail("NAMESPACE", err)
+	}
+	if len(ns.Personal) == 0 {
+		return mailbox, nil
+	}
+	prefix := ns.Personal[0].Prefix
+	if prefix == "" || strings.HasPrefix(strings.ToUpper(mailbox), strings.ToUpper(prefix)) {
+		return mailbox, nil
+	}
+	c.log.Debug("mailbox named in the personal namespace", zap.String("mailbox", mailbox), zap.String("as", prefix+mailbox))
+	return prefix + mailbox, nil
 }
 
 func sameMailbox(a, b string) bool {

@@ -178,3 +178,30 @@ func isNoSuchMessage(err error) bool {
 	var e *pop3client.ErrResponse
 	return errors.As(err, &e) && strings.Contains(e.Line, pop3.ErrNoSuchMessage.Message)
 }
+
+// TestCourierTrashByPlainName: with trash_mailbox "Trash", which Courier
+// refuses as a name (its mailboxes live under "INBOX."), the DELEted message
+// goes to INBOX.Trash: the name is taken in the server's personal namespace.
+func TestCourierTrashByPlainName(t *testing.T) {
+	t.Parallel()
+	up := startCourier(t)
+	p := defaultPolicy()
+	p.OnDele, p.TrashMailbox = proxy.OnDeleTrash, "Trash"
+	b := startBridge(t, up, withPolicy(p))
+	user := newUser(t, up)
+	seed(t, up, user, [][]byte{message("a", "a\r\n"), message("b", "b\r\n")})
+	_, before := imapState(t, up, user, "INBOX")
+	c := b.login(t, user)
+	if _, err := c.Cmd("DELE 1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Quit(); err != nil {
+		t.Fatalf("QUIT with trash_mailbox Trash on Courier: %v", err)
+	}
+	if _, inbox := imapState(t, up, user, "INBOX"); len(inbox) != 1 || inbox[0].UID != before[1].UID {
+		t.Fatalf("INBOX after trash: %+v", inbox)
+	}
+	if _, trashed := imapState(t, up, user, "INBOX.Trash"); len(trashed) != 1 || !bytes.Equal(trashed[0].Body, before[0].Body) {
+		t.Fatalf("INBOX.Trash holds %d messages, want the DELEted one", len(trashed))
+	}
+}
