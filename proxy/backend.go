@@ -3,6 +3,9 @@ package proxy
 import (
 	"context"
 	"errors"
+	"fmt"
+	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -20,12 +23,66 @@ type Options struct {
 	// two upstreams' users never share state.
 	UpstreamID string
 	Mailbox    string
-	Map        *uidmap.Map
-	Policy     Policy
-	Logger     *zap.Logger
+	// Routes send the users of other mail domains to other upstreams;
+	// users without a domain or whose domain has no route use Dialer.
+	Routes []Route
+	Map    *uidmap.Map
+	Policy Policy
+	Logger *zap.Logger
 	// Observer, when not nil, is told what uidmap named and of lock
 	// contention, for metrics.
 	Observer Observer
+}
+
+// Route is another upstream for the users of one mail domain: everything
+// of Options that depends on the upstream, for them.
+type Route struct {
+	// Domain is compared, case-insensitively and exactly, with what
+	// follows the last '@' of the user name.
+	Domain string
+	Dialer *imapupstream.Dialer
+	// UpstreamID names the route's upstream in uidmap keys; "" is the
+	// Dialer's address.
+	UpstreamID string
+	// Mailbox names the maildrop in uidmap keys; "" is the Dialer's
+	// mailbox (the one it SELECTs).
+	Mailbox string
+	// OnDele and TrashMailbox replace Policy's; "" keeps Policy's.
+	OnDele       OnDele
+	TrashMailbox string
+}
+
+// route returns the route of user's domain, nil for the default upstream.
+func (o *Options) route(user string) *Route {
+	at := strings.LastIndexByte(user, '@')
+	if at < 0 {
+		return nil
+	}
+	domain := user[at+1:]
+	for i := range o.Routes {
+		if strings.EqualFold(o.Routes[i].Domain, domain) {
+			return &o.Routes[i]
+		}
+	}
+	return nil
+}
+
+// forUser returns the options of a session of user: o itself, or o with
+// its route's upstream and policy.
+func (o *Options) forUser(user string) *Options {
+	r := o.route(user)
+	if r == nil {
+		return o
+	}
+	ro := *o
+	ro.Dialer, ro.UpstreamID, ro.Mailbox = r.Dialer, r.UpstreamID, r.Mailbox
+	if r.OnDele != "" {
+		ro.Policy.OnDele = r.OnDele
+	}
+	if r.TrashMailbox != "" {
+		ro.Policy.TrashMailbox = r.TrashMailbox
+	}
+	return &ro
 }
 
 // Observer is told of events of the proxy's own, for metrics. Its methods
@@ -67,7 +124,8 @@ func New(opts Options) (*Backend, error) {
 // Reconfigure makes opts the options of the sessions that log in from now
 // on (a configuration reload); open sessions keep the options they started
 // with. Logger is not changed. UpstreamID and Mailbox name maildrops in
-// uidmap and should stay the same.
+// uidmap and should stay the same (a route's too: changing it gives its
+// users new state).
 func (b *Backend) Reconfigure(opts Options) error {
 	if opts.Dialer == nil || opts.Map == nil {
 		return errors.New("proxy: Dialer and Map are required")
@@ -77,6 +135,19 @@ func (b *Backend) Reconfigure(opts Options) error {
 	}
 	if opts.Policy.OnDele == "" {
 		opts.Policy.OnDele = OnDeleExpunge
+	}
+	opts.Routes = slices.Clone(opts.Routes)
+	for i := range opts.Routes {
+		r := &opts.Routes[i]
+		if r.Domain == "" || r.Dialer == nil {
+			return fmt.Errorf("proxy: route %d: Domain and Dialer are required", i)
+		}
+		if r.UpstreamID == "" {
+			r.UpstreamID = r.Dialer.Config().Address
+		}
+		if r.Mailbox == "" {
+			r.Mailbox = r.Dialer.Config().Mailbox
+		}
 	}
 	b.live.Store(&opts)
 	return nil
@@ -94,7 +165,8 @@ func (b *Backend) Options() Options { return *b.live.Load() }
 // returned here.
 func (b *Backend) Login(ctx context.Context, ci *pop3.ConnInfo, cred *pop3.Credentials) (_ pop3.Session, err error) {
 	start := time.Now()
-	opts := b.live.Load() // one set of options for the whole session
+	// One set of options for the whole session: its route's, if any.
+	opts := b.live.Load().forUser(cred.Username)
 	log := b.log.With(zap.String("session", ci.ID), zap.String("user", cred.Username), zap.String("mechanism", cred.Mechanism))
 	if cred.AuthzID != "" && cred.AuthzID != cred.Username {
 		// Logging in as someone else needs the upstream's master-user

@@ -3,6 +3,8 @@
 // the POP3 user, taking the maildrop lock, snapshotting the mailbox and
 // naming its messages through uidmap, then serving the session's commands
 // from that snapshot and applying deletions per the configured policy.
+// Options.Routes send the users of other mail domains to other upstreams:
+// a login's domain picks its upstream, uidmap key and on_dele.
 // OpenMaildrop is that opening of a maildrop on its own, for what works on
 // one outside a POP3 session (popbridge state mark-old, import-uidl).
 //

@@ -139,7 +139,7 @@ func TestTop(t *testing.T) { testTop(t, dovecot.Start(t)) }
 func testTop(t *testing.T, up upstream) {
 	b := startBridge(t, up)
 	user := newUser(t, up)
-	body := "line 1\r\n.line 2\r\nline 3\r\nline 4\r\nline 5\r\n"
+	body := "line 1\n.line 2\nline 3\nline 4\nline 5\n" // message() makes the CRLFs
 	seed(t, up, user, [][]byte{message("top", body)})
 	_, want := imapState(t, up, user, "INBOX")
 	header, _, _ := bytes.Cut(want[0].Body, []byte("\r\n\r\n"))

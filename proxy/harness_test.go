@@ -16,6 +16,7 @@ import (
 
 	"github.com/popbridge/popbridge/imapupstream"
 	"github.com/popbridge/popbridge/internal/testenv/courier"
+	"github.com/popbridge/popbridge/internal/testenv/cyrus"
 	"github.com/popbridge/popbridge/internal/testenv/dovecot"
 	"github.com/popbridge/popbridge/pop3"
 	"github.com/popbridge/popbridge/pop3/pop3client"
@@ -24,7 +25,7 @@ import (
 )
 
 // bridge is popbridge in-process: a pop3.Server with the proxy backend in
-// front of a real IMAP server, Dovecot or Courier.
+// front of a real IMAP server, Dovecot, Courier or Cyrus.
 type bridge struct {
 	Addr     string
 	Up       upstream
@@ -36,9 +37,9 @@ type bridge struct {
 }
 
 // upstream is the IMAP server behind a bridge, as the end-to-end tests use
-// it. A *dovecot.Server is one as it is; courierServer makes a Courier
-// one. Tests that need more of Dovecot (doveadm, the fault relay, master
-// users, ...) take the *dovecot.Server itself.
+// it. A *dovecot.Server is one as it is; courierServer and cyrusServer
+// make a Courier and a Cyrus one. Tests that need more of Dovecot (doveadm,
+// the fault relay, master users, ...) take the *dovecot.Server itself.
 type upstream interface {
 	// Client returns an IMAP client logged in as user, not selected.
 	Client(t testing.TB, user string) *imapclient.Client
@@ -70,12 +71,20 @@ func (s courierServer) Append(t testing.TB, user, mailbox string, msg []byte, fl
 	return uid
 }
 
+// cyrusServer is a Cyrus as an upstream (cyrus.Server's Append takes
+// flags already).
+type cyrusServer struct{ *cyrus.Server }
+
+func startCyrus(t testing.TB) cyrusServer { return cyrusServer{cyrus.Start(t)} }
+
 // endpoint returns the upstream's IMAP address and its users' password.
 func endpoint(up upstream) (addr, password string) {
 	switch up := up.(type) {
 	case *dovecot.Server:
 		return up.IMAPAddr, up.Password
 	case courierServer:
+		return up.IMAPAddr, up.Password
+	case cyrusServer:
 		return up.IMAPAddr, up.Password
 	}
 	panic(fmt.Sprintf("endpoint: unknown upstream %T", up))
@@ -84,7 +93,10 @@ func endpoint(up upstream) (addr, password string) {
 // newUser returns a new user of the upstream, with an empty INBOX.
 func newUser(t testing.TB, up upstream) string {
 	t.Helper()
-	if s, ok := up.(courierServer); ok {
+	switch s := up.(type) {
+	case courierServer:
+		return s.User(t)
+	case cyrusServer:
 		return s.User(t)
 	}
 	return dovecot.User(t) // Dovecot takes any name

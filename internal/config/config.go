@@ -14,6 +14,7 @@ type Config struct {
 	TLS           TLS           `yaml:"tls"`
 	Auth          Auth          `yaml:"auth"`
 	Upstream      Upstream      `yaml:"upstream"`
+	Routes        []Route       `yaml:"routes"`
 	Policy        Policy        `yaml:"policy"`
 	State         State         `yaml:"state"`
 	Limits        Limits        `yaml:"limits"`
@@ -76,6 +77,27 @@ type Upstream struct {
 	CommandTimeout     time.Duration `yaml:"command_timeout"`
 	MasterUser         string        `yaml:"master_user"`
 	MasterPassword     string        `yaml:"master_password" secret:"true"`
+}
+
+// Route sends the users of one mail domain to another IMAP server.
+type Route struct {
+	// Domain is matched, case-insensitively and exactly, with what follows
+	// the last '@' of the POP3 user name.
+	Domain string `yaml:"domain"`
+	// Upstream is a whole upstream block; the keys it leaves out take the
+	// defaults of upstream: (Default), not the default upstream's values.
+	// Its mailbox is the route's Mailbox.
+	Upstream Upstream `yaml:"upstream"`
+	// Mailbox is the mailbox POP3 serves; "" is the default upstream's.
+	Mailbox string      `yaml:"mailbox"`
+	Policy  RoutePolicy `yaml:"policy"`
+}
+
+// RoutePolicy is what a route may change of policy.*; "" keeps the
+// value of policy.*.
+type RoutePolicy struct {
+	OnDele       string `yaml:"on_dele"`
+	TrashMailbox string `yaml:"trash_mailbox"`
 }
 
 // Policy says what POP3 actions do upstream.

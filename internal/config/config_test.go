@@ -73,20 +73,8 @@ state:
   path: /tmp/x
 `
 	_, err := Parse([]byte(file), nil)
-	var es Errors
-	if !errors.As(err, &es) {
-		t.Fatalf("got %v", err)
-	}
 	want := map[string]int{"upstream.tls": 3, "policy.on_dele": 5, "listeners.1.address": 8, "tls.cert_file": 0}
-	got := map[string]int{}
-	for _, e := range es {
-		got[e.Key] = e.Line
-	}
-	for k, line := range want {
-		if l, ok := got[k]; !ok || l != line {
-			t.Errorf("key %s: got line %d (present %v), want line %d; all: %v", k, l, ok, line, err)
-		}
-	}
+	wantKeyErrors(t, err, want, false)
 }
 
 func TestUnknownKeyIsAnError(t *testing.T) {

@@ -1,7 +1,6 @@
 package config
 
 import (
-	"errors"
 	"slices"
 	"strings"
 	"testing"
@@ -29,10 +28,6 @@ state:
   path: /tmp/x
 `
 	_, err := Parse([]byte(file), nil)
-	var es Errors
-	if !errors.As(err, &es) {
-		t.Fatalf("got %v", err)
-	}
 	want := map[string]int{
 		"listeners.0.legacy.min_tls_version": 5,
 		"listeners.0.legacy.networks.0":      6,
@@ -41,18 +36,7 @@ state:
 		"listeners.1.legacy.networks":        0, // missing
 		"listeners.2.legacy":                 11,
 	}
-	got := map[string]int{}
-	for _, e := range es {
-		got[e.Key] = e.Line
-	}
-	for k, line := range want {
-		if l, ok := got[k]; !ok || l != line {
-			t.Errorf("key %s: line %d (present %v), want line %d; all: %v", k, l, ok, line, err)
-		}
-	}
-	if len(es) != len(want) {
-		t.Errorf("%d errors, want %d: %v", len(es), len(want), err)
-	}
+	wantKeyErrors(t, err, want, true)
 	if !strings.Contains(err.Error(), "covers every address") {
 		t.Errorf("0.0.0.0/0 must be refused as everyone: %v", err)
 	}

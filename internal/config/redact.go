@@ -10,11 +10,12 @@ import (
 // secret:"true") replaced, so check-config output can be pasted anywhere.
 func (cfg *Config) Redacted() ([]byte, error) {
 	c := *cfg
-	c.Listeners = append([]Listener(nil), cfg.Listeners...)
 	redact(reflect.ValueOf(&c).Elem())
 	return yaml.Marshal(&c)
 }
 
+// redact works on a copy of the struct v: lists of structs (listeners,
+// routes) are copied before their elements are redacted.
 func redact(v reflect.Value) {
 	t := v.Type()
 	for i := 0; i < t.NumField(); i++ {
@@ -24,6 +25,13 @@ func redact(v reflect.Value) {
 			f.SetString("REDACTED")
 		case f.Kind() == reflect.Struct:
 			redact(f)
+		case f.Kind() == reflect.Slice && f.Type().Elem().Kind() == reflect.Struct && f.Len() > 0:
+			elems := reflect.MakeSlice(f.Type(), f.Len(), f.Len())
+			reflect.Copy(elems, f)
+			for j := 0; j < elems.Len(); j++ {
+				redact(elems.Index(j))
+			}
+			f.Set(elems)
 		}
 	}
 }

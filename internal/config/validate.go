@@ -71,27 +71,56 @@ func (cfg *Config) validate() Errors {
 		bad("auth.failure_delay", "must not be negative")
 	}
 
-	if cfg.Upstream.Address == "" {
-		bad("upstream.address", "required: the IMAP server to log in to, as host:port")
-	} else {
-		hostPort("upstream.address", cfg.Upstream.Address)
+	// upstream checks an upstream block: upstream: or a route's.
+	upstream := func(key string, u *Upstream) {
+		if u.Address == "" {
+			bad(key+".address", "required: the IMAP server to log in to, as host:port")
+		} else {
+			hostPort(key+".address", u.Address)
+		}
+		oneOf(key+".tls", u.TLS, "none", "starttls", "implicit")
+		if u.Mailbox == "" {
+			bad(key+".mailbox", "must not be empty")
+		}
+		positive(key+".connect_timeout", u.ConnectTimeout)
+		positive(key+".command_timeout", u.CommandTimeout)
+		if u.MasterUser != "" || u.MasterPassword != "" {
+			// Logged in as the master user, the upstream never checks the POP3
+			// user's own password: every password would open every mailbox.
+			// This waits for the planned authentication hook.
+			bad(key+".master_user", "not supported yet: nothing would check the user's own password (needs the planned auth hook)")
+		}
 	}
-	oneOf("upstream.tls", cfg.Upstream.TLS, "none", "starttls", "implicit")
-	if cfg.Upstream.Mailbox == "" {
-		bad("upstream.mailbox", "must not be empty")
-	}
-	positive("upstream.connect_timeout", cfg.Upstream.ConnectTimeout)
-	positive("upstream.command_timeout", cfg.Upstream.CommandTimeout)
-	if cfg.Upstream.MasterUser != "" || cfg.Upstream.MasterPassword != "" {
-		// Logged in as the master user, the upstream never checks the POP3
-		// user's own password: every password would open every mailbox.
-		// This waits for the planned authentication hook.
-		bad("upstream.master_user", "not supported yet: nothing would check the user's own password (needs the planned auth hook)")
+	// onDele checks a policy block's on_dele and trash_mailbox.
+	onDele := func(key, value, trash string) {
+		oneOf(key+".on_dele", value, "expunge", "trash", "hide", "keep")
+		if value == "trash" && trash == "" {
+			bad(key+".trash_mailbox", "required when %s.on_dele is trash", key)
+		}
 	}
 
-	oneOf("policy.on_dele", cfg.Policy.OnDele, "expunge", "trash", "hide", "keep")
-	if cfg.Policy.OnDele == "trash" && cfg.Policy.TrashMailbox == "" {
-		bad("policy.trash_mailbox", "required when policy.on_dele is trash")
+	upstream("upstream", &cfg.Upstream)
+	onDele("policy", cfg.Policy.OnDele, cfg.Policy.TrashMailbox)
+	domains := make(map[string]string, len(cfg.Routes)) // lower-case domain -> key of its route
+	for i := range cfg.Routes {
+		r := &cfg.Routes[i]
+		key := "routes." + strconv.Itoa(i)
+		switch d := strings.ToLower(r.Domain); {
+		case d == "":
+			bad(key+".domain", "required: the mail domain (after the last '@' of the user name) the route is for")
+		case strings.ContainsAny(d, "@ \t"):
+			bad(key+".domain", "%q is not a domain: give what follows the '@' of the user names", r.Domain)
+		case domains[d] != "":
+			bad(key+".domain", "%q is already routed by %s", r.Domain, domains[d])
+		default:
+			domains[d] = key
+		}
+		r.fillDefaults(cfg)
+		if r.Upstream.Mailbox != r.Mailbox {
+			bad(key+".upstream.mailbox", "a route's mailbox is %s.mailbox (%q), not %q", key, r.Mailbox, r.Upstream.Mailbox)
+		}
+		upstream(key+".upstream", &r.Upstream)
+		onDele(key+".policy", r.Policy.OnDele, r.Policy.TrashMailbox)
 	}
 	oneOf("policy.lock", cfg.Policy.Lock, "exclusive", "none")
 	if _, err := uidmap.ParseFormat(cfg.Policy.UIDLFormat); err != nil {
@@ -176,5 +205,37 @@ func validateLegacy(key string, l *Listener, bad func(key, format string, args .
 		} else if net.ParseIP(n) == nil {
 			bad(nk, "%q is neither an IP address nor a CIDR", n)
 		}
+	}
+}
+
+// fillDefaults gives a route the values its empty keys mean: the defaults
+// of an upstream block (not the default upstream's values) but for the
+// mailbox, which is the default upstream's, and policy.* for its policy.
+func (r *Route) fillDefaults(cfg *Config) {
+	def := Default().Upstream
+	u := &r.Upstream
+	if u.TLS == "" {
+		u.TLS = def.TLS
+	}
+	if u.ConnectTimeout == 0 {
+		u.ConnectTimeout = def.ConnectTimeout
+	}
+	if u.CommandTimeout == 0 {
+		u.CommandTimeout = def.CommandTimeout
+	}
+	switch {
+	case r.Mailbox == "" && u.Mailbox != "":
+		r.Mailbox = u.Mailbox
+	case r.Mailbox == "":
+		r.Mailbox = cfg.Upstream.Mailbox
+	}
+	if u.Mailbox == "" {
+		u.Mailbox = r.Mailbox
+	}
+	if r.Policy.OnDele == "" {
+		r.Policy.OnDele = cfg.Policy.OnDele
+	}
+	if r.Policy.TrashMailbox == "" {
+		r.Policy.TrashMailbox = cfg.Policy.TrashMailbox
 	}
 }

@@ -30,11 +30,17 @@ func (cfg *Config) Warnings() []KeyError {
 			warn("auth.allow_plaintext", "listeners.%d (%s, tls: %s) accepts passwords in the clear from other machines", i, l.Address, l.TLS)
 		}
 	}
-	if cfg.Upstream.InsecureSkipVerify {
-		warn("upstream.insecure_skip_verify", "the upstream's certificate is not verified: anyone in between can read every password")
+	upstream := func(key string, u Upstream) {
+		if u.InsecureSkipVerify {
+			warn(key+".insecure_skip_verify", "the upstream's certificate is not verified: anyone in between can read every password")
+		}
+		if u.TLS == "none" && u.Address != "" && !IsLoopbackAddress(u.Address) {
+			warn(key+".tls", "none: passwords and mail go to %s in the clear", u.Address)
+		}
 	}
-	if cfg.Upstream.TLS == "none" && cfg.Upstream.Address != "" && !IsLoopbackAddress(cfg.Upstream.Address) {
-		warn("upstream.tls", "none: passwords and mail go to %s in the clear", cfg.Upstream.Address)
+	upstream("upstream", cfg.Upstream)
+	for i, r := range cfg.Routes {
+		upstream("routes."+strconv.Itoa(i)+".upstream", r.Upstream)
 	}
 	if v := cfg.TLS.MinVersion; v == "1.0" || v == "1.1" {
 		warn("tls.min_version", "TLS %s is obsolete (RFC 8996); a listener's legacy lane can allow it for old devices' networks only", v)

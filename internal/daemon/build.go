@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"fmt"
 	"net"
 
 	"go.uber.org/zap"
@@ -42,8 +43,8 @@ func newDialerObserved(u config.Upstream, log *zap.Logger, obs imapupstream.Obse
 	}, log)
 }
 
-// backendOptions builds the proxy's options (a new upstream dialer
-// included) from cfg.
+// backendOptions builds the proxy's options (new upstream dialers, the
+// routes' included) from cfg.
 func (d *daemon) backendOptions(cfg *config.Config) (proxy.Options, error) {
 	u := cfg.Upstream
 	var upObs imapupstream.Observer
@@ -59,6 +60,19 @@ func (d *daemon) backendOptions(cfg *config.Config) (proxy.Options, error) {
 	if err != nil {
 		return proxy.Options{}, err
 	}
+	routes := make([]proxy.Route, 0, len(cfg.Routes))
+	for i, r := range cfg.Routes {
+		rd, err := newDialerObserved(r.Upstream, d.log.Named("upstream").With(zap.String("route", r.Domain)), upObs)
+		if err != nil {
+			return proxy.Options{}, fmt.Errorf("routes.%d.upstream: %w", i, err)
+		}
+		rOnDele, err := proxy.ParseOnDele(r.Policy.OnDele)
+		if err != nil {
+			return proxy.Options{}, fmt.Errorf("routes.%d: %w", i, err)
+		}
+		routes = append(routes, proxy.Route{Domain: r.Domain, Dialer: rd, UpstreamID: r.Upstream.Address,
+			Mailbox: r.Mailbox, OnDele: rOnDele, TrashMailbox: r.Policy.TrashMailbox})
+	}
 	format, err := uidmap.ParseFormat(cfg.Policy.UIDLFormat)
 	if err != nil {
 		return proxy.Options{}, err
@@ -67,6 +81,7 @@ func (d *daemon) backendOptions(cfg *config.Config) (proxy.Options, error) {
 		Dialer:     dialer,
 		UpstreamID: u.Address,
 		Mailbox:    u.Mailbox,
+		Routes:     routes,
 		Map:        uidmap.New(d.store, uidmap.Options{Format: format, ReuseXUIDL: cfg.Policy.ReuseXUIDL}),
 		Policy: proxy.Policy{
 			OnDele:       onDele,

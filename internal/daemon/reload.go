@@ -16,7 +16,10 @@ import (
 
 // restartKeys are the keys (and key prefixes, ending in ".") that a reload
 // does not apply: they need a restart. Everything else applies to the
-// connections and sessions that start after the reload.
+// connections and sessions that start after the reload; routes too, whole
+// (a route's upstream address names its users' maildrops, but a route
+// added, changed or removed is how an operator moves a domain: its users'
+// new sessions go to the new upstream, with its state).
 var restartKeys = []string{
 	"listeners",        // sockets, TLS modes and legacy lanes are bound at start
 	"state.",           // the store is open
@@ -57,7 +60,7 @@ func keepRestartKeys(next, old *config.Config) *config.Config {
 // changed and can change safely: TLS certificates (re-read even when their
 // paths did not change: that is how a renewed certificate is picked up)
 // and tls.min_version for new TLS handshakes; auth.*, upstream timeouts and
-// TLS settings, policy.*, limits.* (limits.trusted_proxies included: the
+// TLS settings, routes (new dialers), policy.*, limits.* (limits.trusted_proxies included: the
 // next connection's peer is checked against the new list) and pop3.* for
 // new connections and
 // sessions; log.level at once; shutdown_grace for the next shutdown. Open
@@ -143,7 +146,7 @@ func (d *daemon) reload() (err error) {
 	}
 	for _, w := range eff.Warnings() {
 		for _, k := range apply {
-			if k == w.Key {
+			if k == w.Key || strings.HasPrefix(w.Key, k+".") { // "routes" when their number changed
 				d.log.Warn("risky setting: "+w.Problem, zap.String("key", w.Key), zap.Int("line", w.Line))
 			}
 		}
