@@ -67,9 +67,10 @@ func (o *Options) route(user string) *Route {
 	return nil
 }
 
-// forUser returns the options of a session of user: o itself, or o with
-// its route's upstream and policy.
-func (o *Options) forUser(user string) *Options {
+// ForUser returns the options of a session of user: o itself, or o with
+// its route's upstream and policy. The subcommands that act on one user's
+// maildrop (state, import-uidl) take the upstream and key from it too.
+func (o *Options) ForUser(user string) *Options {
 	r := o.route(user)
 	if r == nil {
 		return o
@@ -83,6 +84,12 @@ func (o *Options) forUser(user string) *Options {
 		ro.Policy.TrashMailbox = r.TrashMailbox
 	}
 	return &ro
+}
+
+// Key names user's maildrop in uidmap under o (after ForUser, under the
+// user's route).
+func (o *Options) Key(user string) uidmap.Key {
+	return uidmap.Key{Upstream: o.UpstreamID, User: user, Mailbox: o.Mailbox}
 }
 
 // Observer is told of events of the proxy's own, for metrics. Its methods
@@ -166,7 +173,7 @@ func (b *Backend) Options() Options { return *b.live.Load() }
 func (b *Backend) Login(ctx context.Context, ci *pop3.ConnInfo, cred *pop3.Credentials) (_ pop3.Session, err error) {
 	start := time.Now()
 	// One set of options for the whole session: its route's, if any.
-	opts := b.live.Load().forUser(cred.Username)
+	opts := b.live.Load().ForUser(cred.Username)
 	log := b.log.With(zap.String("session", ci.ID), zap.String("user", cred.Username), zap.String("mechanism", cred.Mechanism))
 	if cred.AuthzID != "" && cred.AuthzID != cred.Username {
 		// Logging in as someone else needs the upstream's master-user
@@ -193,7 +200,7 @@ func (b *Backend) Login(ctx context.Context, ci *pop3.ConnInfo, cred *pop3.Crede
 		opts: opts,
 		conn: conn,
 		log:  log,
-		key:  uidmap.Key{Upstream: opts.UpstreamID, User: cred.Username, Mailbox: opts.Mailbox},
+		key:  opts.Key(cred.Username),
 		seen: make(map[uint32]struct{}),
 	}
 	defer func() {

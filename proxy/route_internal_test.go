@@ -48,7 +48,7 @@ func TestRoute(t *testing.T) {
 		{"e@sub.one.test", "default:143", "INBOX", OnDeleExpunge, "Trash"}, // exact match only
 		{"f@", "default:143", "INBOX", OnDeleExpunge, "Trash"},
 	} {
-		o := opts.forUser(tc.user)
+		o := opts.ForUser(tc.user)
 		if o.UpstreamID != tc.upstream || o.Mailbox != tc.mailbox || o.Policy.OnDele != tc.onDele ||
 			o.Policy.TrashMailbox != tc.trash {
 			t.Errorf("%s: upstream %q mailbox %q on_dele %q trash %q; want %q %q %q %q", tc.user, o.UpstreamID,

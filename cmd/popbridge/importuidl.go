@@ -170,11 +170,22 @@ func cmdImportUIDL(ctx context.Context, args []string, stdin io.Reader, stdout, 
 	}
 	defer log.Sync()
 
-	key := uidmap.Key{Upstream: cfg.Upstream.Address, User: f.user, Mailbox: cfg.Upstream.Mailbox}
 	store, err := openImportStore(cfg.State, f.dryRun)
 	if err != nil {
 		return err
 	}
+	// The user's upstream and key, as a session would take them (routes).
+	mapStore := store
+	if mapStore == nil {
+		mapStore = uidmap.NewMemoryStore() // a dry run: the options' Map is not used
+	}
+	opts, err := daemon.BackendOptions(cfg, mapStore, log)
+	if err != nil {
+		return err
+	}
+	uo := opts.ForUser(f.user)
+	key := uo.Key(f.user)
+	upstream := uo.Dialer.Config()
 	im := &uidmap.Importer{Store: store, Key: key, Force: f.force, DryRun: f.dryRun}
 	if store != nil {
 		defer store.Close()
@@ -197,24 +208,20 @@ func cmdImportUIDL(ctx context.Context, args []string, stdin io.Reader, stdout, 
 		defer done()
 	}
 
-	imapPass, pop3Pass, err := readImportPasswords(stdin, stderr, f, cfg.Upstream.MasterUser != "")
+	imapPass, pop3Pass, err := readImportPasswords(stdin, stderr, f, upstream.MasterUser != "")
 	if err != nil {
 		return err
 	}
 
 	// The upstream: one login as the user, SELECT, one snapshot.
-	dialer, err := daemon.NewDialer(cfg.Upstream, log.Named("upstream"))
+	conn, err := uo.Dialer.Login(ctx, imapupstream.Credentials{Username: f.user, Password: imapPass})
 	if err != nil {
-		return err
-	}
-	conn, err := dialer.Login(ctx, imapupstream.Credentials{Username: f.user, Password: imapPass})
-	if err != nil {
-		return fmt.Errorf("upstream %s: %w", cfg.Upstream.Address, err)
+		return fmt.Errorf("upstream %s: %w", upstream.Address, err)
 	}
 	defer conn.Close()
 	md, err := proxy.OpenMaildrop(ctx, conn, nil, key) // names nothing: the import does
 	if err != nil {
-		return fmt.Errorf("upstream %s: %w", cfg.Upstream.Address, err)
+		return fmt.Errorf("upstream %s: %w", upstream.Address, err)
 	}
 	dst := md.ImportTarget()
 
@@ -252,7 +259,7 @@ func cmdImportUIDL(ctx context.Context, args []string, stdin io.Reader, stdout, 
 	if err != nil {
 		return err
 	}
-	printImportReport(stdout, f, cfg, srcName, store != nil, src, dst, res)
+	printImportReport(stdout, f, cfg, key, srcName, store != nil, src, dst, res)
 	return nil
 }
 
@@ -412,10 +419,10 @@ func pop3Source(c *pop3client.Client) (uidmap.ImportSource, error) {
 // maxListed bounds the unmatched messages listed one by one.
 const maxListed = 20
 
-func printImportReport(w io.Writer, f *importFlags, cfg *config.Config, srcName string, haveStore bool,
+func printImportReport(w io.Writer, f *importFlags, cfg *config.Config, key uidmap.Key, srcName string, haveStore bool,
 	src uidmap.ImportSource, dst uidmap.ImportTarget, res *uidmap.ImportResult) {
 	fmt.Fprintf(w, "user: %s\n", f.user)
-	fmt.Fprintf(w, "upstream: %s %s, UIDVALIDITY %d, %d messages\n", cfg.Upstream.Address, cfg.Upstream.Mailbox, dst.UIDValidity, len(dst.Messages))
+	fmt.Fprintf(w, "upstream: %s %s, UIDVALIDITY %d, %d messages\n", key.Upstream, key.Mailbox, dst.UIDValidity, len(dst.Messages))
 	fmt.Fprintf(w, "old server: %s, %d messages", srcName, len(src.Messages))
 	if src.UIDValidity != 0 {
 		fmt.Fprintf(w, ", UIDVALIDITY %d", src.UIDValidity)

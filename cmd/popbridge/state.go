@@ -53,7 +53,12 @@ func cmdState(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	defer store.Close()
-	key := uidmap.Key{Upstream: cfg.Upstream.Address, User: user, Mailbox: cfg.Upstream.Mailbox}
+	opts, err := daemon.BackendOptions(cfg, store, zap.NewNop())
+	if err != nil {
+		return err
+	}
+	uo := opts.ForUser(user) // the user's route, as a session would take it
+	key := uo.Key(user)
 
 	switch verb {
 	case "show":
@@ -69,16 +74,7 @@ func cmdState(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if err != nil {
 			return err
 		}
-		format, err := uidmap.ParseFormat(cfg.Policy.UIDLFormat)
-		if err != nil {
-			return err
-		}
-		m := uidmap.New(store, uidmap.Options{Format: format, ReuseXUIDL: cfg.Policy.ReuseXUIDL})
-		dialer, err := daemon.NewDialer(cfg.Upstream, zap.NewNop())
-		if err != nil {
-			return err
-		}
-		n, err := markOld(ctx, dialer, m, key, password)
+		n, err := markOld(ctx, uo.Dialer, uo.Map, key, password)
 		if err != nil {
 			return err
 		}

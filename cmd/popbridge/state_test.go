@@ -98,3 +98,35 @@ func TestStateMarkOldWrongPassword(t *testing.T) {
 		t.Fatalf("the error must not echo the password: %q", errOut.String())
 	}
 }
+
+// TestStateFollowsRoutes: for a user of a routed domain, state mark-old logs
+// in to the route's upstream and show/reset act on the route's maildrop, as
+// a POP3 session of that user would.
+func TestStateFollowsRoutes(t *testing.T) {
+	dv1, dv2 := dovecot.Start(t), dovecot.Start(t)
+	user := strings.ToLower(dovecot.User(t)) + "@two.test"
+	dv1.Append(t, user, "INBOX", []byte("Subject: on the default\r\n\r\nx\r\n"))
+	for i := range 3 {
+		dv2.Append(t, user, "INBOX", []byte(fmt.Sprintf("Subject: on the route %d\r\n\r\nx\r\n", i)))
+	}
+	cfgPath, pwFile, _ := stateEnv(t, dv1)
+	f, err := os.OpenFile(cfgPath, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(f, "routes:\n  - domain: two.test\n    upstream:\n      address: %q\n      tls: none\n", dv2.IMAPAddr)
+	f.Close()
+
+	if out := runOK(t, "state", "mark-old", "-config", cfgPath, "-password-file", pwFile, user); !strings.Contains(out, "3 messages marked") {
+		t.Fatalf("mark-old of a routed user: %q, want the route's 3 messages", out)
+	}
+	if out := runOK(t, "state", "show", "-config", cfgPath, user); !strings.Contains(out, "on "+dv2.IMAPAddr) || strings.Count(out, "true") != 3 {
+		t.Fatalf("show of a routed user:\n%s", out)
+	}
+	if out := runOK(t, "state", "reset", "-config", cfgPath, user); !strings.Contains(out, "on "+dv2.IMAPAddr) {
+		t.Fatalf("reset of a routed user: %q", out)
+	}
+	if out := runOK(t, "state", "show", "-config", cfgPath, user); !strings.Contains(out, "no state") {
+		t.Fatalf("show after reset: %q", out)
+	}
+}

@@ -46,13 +46,24 @@ func newDialerObserved(u config.Upstream, log *zap.Logger, obs imapupstream.Obse
 // backendOptions builds the proxy's options (new upstream dialers, the
 // routes' included) from cfg.
 func (d *daemon) backendOptions(cfg *config.Config) (proxy.Options, error) {
-	u := cfg.Upstream
 	var upObs imapupstream.Observer
 	var pxObs proxy.Observer
 	if d.metrics != nil {
 		upObs, pxObs = d.metrics.Upstream(), d.metrics.Proxy()
 	}
-	dialer, err := newDialerObserved(u, d.log.Named("upstream"), upObs)
+	return backendOptions(cfg, d.store, d.log, upObs, pxObs)
+}
+
+// BackendOptions builds the proxy's options from cfg on store, as serve
+// does, for the subcommands that act on one user's maildrop as a session
+// would (their upstream, route and key: proxy.Options.ForUser).
+func BackendOptions(cfg *config.Config, store uidmap.Store, log *zap.Logger) (proxy.Options, error) {
+	return backendOptions(cfg, store, log, nil, nil)
+}
+
+func backendOptions(cfg *config.Config, store uidmap.Store, log *zap.Logger, upObs imapupstream.Observer, pxObs proxy.Observer) (proxy.Options, error) {
+	u := cfg.Upstream
+	dialer, err := newDialerObserved(u, log.Named("upstream"), upObs)
 	if err != nil {
 		return proxy.Options{}, err
 	}
@@ -62,7 +73,7 @@ func (d *daemon) backendOptions(cfg *config.Config) (proxy.Options, error) {
 	}
 	routes := make([]proxy.Route, 0, len(cfg.Routes))
 	for i, r := range cfg.Routes {
-		rd, err := newDialerObserved(r.Upstream, d.log.Named("upstream").With(zap.String("route", r.Domain)), upObs)
+		rd, err := newDialerObserved(r.Upstream, log.Named("upstream").With(zap.String("route", r.Domain)), upObs)
 		if err != nil {
 			return proxy.Options{}, fmt.Errorf("routes.%d.upstream: %w", i, err)
 		}
@@ -82,14 +93,14 @@ func (d *daemon) backendOptions(cfg *config.Config) (proxy.Options, error) {
 		UpstreamID: u.Address,
 		Mailbox:    u.Mailbox,
 		Routes:     routes,
-		Map:        uidmap.New(d.store, uidmap.Options{Format: format, ReuseXUIDL: cfg.Policy.ReuseXUIDL}),
+		Map:        uidmap.New(store, uidmap.Options{Format: format, ReuseXUIDL: cfg.Policy.ReuseXUIDL}),
 		Policy: proxy.Policy{
 			OnDele:       onDele,
 			TrashMailbox: cfg.Policy.TrashMailbox,
 			MarkSeen:     cfg.Policy.MarkSeen,
 			Exclusive:    cfg.Policy.Lock == "exclusive",
 		},
-		Logger:   d.log,
+		Logger:   log,
 		Observer: pxObs,
 	}, nil
 }
