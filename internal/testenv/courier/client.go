@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"testing"
 	"time"
 
@@ -96,17 +95,7 @@ func (s *Server) appendMsg(user, mailbox string, msg []byte) (uint32, error) {
 		return 0, err
 	}
 	defer c.Close()
-	cmd := c.Append(mailbox, int64(len(msg)), nil)
-	_, werr := cmd.Write(msg)
-	cerr := cmd.Close()
-	data, err := cmd.Wait()
-	if err := errors.Join(err, werr, cerr); err != nil {
-		return 0, err
-	}
-	if data.UID == 0 {
-		return 0, errors.New("no APPENDUID in the response")
-	}
-	return uint32(data.UID), nil
+	return testenv.AppendUID(c, mailbox, msg, nil)
 }
 
 // Capabilities returns the capabilities Courier lists after login, sorted.
@@ -117,14 +106,9 @@ func (s *Server) Capabilities(t testing.TB) []string {
 		t.Fatalf("courier: %v", err)
 	}
 	defer c.Close()
-	caps, err := c.Capability().Wait()
+	names, err := testenv.Capabilities(c)
 	if err != nil {
 		t.Fatalf("courier: CAPABILITY: %v", err)
 	}
-	names := make([]string, 0, len(caps))
-	for c := range caps {
-		names = append(names, string(c))
-	}
-	slices.Sort(names)
 	return names
 }

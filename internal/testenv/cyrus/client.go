@@ -1,9 +1,7 @@
 package cyrus
 
 import (
-	"errors"
 	"fmt"
-	"slices"
 	"testing"
 
 	"github.com/emersion/go-imap/v2"
@@ -117,17 +115,7 @@ func (s *Server) appendMsg(user, mailbox string, msg []byte, flags []imap.Flag) 
 		return 0, err
 	}
 	defer c.Close()
-	cmd := c.Append(mailbox, int64(len(msg)), &imap.AppendOptions{Flags: flags})
-	_, werr := cmd.Write(msg)
-	cerr := cmd.Close()
-	data, err := cmd.Wait()
-	if err := errors.Join(err, werr, cerr); err != nil {
-		return 0, err
-	}
-	if data.UID == 0 {
-		return 0, errors.New("no APPENDUID in the response")
-	}
-	return uint32(data.UID), nil
+	return testenv.AppendUID(c, mailbox, msg, flags)
 }
 
 // Capabilities returns the capabilities Cyrus lists after login, sorted.
@@ -138,14 +126,9 @@ func (s *Server) Capabilities(t testing.TB) []string {
 		t.Fatalf("cyrus: %v", err)
 	}
 	defer c.Close()
-	caps, err := c.Capability().Wait()
+	names, err := testenv.Capabilities(c)
 	if err != nil {
 		t.Fatalf("cyrus: CAPABILITY: %v", err)
 	}
-	names := make([]string, 0, len(caps))
-	for c := range caps {
-		names = append(names, string(c))
-	}
-	slices.Sort(names)
 	return names
 }

@@ -64,13 +64,7 @@ func (s *Server) appendMsg(user, mailbox string, msg []byte, flags []imap.Flag) 
 		s.clients[user] = c
 	}
 	for try := 0; ; try++ {
-		cmd := c.Append(mailbox, int64(len(msg)), &imap.AppendOptions{Flags: flags})
-		_, werr := cmd.Write(msg)
-		cerr := cmd.Close()
-		data, err := cmd.Wait()
-		if err == nil {
-			err = errors.Join(werr, cerr)
-		}
+		uid, err := testenv.AppendUID(c, mailbox, msg, flags)
 		var imapErr *imap.Error
 		if err != nil && try == 0 && errors.As(err, &imapErr) && imapErr.Code == imap.ResponseCodeTryCreate {
 			if err := c.Create(mailbox, nil).Wait(); err != nil {
@@ -84,10 +78,7 @@ func (s *Server) appendMsg(user, mailbox string, msg []byte, flags []imap.Flag) 
 			delete(s.clients, user)
 			return 0, err
 		}
-		if data.UID == 0 {
-			return 0, errors.New("no APPENDUID in the response")
-		}
-		return uint32(data.UID), nil
+		return uid, nil
 	}
 }
 
