@@ -94,9 +94,8 @@ type Server struct {
 	Dir      string // private directory: etc (/etc/courier), run (the authdaemond socket), home
 	LogFile  string // standard error of authdaemond, couriertcpd, imaplogin and imapd
 
-	bin    string // the extracted courier-imap tree
-	proc   *os.Process
-	exited chan struct{}
+	bin  string // the extracted courier-imap tree
+	proc *testenv.Isolated
 
 	mu      sync.Mutex // serialises userdb rebuilds
 	dbMtime time.Time  // mtime given to the last userdb.dat
@@ -232,51 +231,25 @@ func (s *Server) launch() error {
 		"GAM_CLIENT_ID=" + filepath.Base(s.Dir),
 	}
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{
-		Cloneflags:   syscall.CLONE_NEWPID, // nothing outlives the script's PID 1, not even daemons
-		Unshareflags: syscall.CLONE_NEWNS,  // private bind mounts (Go makes / private first)
-		Setpgid:      true,
-		Pdeathsig:    syscall.SIGKILL,
+	// PID 1 of its own PID namespace (testenv.StartIsolated): nothing
+	// outlives the script, not even daemons; private bind mounts.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS} // Go makes / private first
+	socket := filepath.Join(s.Dir, "run", "socket")
+	ready := func() bool {
+		// authdaemond has made its socket, and Courier greets.
+		_, err := os.Stat(socket)
+		return err == nil && testenv.Greets(s.IMAPAddr, "* OK")
 	}
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("run %s in new mount and PID namespaces: %w", cmd.Path, err)
-	}
-	exited := make(chan struct{})
-	go func() {
-		cmd.Wait()
-		close(exited)
-	}()
-	s.proc, s.exited = cmd.Process, exited
-
-	if err := s.waitReady(exited); err != nil {
+	proc, err := testenv.StartIsolated(cmd, ready, startTimeout)
+	if err != nil {
 		out := s.logSince(logStart)
 		if strings.Contains(out, "Address already in use") {
 			err = fmt.Errorf("%w: %s", errAddrInUse, out)
 		}
-		return errors.Join(err, s.stop())
+		return err
 	}
+	s.proc = proc
 	return nil
-}
-
-// waitReady waits until authdaemond has made its socket and Courier greets
-// on s.IMAPAddr.
-func (s *Server) waitReady(exited <-chan struct{}) error {
-	socket := filepath.Join(s.Dir, "run", "socket")
-	deadline := time.Now().Add(startTimeout)
-	for {
-		select {
-		case <-exited:
-			return errors.New("courier exited during start-up")
-		default:
-		}
-		if _, err := os.Stat(socket); err == nil && testenv.Greets(s.IMAPAddr, "* OK") {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("no authdaemond socket or greeting on %s within %v", s.IMAPAddr, startTimeout)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // stop kills every process of the server and waits for them.
@@ -284,16 +257,9 @@ func (s *Server) stop() error {
 	if s.proc == nil {
 		return nil
 	}
-	pid := s.proc.Pid
+	p := s.proc
 	s.proc = nil
-	// PID 1 of the namespace dies, and with it every other process there.
-	syscall.Kill(-pid, syscall.SIGKILL)
-	select {
-	case <-s.exited:
-		return nil
-	case <-time.After(stopTimeout):
-		return fmt.Errorf("server (pid %d) did not exit after SIGKILL", pid)
-	}
+	return p.Stop(stopTimeout)
 }
 
 // Log returns what Courier has logged so far.

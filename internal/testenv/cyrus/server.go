@@ -3,7 +3,6 @@ package cyrus
 import (
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -12,7 +11,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -77,8 +75,7 @@ type Server struct {
 
 	adminPassword string
 	bin           string // the extracted packages
-	proc          *os.Process
-	exited        chan struct{}
+	proc          *testenv.Isolated
 
 	mu sync.Mutex // serialises sasldb writes
 }
@@ -256,43 +253,13 @@ func (s *Server) launch() error {
 		"LD_LIBRARY_PATH=" + filepath.Join(s.bin, libPath),
 	}
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{
-		Cloneflags: syscall.CLONE_NEWPID, // master is PID 1: nothing outlives it
-		Setpgid:    true,
-		Pdeathsig:  syscall.SIGKILL,
+	// master is PID 1 of its own PID namespace: nothing outlives it.
+	proc, err := testenv.StartIsolated(cmd, func() bool { return testenv.Greets(s.IMAPAddr, "* OK") }, startTimeout)
+	if err != nil {
+		return err
 	}
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("run %s in a new PID namespace: %w", cmd.Path, err)
-	}
-	exited := make(chan struct{})
-	go func() {
-		cmd.Wait()
-		close(exited)
-	}()
-	s.proc, s.exited = cmd.Process, exited
-	if err := s.waitReady(exited); err != nil {
-		return errors.Join(err, s.stop())
-	}
+	s.proc = proc
 	return nil
-}
-
-// waitReady waits until Cyrus greets on s.IMAPAddr.
-func (s *Server) waitReady(exited <-chan struct{}) error {
-	deadline := time.Now().Add(startTimeout)
-	for {
-		select {
-		case <-exited:
-			return errors.New("cyrus master exited during start-up")
-		default:
-		}
-		if testenv.Greets(s.IMAPAddr, "* OK") {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("no greeting on %s within %v", s.IMAPAddr, startTimeout)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // stop kills every process of the server and waits for them.
@@ -300,16 +267,9 @@ func (s *Server) stop() error {
 	if s.proc == nil {
 		return nil
 	}
-	pid := s.proc.Pid
+	p := s.proc
 	s.proc = nil
-	// PID 1 of the namespace dies, and with it every other process there.
-	syscall.Kill(-pid, syscall.SIGKILL)
-	select {
-	case <-s.exited:
-		return nil
-	case <-time.After(stopTimeout):
-		return fmt.Errorf("server (pid %d) did not exit after SIGKILL", pid)
-	}
+	return p.Stop(stopTimeout)
 }
 
 // Log returns what Cyrus master has written so far (Cyrus logs to syslog;
