@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/popbridge/popbridge/internal/testenv"
 )
 
 // shared is the test binary's one cluster, started by the first DSN call.
@@ -63,10 +65,7 @@ func Shared(t testing.TB) *Cluster {
 		t.Fatal("postgres: the package's TestMain must call postgres.Run, which stops the cluster after the tests")
 	}
 	if err := available(); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("postgres: %v", err)
-		}
-		t.Skipf("postgres: %v", err)
+		testenv.Unavailable(t, "postgres: %v", err)
 	}
 	shared.once.Do(func() {
 		shared.cluster, shared.err = startCluster()
