@@ -27,7 +27,6 @@ type answerCheck struct {
 	uid     uint32
 	section *imap.FetchItemBodySection // nil: BODY.PEEK[]
 	size    int64                      // RFC822.SIZE as listed; -1: nothing to compare (a drain)
-	whole   bool                       // the section is BODY[]: its literal's length is the size
 	retry   bool                       // a second try after a mismatch: no third
 
 	gotUID  uint32
@@ -36,7 +35,7 @@ type answerCheck struct {
 
 // wantWhole checks an answer of BODY[] for m.
 func wantWhole(m MessageMeta) answerCheck {
-	return answerCheck{uid: m.UID, size: m.Size, whole: true}
+	return answerCheck{uid: m.UID, size: m.Size}
 }
 
 // wantPart checks an answer of section, a part of m, by the RFC822.SIZE it
@@ -47,6 +46,10 @@ func wantPart(m MessageMeta, section *imap.FetchItemBodySection) answerCheck {
 
 // wantAny accepts the answer of BODY[] for uid as it comes (to drain it).
 func wantAny(uid uint32) answerCheck { return answerCheck{uid: uid, size: -1} }
+
+// whole reports whether the section is BODY[], whose literal's length is
+// the message's size.
+func (w answerCheck) whole() bool { return w.section == nil }
 
 // options are the FETCH items to ask for: the section, and what the check
 // needs.
@@ -82,9 +85,9 @@ func (w *answerCheck) before(litSize int64) string {
 		return ""
 	case w.gotUID != w.uid:
 		return fmt.Sprintf("the answer is for UID %d", w.gotUID)
-	case w.whole && litSize != w.size:
+	case w.whole() && litSize != w.size:
 		return fmt.Sprintf("%d octets sent for a message of %d", litSize, w.size)
-	case !w.whole && w.gotSize >= 0 && w.gotSize != w.size:
+	case !w.whole() && w.gotSize >= 0 && w.gotSize != w.size:
 		return fmt.Sprintf("RFC822.SIZE %d for a message of %d", w.gotSize, w.size)
 	}
 	return ""
@@ -94,7 +97,7 @@ func (w *answerCheck) before(litSize int64) string {
 // that sends RFC822.SIZE after it.
 func (w *answerCheck) after() string {
 	switch {
-	case w.whole || w.size < 0:
+	case w.whole() || w.size < 0:
 		return ""
 	case w.gotSize < 0:
 		return "the answer has no RFC822.SIZE"
@@ -137,7 +140,7 @@ func (c *Conn) mismatched(ctx context.Context, s *fetchStream, bad string) (*fet
 		zap.Stringer("op", s.op), zap.String("problem", bad))
 	want := s.check
 	want.retry = true
-	if want.whole {
+	if want.whole() {
 		want.size = s.size
 	} else {
 		want.size = want.gotSize
