@@ -46,6 +46,11 @@ type Config struct {
 	// must have authenticated the user by other means, or any password opens
 	// any mailbox.
 	MasterUser, MasterPassword string
+	// MasterSeparator, when set, makes the master user log in with
+	// LOGIN "<user><MasterSeparator><MasterUser>" and MasterPassword
+	// instead of SASL PLAIN with an authorization identity: Dovecot's
+	// auth_master_user_separator, for servers that offer only that.
+	MasterSeparator string
 	// Observer, when not nil, is told of login and command latencies and
 	// of failures, for metrics.
 	Observer Observer
@@ -113,6 +118,9 @@ func (cfg Config) withDefaults() (Config, error) {
 	}
 	if (cfg.MasterUser == "") != (cfg.MasterPassword == "") {
 		return cfg, fmt.Errorf("%w: master_user and master_password go together", ErrConfig)
+	}
+	if cfg.MasterSeparator != "" && cfg.MasterUser == "" {
+		return cfg, fmt.Errorf("%w: a master separator needs a master user", ErrConfig)
 	}
 	return cfg, nil
 }

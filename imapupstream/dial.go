@@ -65,7 +65,35 @@ func (d *Dialer) Config() Config { return d.cfg }
 // ConnectTimeout (and ctx). It makes exactly one upstream connection.
 //
 // Errors wrap ErrAuthFailed, ErrInUse, ErrUnavailable or ErrConfig.
-func (d *Dialer) Login(ctx context.Context, cred Credentials) (_ *Conn, err error) {
+func (d *Dialer) Login(ctx context.Context, cred Credentials) (*Conn, error) {
+	return d.login(ctx, cred, d.cfg.MasterUser != "")
+}
+
+// Verify checks cred with the upstream itself: it logs in as the user with
+// the user's own password or token, even when Config has a master user,
+// and logs out. It returns what Login would for the same credentials
+// without a master user. A caller that then logs in through the master
+// user knows the user's own credentials are right.
+func (d *Dialer) Verify(ctx context.Context, cred Credentials) error {
+	c, err := d.login(ctx, cred, false)
+	if err != nil {
+		return err
+	}
+	c.Close() // LOGOUT; how it ends changes nothing of the answer
+	return nil
+}
+
+// WithAddress returns a Dialer that connects to address instead, with
+// everything else of d's configuration. TLS still verifies the name of
+// d's own address: the new address is often an IP address that a routing
+// service chose among servers that share one certificate.
+func (d *Dialer) WithAddress(address string) *Dialer {
+	nd := *d
+	nd.cfg.Address = address
+	return &nd
+}
+
+func (d *Dialer) login(ctx context.Context, cred Credentials, asMaster bool) (_ *Conn, err error) {
 	start := time.Now()
 	if o := d.cfg.Observer; o != nil {
 		defer func() { o.LoginDone(time.Since(start), err) }()
@@ -104,7 +132,7 @@ func (d *Dialer) Login(ctx context.Context, cred Credentials) (_ *Conn, err erro
 		lctx, lcancel := context.WithTimeoutCause(ctx, d.cfg.CommandTimeout,
 			fmt.Errorf("login timeout (%v): %w", d.cfg.CommandTimeout, context.DeadlineExceeded))
 		g = c.guard(lctx, d.cfg.CommandTimeout+time.Second)
-		mech, err = d.authenticate(c, cred)
+		mech, err = d.authenticate(c, cred, asMaster)
 		g.Stop()
 		lcancel()
 	}
@@ -193,7 +221,7 @@ func (d *Dialer) connect(ctx context.Context, c *Conn, cred Credentials) error {
 
 // authenticate logs in on a connection that connect has set up. It returns
 // the mechanism used (for logs).
-func (d *Dialer) authenticate(c *Conn, cred Credentials) (mech string, err error) {
+func (d *Dialer) authenticate(c *Conn, cred Credentials, asMaster bool) (mech string, err error) {
 	step := c.step
 	caps := c.client.Caps()
 
@@ -201,7 +229,10 @@ func (d *Dialer) authenticate(c *Conn, cred Credentials) (mech string, err error
 	port, _ := strconv.Atoi(portStr)
 	var saslClient sasl.Client
 	switch {
-	case d.cfg.MasterUser != "":
+	case asMaster && d.cfg.MasterSeparator != "":
+		mech = "LOGIN (master user)"
+		cred = Credentials{Username: cred.Username + d.cfg.MasterSeparator + d.cfg.MasterUser, Password: d.cfg.MasterPassword}
+	case asMaster:
 		mech = "PLAIN (master user)"
 		saslClient = sasl.NewPlainClient(cred.Username, d.cfg.MasterUser, d.cfg.MasterPassword)
 	case strings.EqualFold(cred.Mechanism, sasl.OAuthBearer):

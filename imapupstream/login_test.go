@@ -217,6 +217,49 @@ func TestLoginMasterUser(t *testing.T) {
 	}
 }
 
+// TestLoginMasterSeparator: Dovecot's "user*master" LOGIN form, for servers
+// that take no SASL authorization identity.
+func TestLoginMasterSeparator(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, dovecot.WithMasterUser("admin", "masterpw"))
+	e.append(t, msg("for the user", "x"))
+	cfg := e.config()
+	cfg.MasterUser, cfg.MasterPassword, cfg.MasterSeparator = "admin", "masterpw", "*"
+	trace := &wire{}
+	c, mb := e.open(t, cfg, trace)
+	if mb.NumMessages != 1 {
+		t.Fatalf("master login sees %d messages, want the user's 1", mb.NumMessages)
+	}
+	if trace.countCommands("LOGIN") != 1 || trace.countCommands("AUTHENTICATE") != 0 {
+		t.Fatalf("commands %q", trace.commands())
+	}
+	c.Close()
+	if _, err := NewDialer(Config{Address: "x:1", MasterSeparator: "*"}, nil); !errors.Is(err, ErrConfig) {
+		t.Fatalf("separator without a master user: %v", err)
+	}
+}
+
+// TestVerifyIgnoresMasterUser: Verify checks the user's own password even
+// when the Dialer logs in as a master user.
+func TestVerifyIgnoresMasterUser(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, dovecot.WithMasterUser("admin", "masterpw"))
+	cfg := e.config()
+	cfg.MasterUser, cfg.MasterPassword = "admin", "masterpw"
+	trace := &wire{}
+	d := e.dialer(t, cfg, trace)
+	ctx := context.Background()
+	if err := d.Verify(ctx, Credentials{Username: e.user, Password: e.srv.Password}); err != nil {
+		t.Fatalf("right password: %v", err)
+	}
+	if trace.countCommands("LOGIN") != 1 || trace.countCommands("AUTHENTICATE") != 0 {
+		t.Fatalf("Verify did not log in as the user: %q", trace.commands())
+	}
+	if err := d.Verify(ctx, Credentials{Username: e.user, Password: "wrong"}); !errors.Is(err, ErrAuthFailed) {
+		t.Fatalf("wrong password: %v", err)
+	}
+}
+
 func TestCredentialsNeverPrinted(t *testing.T) {
 	cred := Credentials{Username: "u", Password: "hunter2", Token: "tok3n"}
 	for _, s := range []string{cred.String(), cred.GoString()} {
