@@ -77,6 +77,7 @@ type Upstream struct {
 	CommandTimeout     time.Duration `yaml:"command_timeout"`
 	MasterUser         string        `yaml:"master_user"`
 	MasterPassword     string        `yaml:"master_password" secret:"true"`
+	OAuth2             OAuth2        `yaml:"oauth2"`
 }
 
 // Route sends the users of one mail domain to another IMAP server.
@@ -120,6 +121,9 @@ type State struct {
 	// LockLease is how long a maildrop lock outlives an instance that
 	// died holding it (postgres; bolt's locks die with the process).
 	LockLease time.Duration `yaml:"lock_lease"`
+	// SecretFile holds the key that encrypts secrets kept in the store
+	// (upstream OAuth2 grants).
+	SecretFile string `yaml:"secret_file"`
 }
 
 // Limits protect the proxy and the upstream from single clients.

@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -40,7 +41,7 @@ func TestRouteDefaults(t *testing.T) {
 	// mailbox, which is the default upstream's; policy keys are policy.*'s.
 	want := Upstream{Address: "imap2.example.net:993", TLS: "implicit", Mailbox: "Mail",
 		ConnectTimeout: 3 * time.Second, CommandTimeout: 60 * time.Second}
-	if r.Domain != "Example.ORG" || r.Upstream != want || r.Mailbox != "Mail" ||
+	if r.Domain != "Example.ORG" || !reflect.DeepEqual(r.Upstream, want) || r.Mailbox != "Mail" ||
 		r.Policy != (RoutePolicy{OnDele: "hide", TrashMailbox: "Bin"}) {
 		t.Fatalf("route 0: %+v", r)
 	}

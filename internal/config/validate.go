@@ -84,6 +84,7 @@ func (cfg *Config) validate() Errors {
 		}
 		positive(key+".connect_timeout", u.ConnectTimeout)
 		positive(key+".command_timeout", u.CommandTimeout)
+		validateOAuth2(key+".oauth2", &u.OAuth2, bad)
 		if u.MasterUser != "" || u.MasterPassword != "" {
 			// Logged in as the master user, the upstream never checks the POP3
 			// user's own password: every password would open every mailbox.
