@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"slices"
 	"time"
 
 	"go.uber.org/zap"
@@ -32,8 +31,11 @@ type session struct {
 	// round trip per RETR.
 	seen      map[uint32]struct{}
 	retrieved int
-	closed    bool
-	leaseLost bool // the loss of the lease was logged
+	// drain is the context message reads run under while seen holds
+	// messages (see readContext); drainOf is the context it was made from.
+	drain, drainOf context.Context
+	closed         bool
+	leaseLost      bool // the loss of the lease was logged
 	// checked is set once checkMailbox has run; checkErr is its verdict.
 	checked  bool
 	checkErr error
@@ -47,10 +49,10 @@ func (s *session) meta(n int) imapupstream.MessageMeta {
 }
 
 func (s *session) Retrieve(ctx context.Context, n int) (io.ReadCloser, error) {
-	if err := s.checkLease(); err != nil {
+	if err := s.beforeRead(ctx, n); err != nil {
 		return nil, err
 	}
-	r, err := s.conn.Fetch(ctx, s.meta(n))
+	r, err := s.conn.Fetch(s.readContext(ctx), s.meta(n))
 	if err != nil {
 		return nil, sessionError(err)
 	}
@@ -68,14 +70,14 @@ const aheadMaxSize = 1 << 20
 // RetrieveAhead is Retrieve that has the upstream send message next too,
 // right behind message n: the client most likely RETRs it next.
 func (s *session) RetrieveAhead(ctx context.Context, n, next int) (io.ReadCloser, error) {
-	if err := s.checkLease(); err != nil {
+	if err := s.beforeRead(ctx, n); err != nil {
 		return nil, err
 	}
 	var nextUID uint32
 	if next > 0 && s.messages[next-1].Size <= aheadMaxSize {
 		nextUID = s.uids[next-1]
 	}
-	r, err := s.conn.FetchAhead(ctx, s.meta(n), nextUID)
+	r, err := s.conn.FetchAhead(s.readContext(ctx), s.meta(n), nextUID)
 	if err != nil {
 		return nil, sessionError(err)
 	}
@@ -86,7 +88,7 @@ func (s *session) Top(ctx context.Context, n int, lines int) (io.ReadCloser, err
 	if err := s.checkLease(); err != nil {
 		return nil, err
 	}
-	r, err := s.conn.Top(ctx, s.meta(n), lines)
+	r, err := s.conn.Top(s.readContext(ctx), s.meta(n), lines)
 	if err != nil {
 		return nil, sessionError(err)
 	}
@@ -107,13 +109,6 @@ func (r sessionReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func (s *session) Retrieved(_ context.Context, n int) {
-	s.retrieved++
-	if s.opts.Policy.MarkSeen {
-		s.seen[s.uids[n-1]] = struct{}{}
-	}
-}
-
 // checkMailbox makes sure, once, before the session writes anything
 // upstream by UID (\Seen, deletions, the hidden keyword), that its UIDs
 // still name its messages: it SELECTs the mailbox again and compares
@@ -132,26 +127,6 @@ func (s *session) checkMailbox(ctx context.Context) error {
 		s.checkErr = err
 	}
 	return s.checkErr
-}
-
-// flushSeen stores \Seen on the messages retrieved so far.
-func (s *session) flushSeen(ctx context.Context) error {
-	if len(s.seen) == 0 {
-		return nil
-	}
-	if err := s.checkMailbox(ctx); err != nil {
-		return err
-	}
-	uids := make([]uint32, 0, len(s.seen))
-	for uid := range s.seen {
-		uids = append(uids, uid)
-	}
-	slices.Sort(uids)
-	if err := s.conn.MarkSeen(ctx, uids); err != nil {
-		return err
-	}
-	clear(s.seen)
-	return nil
 }
 
 func (s *session) Update(ctx context.Context, deleted []int) error {
