@@ -27,7 +27,9 @@
 // WithPOP3 (Dovecot's own POP3, for comparisons), WithoutCapabilities (e.g.
 // "UIDPLUS", "MOVE": an explicit imap_capability list of Dovecot's defaults
 // minus those), WithMasterUser, WithOAuth2 (XOAUTH2/OAUTHBEARER against a
-// token endpoint served by the test; see IssueToken), WithPassword and
+// token endpoint served by the test; see IssueToken),
+// WithOAuth2Introspection (the same against a real authorization server's
+// RFC 7662 introspection, e.g. internal/testenv/oidc), WithPassword and
 // WithConfig (raw configuration lines).
 //
 // Start is a thin wrapper over Launch, which does the same outside a test

@@ -48,6 +48,7 @@ type options struct {
 	masterUser     string
 	masterPassword string
 	oauth2         bool
+	introspection  *introspection                    // WithOAuth2Introspection
 	dir            string                            // WithDir
 	raw            func(dir string, port int) string // WithRawConfig
 	rawProtocol    string                            // WithRawConfig: "imap" or "pop3"
@@ -242,9 +243,19 @@ func (s *Server) setUp(o options) error {
 		}
 	}
 	if o.oauth2 {
-		s.tokenInfo = newTokenInfo() // closed by close, after Dovecot has stopped
 		s.params.oauth2 = true
-		if err := writeFiles(file{filepath.Join(dir, "oauth2.conf"), []byte(s.tokenInfo.config()), 0o644}); err != nil {
+		var conf string
+		if o.introspection != nil {
+			c, err := o.introspection.config()
+			if err != nil {
+				return err
+			}
+			conf = c
+		} else {
+			s.tokenInfo = newTokenInfo() // closed by close, after Dovecot has stopped
+			conf = s.tokenInfo.config()
+		}
+		if err := writeFiles(file{filepath.Join(dir, "oauth2.conf"), []byte(conf), 0o644}); err != nil {
 			return err
 		}
 	}
