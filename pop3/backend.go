@@ -92,6 +92,9 @@ type ConnInfo struct {
 	ProxyAddr net.Addr
 	Listener  string               // ListenerConfig.Name of the listener it came in on
 	TLS       *tls.ConnectionState // nil on a plaintext connection; set by implicit TLS or STLS
+	// LoginAttempt counts the login attempts on this connection that
+	// reached the Backend, this one included (1 for the first).
+	LoginAttempt int
 }
 
 // FromLoopback reports whether the client is on this machine and its

@@ -112,6 +112,7 @@ func (c *conn) login(cred *Credentials, errorChallenge []byte) {
 	}()
 	c.flush() // answers to earlier pipelined commands go out before we wait
 	start := time.Now()
+	c.info.LoginAttempt++
 	sess, err := c.cfg.backend.Login(c.ctx, &c.info, cred)
 	took := zap.Duration("took", time.Since(start))
 	switch {
@@ -127,7 +128,7 @@ func (c *conn) login(cred *Credentials, errorChallenge []byte) {
 		if e.Code == "" {
 			// We announce AUTH-RESP-CODE (RFC 3206): a refusal without
 			// a code of its own is a credentials problem.
-			e = &Error{Code: CodeAuth, Message: e.Message, Close: e.Close, Err: e.Err}
+			e = &Error{Code: CodeAuth, Message: e.Message, Close: e.Close, Wait: e.Wait, Err: e.Err}
 		}
 		if obs != nil {
 			obs.Login(&c.info, loginResult(e.Code))
@@ -141,7 +142,11 @@ func (c *conn) login(cred *Credentials, errorChallenge []byte) {
 		if limiter != nil {
 			limiter.Failed(c.info.RemoteAddr)
 		}
-		if !c.sleep(c.cfg.failureDelay) {
+		delay := c.cfg.failureDelay
+		if e.Wait > 0 {
+			delay = e.Wait
+		}
+		if !c.sleep(delay) {
 			c.closing = true // the server is closing
 			return
 		}

@@ -213,6 +213,32 @@ func TestLoginErrors(t *testing.T) {
 	}
 }
 
+// TestLoginWaitAndAttempts: an [AUTH] refusal's own Wait replaces
+// FailureDelay (an authentication service asked for it), and the backend
+// is told which attempt of the connection each login is.
+func TestLoginWaitAndAttempts(t *testing.T) {
+	t.Parallel()
+	b := newMemBackend(testMessages...)
+	const wait = 300 * time.Millisecond
+	b.setLoginErr(&Error{Code: CodeAuth, Message: "Invalid login or password", Wait: wait})
+	e := startServer(t, b, func(s *Server) { s.FailureDelay = 10 * time.Second })
+	c := e.dial()
+	c.expectOK("USER alice")
+	start := time.Now()
+	c.expectErr("PASS wrong", "[AUTH] Invalid login or password")
+	if took := time.Since(start); took < wait || took >= 10*time.Second {
+		t.Fatalf("refusal answered after %v, want the error's Wait %v instead of FailureDelay", took, wait)
+	}
+	b.setLoginErr(nil)
+	c.expectOK("USER alice")
+	c.expectOK("PASS secret")
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.infos) != 2 || b.infos[0].LoginAttempt != 1 || b.infos[1].LoginAttempt != 2 {
+		t.Fatalf("attempts: %+v", b.infos)
+	}
+}
+
 func TestLoginNilSession(t *testing.T) {
 	e := startServer(t, newMemBackend(), func(s *Server) { s.Backend = nilBackend{} })
 	c := e.dial()

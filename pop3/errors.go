@@ -1,6 +1,9 @@
 package pop3
 
-import "errors"
+import (
+	"errors"
+	"time"
+)
 
 // Response codes of RFC 2449 and RFC 3206 that a backend may attach to an
 // error.
@@ -20,7 +23,11 @@ type Error struct {
 	// Close asks the server to end the connection after the -ERR line,
 	// for failures after which the session cannot safely go on.
 	Close bool
-	Err   error // the underlying cause, for logs; never sent to the client
+	// Wait, on a refused login ([AUTH]), is how long to hold the answer
+	// back instead of Server.FailureDelay: an authentication service may
+	// ask for its own delay.
+	Wait time.Duration
+	Err  error // the underlying cause, for logs; never sent to the client
 }
 
 func (e *Error) Error() string {

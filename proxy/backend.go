@@ -32,6 +32,15 @@ type Options struct {
 	// Observer, when not nil, is told what uidmap named and of lock
 	// contention, for metrics.
 	Observer Observer
+	// Hook, when not nil, decides every login before the upstream does:
+	// it may refuse it, rewrite the user and password, and choose the
+	// IMAP server (see internal/authhook). The route is that of the user
+	// it answers with.
+	Hook Hook
+	// VerifyUpstream makes a login through an upstream master user first
+	// log in as the user, with the user's own credentials, to check them
+	// (auth.verify: upstream). A master user needs this or a Hook.
+	VerifyUpstream bool
 }
 
 // Route is another upstream for the users of one mail domain: everything
@@ -172,8 +181,7 @@ func (b *Backend) Options() Options { return *b.live.Load() }
 // returned here.
 func (b *Backend) Login(ctx context.Context, ci *pop3.ConnInfo, cred *pop3.Credentials) (_ pop3.Session, err error) {
 	start := time.Now()
-	// One set of options for the whole session: its route's, if any.
-	opts := b.live.Load().ForUser(cred.Username)
+	live := b.live.Load()
 	log := b.log.With(zap.String("session", ci.ID), zap.String("user", cred.Username), zap.String("mechanism", cred.Mechanism))
 	if cred.AuthzID != "" && cred.AuthzID != cred.Username {
 		// Logging in as someone else needs the upstream's master-user
@@ -191,6 +199,34 @@ func (b *Backend) Login(ctx context.Context, ci *pop3.ConnInfo, cred *pop3.Crede
 	default:
 		upCred.Password = cred.Password
 	}
+	verified := false // the user's own credentials were checked by the hook
+	server := ""
+	if live.Hook != nil {
+		if server, err = askHook(ctx, live.Hook, ci, cred, &upCred); err != nil {
+			return nil, err
+		}
+		verified = true
+		if upCred.Username != cred.Username {
+			log = log.With(zap.String("upstream_user", upCred.Username))
+		}
+	}
+	// One set of options for the whole session: its route's, if any, and
+	// the server the hook chose.
+	opts := live.ForUser(upCred.Username)
+	if server != "" {
+		opts = opts.withServer(server)
+		log = log.With(zap.String("upstream", server))
+	}
+	if opts.Dialer.Config().MasterUser != "" && !verified {
+		if !opts.VerifyUpstream {
+			return nil, &pop3.Error{Code: pop3.CodeSysPerm, Message: "login not possible, contact your administrator", Err: errMasterUnverified}
+		}
+		// The master logs in as anyone: the user's own credentials are
+		// checked first, by the upstream itself.
+		if err := opts.Dialer.Verify(ctx, upCred); err != nil {
+			return nil, clientError(err)
+		}
+	}
 	conn, err := opts.Dialer.Login(ctx, upCred)
 	if err != nil {
 		return nil, clientError(err)
@@ -200,7 +236,7 @@ func (b *Backend) Login(ctx context.Context, ci *pop3.ConnInfo, cred *pop3.Crede
 		opts: opts,
 		conn: conn,
 		log:  log,
-		key:  opts.Key(cred.Username),
+		key:  opts.Key(upCred.Username),
 		seen: make(map[uint32]struct{}),
 	}
 	defer func() {

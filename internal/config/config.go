@@ -64,6 +64,23 @@ type Auth struct {
 	AllowPlaintext bool          `yaml:"allow_plaintext"`
 	Mechanisms     []string      `yaml:"mechanisms"`
 	FailureDelay   time.Duration `yaml:"failure_delay"`
+	// HTTPHook is an nginx auth_http-compatible service asked about every
+	// login first: it may refuse it, rewrite it, and choose its server.
+	HTTPHook HTTPHook `yaml:"http_hook"`
+	// Verify is who checks a user's own credentials when an upstream
+	// logs in through a master user: "none", or "upstream" (a login as
+	// the user before the master's).
+	Verify string `yaml:"verify"`
+}
+
+// HTTPHook configures auth.http_hook.
+type HTTPHook struct {
+	URL     string        `yaml:"url"` // "" for none
+	Timeout time.Duration `yaml:"timeout"`
+	CAFile  string        `yaml:"ca_file"`
+	// Headers go with every request (nginx's auth_http_header), usually
+	// a shared secret.
+	Headers map[string]string `yaml:"headers" secret:"true"`
 }
 
 // Upstream is the IMAP server popbridge logs in to.
@@ -77,7 +94,11 @@ type Upstream struct {
 	CommandTimeout     time.Duration `yaml:"command_timeout"`
 	MasterUser         string        `yaml:"master_user"`
 	MasterPassword     string        `yaml:"master_password" secret:"true"`
-	OAuth2             OAuth2        `yaml:"oauth2"`
+	// MasterSeparator, when set, logs the master user in as
+	// "<user><separator><master_user>" with LOGIN (Dovecot's
+	// auth_master_user_separator) instead of SASL PLAIN's authzid.
+	MasterSeparator string `yaml:"master_separator"`
+	OAuth2          OAuth2 `yaml:"oauth2"`
 }
 
 // Route sends the users of one mail domain to another IMAP server.
@@ -164,6 +185,8 @@ func Default() *Config {
 		Auth: Auth{
 			Mechanisms:   []string{"PLAIN", "LOGIN", "OAUTHBEARER", "XOAUTH2"},
 			FailureDelay: 2 * time.Second,
+			HTTPHook:     HTTPHook{Timeout: 5 * time.Second},
+			Verify:       "none",
 		},
 		Upstream: Upstream{
 			TLS:            "implicit",

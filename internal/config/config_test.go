@@ -111,10 +111,47 @@ func TestRedacted(t *testing.T) {
 	}
 }
 
-func TestMasterUserRefused(t *testing.T) {
-	_, err := Parse([]byte(minimal), []string{"POPBRIDGE_UPSTREAM_MASTER_USER=m", "POPBRIDGE_UPSTREAM_MASTER_PASSWORD=x"})
-	if err == nil || !strings.Contains(err.Error(), "upstream.master_user") {
-		t.Fatalf("got %v: a master user without a check of the user's password must be refused", err)
+// TestMasterUserNeedsAPasswordCheck: a master user opens every mailbox, so
+// it is accepted only with something that checks the user's own password:
+// the hook or auth.verify: upstream. The master password is never printed.
+func TestMasterUserNeedsAPasswordCheck(t *testing.T) {
+	master := []string{"POPBRIDGE_UPSTREAM_MASTER_USER=m", "POPBRIDGE_UPSTREAM_MASTER_PASSWORD=mast3rpw"}
+	_, err := Parse([]byte(minimal), master)
+	if err == nil || !strings.Contains(err.Error(), "upstream.master_user") || !strings.Contains(err.Error(), "auth.verify") {
+		t.Fatalf("got %v: a master user without a check of the user's password must be refused, saying what would do", err)
+	}
+	for _, extra := range []string{
+		"auth:\n  verify: upstream\n",
+		"auth:\n  http_hook:\n    url: http://127.0.0.1:9000/auth\n    headers: {X-Auth-Key: hooks3cret}\n",
+	} {
+		cfg, err := Parse([]byte(minimal+extra), master)
+		if err != nil {
+			t.Fatalf("%q: %v", extra, err)
+		}
+		out, err := cfg.Redacted()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(string(out), "mast3rpw") || strings.Contains(string(out), "hooks3cret") {
+			t.Fatalf("a secret in check-config's output:\n%s", out)
+		}
+		if !strings.Contains(string(out), "master_user: m") {
+			t.Fatalf("output lost the master user's name:\n%s", out)
+		}
+	}
+	if _, err := Parse([]byte(minimal+"auth:\n  verify: upstream\n"), []string{"POPBRIDGE_UPSTREAM_MASTER_SEPARATOR=*"}); err == nil ||
+		!strings.Contains(err.Error(), "upstream.master_separator") {
+		t.Fatalf("a separator without a master user: %v", err)
+	}
+	for _, bad := range []struct{ yaml, key string }{
+		{"auth:\n  http_hook:\n    url: ftp://x/\n", "auth.http_hook.url"},
+		{"auth:\n  http_hook:\n    url: http://x/\n    timeout: 0s\n", "auth.http_hook.timeout"},
+		{"auth:\n  http_hook:\n    url: http://x/\n    headers: {Auth-User: x}\n", "auth.http_hook.headers"},
+		{"auth:\n  verify: ldap\n", "auth.verify"},
+	} {
+		if _, err := Parse([]byte(minimal+bad.yaml), nil); err == nil || !strings.Contains(err.Error(), bad.key) {
+			t.Errorf("%q: got %v, want an error about %s", bad.yaml, err, bad.key)
+		}
 	}
 }
 

@@ -40,8 +40,8 @@ func diffValue(a, b reflect.Value, key string, keys *[]string) {
 		for i := 0; i < a.Len(); i++ {
 			diffValue(a.Index(i), b.Index(i), key+"."+strconv.Itoa(i), keys)
 		}
-	case a.Kind() == reflect.Slice:
-		// nil and empty are the same list to an operator.
+	case a.Kind() == reflect.Slice || a.Kind() == reflect.Map:
+		// nil and empty are the same list (or map) to an operator.
 		if a.Len() != b.Len() || (a.Len() > 0 && !reflect.DeepEqual(a.Interface(), b.Interface())) {
 			*keys = append(*keys, key)
 		}

@@ -23,6 +23,14 @@ func redact(v reflect.Value) {
 		switch {
 		case t.Field(i).Tag.Get("secret") == "true" && f.Kind() == reflect.String && f.String() != "":
 			f.SetString("REDACTED")
+		case t.Field(i).Tag.Get("secret") == "true" && f.Kind() == reflect.Map && f.Len() > 0:
+			// Every value of a secret map (the hook's headers), in a
+			// copy: the keys stay, they say what is configured.
+			m := reflect.MakeMapWithSize(f.Type(), f.Len())
+			for _, k := range f.MapKeys() {
+				m.SetMapIndex(k, reflect.ValueOf("REDACTED"))
+			}
+			f.Set(m)
 		case f.Kind() == reflect.Struct:
 			redact(f)
 		case f.Kind() == reflect.Slice && f.Type().Elem().Kind() == reflect.Struct && f.Len() > 0:

@@ -70,6 +70,11 @@ func (cfg *Config) validate() Errors {
 	if cfg.Auth.FailureDelay < 0 {
 		bad("auth.failure_delay", "must not be negative")
 	}
+	validateHook(&cfg.Auth.HTTPHook, bad)
+	if cfg.Auth.Verify == "" {
+		cfg.Auth.Verify = "none"
+	}
+	oneOf("auth.verify", cfg.Auth.Verify, "none", "upstream")
 
 	// upstream checks an upstream block: upstream: or a route's.
 	upstream := func(key string, u *Upstream) {
@@ -85,12 +90,7 @@ func (cfg *Config) validate() Errors {
 		positive(key+".connect_timeout", u.ConnectTimeout)
 		positive(key+".command_timeout", u.CommandTimeout)
 		validateOAuth2(key+".oauth2", &u.OAuth2, bad)
-		if u.MasterUser != "" || u.MasterPassword != "" {
-			// Logged in as the master user, the upstream never checks the POP3
-			// user's own password: every password would open every mailbox.
-			// This waits for the planned authentication hook.
-			bad(key+".master_user", "not supported yet: nothing would check the user's own password (needs the planned auth hook)")
-		}
+		validateMaster(key, u, &cfg.Auth, bad)
 	}
 	// onDele checks a policy block's on_dele and trash_mailbox.
 	onDele := func(key, value, trash string) {

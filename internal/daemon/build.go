@@ -7,6 +7,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/popbridge/popbridge/imapupstream"
+	"github.com/popbridge/popbridge/internal/authhook"
 	"github.com/popbridge/popbridge/internal/config"
 	"github.com/popbridge/popbridge/pop3"
 	"github.com/popbridge/popbridge/proxy"
@@ -39,6 +40,7 @@ func newDialerObserved(u config.Upstream, log *zap.Logger, obs imapupstream.Obse
 		CommandTimeout:     u.CommandTimeout,
 		MasterUser:         u.MasterUser,
 		MasterPassword:     u.MasterPassword,
+		MasterSeparator:    u.MasterSeparator,
 		Observer:           obs,
 	}, log)
 }
@@ -88,6 +90,14 @@ func backendOptions(cfg *config.Config, store uidmap.Store, log *zap.Logger, upO
 	if err != nil {
 		return proxy.Options{}, err
 	}
+	var hook proxy.Hook
+	if h := cfg.Auth.HTTPHook; h.URL != "" {
+		c, err := authhook.New(authhook.Config{URL: h.URL, Timeout: h.Timeout, CAFile: h.CAFile, Headers: h.Headers})
+		if err != nil {
+			return proxy.Options{}, fmt.Errorf("auth.http_hook: %w", err)
+		}
+		hook = c
+	}
 	return proxy.Options{
 		Dialer:     dialer,
 		UpstreamID: u.Address,
@@ -100,8 +110,10 @@ func backendOptions(cfg *config.Config, store uidmap.Store, log *zap.Logger, upO
 			MarkSeen:     cfg.Policy.MarkSeen,
 			Exclusive:    cfg.Policy.Lock == "exclusive",
 		},
-		Logger:   log,
-		Observer: pxObs,
+		Logger:         log,
+		Observer:       pxObs,
+		Hook:           hook,
+		VerifyUpstream: cfg.Auth.Verify == "upstream",
 	}, nil
 }
 

@@ -27,7 +27,6 @@ var restartKeys = []string{
 	"log.format",       // the encoder is built
 	"upstream.address", // names every maildrop in the state store
 	"upstream.mailbox", // likewise
-	"upstream.master_user", "upstream.master_password",
 }
 
 func needsRestart(key string) bool {
@@ -51,8 +50,6 @@ func keepRestartKeys(next, old *config.Config) *config.Config {
 	eff.Log.Format = old.Log.Format
 	eff.Upstream.Address = old.Upstream.Address
 	eff.Upstream.Mailbox = old.Upstream.Mailbox
-	eff.Upstream.MasterUser = old.Upstream.MasterUser
-	eff.Upstream.MasterPassword = old.Upstream.MasterPassword
 	return &eff
 }
 
