@@ -443,12 +443,48 @@ func (b *bench) scenarioRetr(ctx context.Context) error {
 			b.record("retr", "MB/s", true, t.name, mbps, foreign)
 			b.rep.addPhases("retr", t.name, phases)
 			b.progress("retr", r, t, fmt.Sprintf("%.1f MB/s (%.2f s)", mbps, took.Seconds()), foreign)
+			if t.name == targetBridge {
+				// The same measurement, set against the batched ceiling.
+				b.record(scenarioRetrBatched, "MB/s", true, t.name, mbps, foreign)
+			}
+			if t.name == targetCeiling {
+				if err := b.retrBatched(r, t, want); err != nil {
+					return err
+				}
+			}
 		}
 	}
 	return b.profileScenario("retr", func(t *target) error {
 		_, _, _, err := t.retrAll("retr", b.password, b.o.retrCount)
 		return err
 	})
+}
+
+// scenarioRetrBatched is retr set against the batched ceiling: every
+// message in one UID FETCH 1:* (BODY.PEEK[]), which POP3 cannot ask for.
+const scenarioRetrBatched = "retr vs batched"
+
+// retrBatched measures the batched ceiling once, right after the ceiling's
+// retr run r.
+func (b *bench) retrBatched(r int, t *target, want int64) error {
+	var (
+		total int64
+		took  time.Duration
+	)
+	foreign, err := b.measured("retr batched on "+t.name, func() (err error) {
+		total, took, err = t.retrBatched("retr", b.password, b.o.retrCount)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("retr batched on %s: %w", t.name, err)
+	}
+	if total != want {
+		return fmt.Errorf("retr batched on %s: %d octets, want %d", t.name, total, want)
+	}
+	mbps := float64(total) / 1e6 / took.Seconds()
+	b.record(scenarioRetrBatched, "MB/s", true, t.name, mbps, foreign)
+	b.progress(scenarioRetrBatched, r, t, fmt.Sprintf("%.1f MB/s (%.2f s, one UID FETCH 1:*)", mbps, took.Seconds()), foreign)
+	return nil
 }
 
 // scenarioSessions: workers running full sessions back to back.

@@ -204,7 +204,7 @@ func (r *report) writeChart(path string) error {
 	c.hline(left, right, y(1), colText, 0)
 	c.hline(left, right, y(1)+1, colText, 0)
 
-	// Idle panel: KiB per session, linear, with the 64 KiB goal.
+	// Idle panel: KiB per session, linear, with the goal (idleGoalKiB).
 	ix0, ix1 := W-idleW-10, W-20
 	c.text(ix0, top-18, "idle: KiB per session", colText, true)
 	maxKiB := 80.0
@@ -229,9 +229,10 @@ func (r *report) writeChart(path string) error {
 		c.centered(bx+(barW+10)/2, iy(math.Max(v, 0))-16, fmtValue(v), colText, false)
 	}
 	if len(idle) > 0 {
-		c.hline(ix0, ix1, iy(64), colGoal, 4)
-		c.hline(ix0, ix1, iy(64)+1, colGoal, 4)
-		c.text(ix1-textWidth("goal 64"), iy(64)+3, "goal 64", colGoal, false)
+		label := fmt.Sprintf("goal %g", idleGoalKiB)
+		c.hline(ix0, ix1, iy(idleGoalKiB), colGoal, 4)
+		c.hline(ix0, ix1, iy(idleGoalKiB)+1, colGoal, 4)
+		c.text(ix1-textWidth(label), iy(idleGoalKiB)+3, label, colGoal, false)
 	}
 	c.hline(ix0, ix1, bottom, colGray, 0)
 	c.centered((ix0+ix1)/2, bottom+10, "PSS growth / session", colText, false)

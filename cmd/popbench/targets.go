@@ -190,6 +190,32 @@ func (t *target) retrAll(user, password string, want int) (int64, time.Duration,
 	return total, took, []phase{{"first bytes", first}, {"rest", took - first}}, c.Quit()
 }
 
+// retrBatched is the ceiling's retrAll in one command (imapConn.bodies),
+// timed from the command to the last octet of its answer.
+func (t *target) retrBatched(user, password string, want int) (int64, time.Duration, error) {
+	c, err := dialIMAP(t.addr())
+	if err != nil {
+		return 0, 0, err
+	}
+	defer c.Close()
+	if err := c.login(user, password); err != nil {
+		return 0, 0, err
+	}
+	if err := c.selectInbox(); err != nil {
+		return 0, 0, err
+	}
+	start := time.Now()
+	total, n, err := c.bodies()
+	took := time.Since(start)
+	if err != nil {
+		return 0, 0, err
+	}
+	if n != want {
+		return 0, 0, fmt.Errorf("%s: %d messages, want %d", user, n, want)
+	}
+	return total, took, c.logout()
+}
+
 // session is one full session: over POP3 USER, PASS, STAT, UIDL, RETR of
 // the messages picks (numbers from 1), QUIT; over IMAP LOGIN, SELECT, UID
 // FETCH 1:* (UID RFC822.SIZE), UID FETCH (BODY.PEEK[]) of the same
