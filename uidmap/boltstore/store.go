@@ -9,6 +9,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/popbridge/popbridge/internal/grants"
 	"github.com/popbridge/popbridge/uidmap"
 )
 
@@ -17,8 +18,9 @@ import (
 // out, so the maildrop lock can live in this process's memory, and a
 // crashed process's locks die with it.
 type Store struct {
-	db    *bolt.DB
-	locks *uidmap.LocalLocks
+	db          *bolt.DB
+	locks       *uidmap.LocalLocks
+	grantLeases *grants.LocalLeases // grants.go
 }
 
 var _ uidmap.Store = (*Store)(nil)
@@ -53,7 +55,7 @@ func Open(path string) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("boltstore: init %s: %w", path, err)
 	}
-	return &Store{db: db, locks: uidmap.NewLocalLocks()}, nil
+	return &Store{db: db, locks: uidmap.NewLocalLocks(), grantLeases: grants.NewLocalLeases()}, nil
 }
 
 // boltKey encodes a Key unambiguously: each part length-prefixed.

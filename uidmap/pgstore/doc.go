@@ -11,6 +11,14 @@
 //	popbridge_maildrops (id, upstream, username, mailbox, uidvalidity, nrecords)   unique (upstream, username, mailbox)
 //	popbridge_records   (maildrop_id, uid, uidl, hidden, size, date, msgid_hash, header_hash)   primary key (maildrop_id, uid)
 //	popbridge_locks     (upstream, username, mailbox, token, owner, expires_at)   primary key (upstream, username, mailbox)
+//	popbridge_grants        (upstream, username, version, sealed)   primary key (upstream, username); version from popbridge_grant_versions
+//	popbridge_grant_leases  (upstream, username, holder, expires_at)   primary key (upstream, username)
+//	popbridge_app_passwords (upstream, username, id, label, hash, created_at, last_used)   primary key (upstream, username, id)
+//
+// It is also the shared internal/grants.Store (grants.go): a user's upstream
+// OAuth2 grant, sealed by popbridge, swapped by version in one statement,
+// and a refresh lease that is taken like a maildrop lock but never renewed
+// (a refresh is shorter than its lease); and the app passwords' hashes.
 //
 // A record row is narrow (scalars and two short hashes, no mail content),
 // and a login's Load is one query (one snapshot) over the primary key,

@@ -49,6 +49,37 @@ var migrations = []string{
 		expires_at timestamptz NOT NULL,
 		PRIMARY KEY (upstream, username, mailbox)
 	);`,
+	// 2: upstream OAuth2 (internal/grants, internal/apppass). A grant is
+	// sealed by popbridge: the database holds no token in clear. Its
+	// version comes from a sequence, never reused, for the compare-and-
+	// swap of a rotated refresh token. A refresh lease is a row like a
+	// maildrop lock, taken over once expired. App passwords are argon2id
+	// hashes.
+	`CREATE SEQUENCE popbridge_grant_versions;
+	CREATE TABLE popbridge_grants (
+		upstream text   NOT NULL,
+		username text   NOT NULL,
+		version  bigint NOT NULL,
+		sealed   bytea  NOT NULL,
+		PRIMARY KEY (upstream, username)
+	);
+	CREATE TABLE popbridge_grant_leases (
+		upstream   text        NOT NULL,
+		username   text        NOT NULL,
+		holder     text        NOT NULL,
+		expires_at timestamptz NOT NULL,
+		PRIMARY KEY (upstream, username)
+	);
+	CREATE TABLE popbridge_app_passwords (
+		upstream   text        NOT NULL,
+		username   text        NOT NULL,
+		id         text        NOT NULL,
+		label      text        NOT NULL,
+		hash       text        NOT NULL,
+		created_at timestamptz NOT NULL,
+		last_used  timestamptz,
+		PRIMARY KEY (upstream, username, id)
+	);`,
 }
 
 // SchemaVersion is the schema this version of popbridge creates and uses.

@@ -1,0 +1,16 @@
+package pgstore_test
+
+import (
+	"testing"
+
+	"github.com/popbridge/popbridge/internal/grants"
+	"github.com/popbridge/popbridge/internal/grants/grantstest"
+	"github.com/popbridge/popbridge/internal/testenv/postgres"
+	"github.com/popbridge/popbridge/uidmap/pgstore"
+)
+
+func TestGrantStore(t *testing.T) {
+	grantstest.Run(t, func(t *testing.T) grants.Store {
+		return open(t, postgres.DSN(t), pgstore.Options{})
+	})
+}
