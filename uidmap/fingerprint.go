@@ -17,6 +17,9 @@ type Identity struct {
 	MessageID    string // raw Message-ID header value; "" if none
 	XUIDL        string // X-UIDL header left by an earlier POP3 server; "" if none
 	Header       []byte // whole header, needed only when MessageID is ""
+	// GmailMsgID is Gmail's X-GM-MSGID, fetched only for a format that
+	// needs it (Needs) from a server that offers it; 0 otherwise.
+	GmailMsgID uint64
 }
 
 // fingerprint reduces an identity to what is stored.

@@ -55,12 +55,16 @@ type tmplPart struct {
 	hex   bool
 }
 
-// ParseFormat returns the Format named by policy.uidl_format: "dovecot"
-// (the default) or a template such as "%v.%u" or "%08Xv%08Xu".
+// ParseFormat returns the Format named by policy.uidl_format: a named
+// format ("dovecot", the default, "cyrus" or "gmail"; see named) or a
+// template such as "%v.%u" or "%08Xv%08Xu".
 func ParseFormat(spec string) (Format, error) {
 	s := strings.TrimSpace(spec)
-	if s == "" || strings.EqualFold(s, "dovecot") {
+	if s == "" {
 		return FormatDovecot{}, nil
+	}
+	if f, ok, err := named(s); ok {
+		return f, err
 	}
 	var t template
 	var lit strings.Builder
@@ -116,7 +120,7 @@ func ParseFormat(spec string) (Format, error) {
 	return &t, nil
 }
 
-var errBadTemplate = errors.New("want \"dovecot\" or a template of %u, %v, %m with optional width and X, e.g. %08Xu%08Xv")
+var errBadTemplate = errors.New("want dovecot, cyrus, gmail or a template of %u, %v, %m with optional width and X, e.g. %08Xu%08Xv")
 
 // UIDL implements Format.
 func (t *template) UIDL(uidValidity, uid uint32, id *Identity) string {
