@@ -18,9 +18,12 @@ var bucketGrants = []byte("grants")
 
 var _ grants.Store = (*Store)(nil)
 
-func grantKey(k grants.Key) []byte {
+func grantKey(k grants.Key) []byte { return userKey(k.Upstream, k.User) }
+
+// userKey names one user at one upstream: each part length-prefixed.
+func userKey(upstream, user string) []byte {
 	var b []byte
-	for _, part := range []string{k.Upstream, k.User} {
+	for _, part := range []string{upstream, user} {
 		b = binary.AppendUvarint(b, uint64(len(part)))
 		b = append(b, part...)
 	}
