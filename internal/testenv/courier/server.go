@@ -44,6 +44,13 @@ const (
 	imapdConfPath = "etc/courier/imapd"
 )
 
+// Programs inside the extracted courier-pop package, for WithPOP3.
+const (
+	pop3loginPath = "usr/lib/courier/courier/courierpop3login"
+	pop3dPath     = "usr/lib/courier/courier/courierpop3d"
+	pop3dConfPath = "etc/courier/pop3d"
+)
+
 const (
 	startTimeout = 15 * time.Second
 	stopTimeout  = 10 * time.Second
@@ -52,14 +59,24 @@ const (
 // launchScript runs as PID 1 of private mount and PID namespaces. Courier's
 // socket (/run/courier/authdaemon/socket) and configuration (/etc/courier:
 // authdaemonrc, userdb.dat) are compiled-in paths, so the server's own
-// directories are bind-mounted over them. It then starts authdaemond, reads
-// Debian's imapd settings like the init script does, and becomes couriertcpd.
-// Arguments: $1 server directory, $2 courier-imap tree, $3 port.
+// directories are bind-mounted over them. It then starts authdaemond, with
+// a POP3 port also couriertcpd for Courier's pop3d (reading Debian's pop3d
+// settings like its init script does), reads Debian's imapd settings, and
+// becomes couriertcpd for imapd.
+// Arguments: $1 server directory, $2 courier-imap tree, $3 port, $4 POP3
+// port or "".
 const launchScript = `set -e
 mkdir -p /run/courier/authdaemon
 mount --bind "$1/etc" /etc/courier
 mount --bind "$1/run" /run/courier/authdaemon
 ` + authdaemondBin + ` &
+if [ -n "$4" ]; then
+	(set -a
+	. "$2/` + pop3dConfPath + `"
+	. "$1/imapd.local"
+	exec ` + couriertcpdBin + ` -address=127.0.0.1 -maxprocs="$MAXDAEMONS" -maxperip="$MAXPERIP" $TCPDOPTS \
+		"$4" "$2/` + pop3loginPath + `" "$2/` + pop3dPath + `" "$MAILDIRPATH") &
+fi
 set -a
 . "$2/` + imapdConfPath + `"
 . "$1/imapd.local"
@@ -75,21 +92,30 @@ type Option func(*options)
 type options struct {
 	password string
 	settings [][2]string
+	pop3     bool
 }
 
 // WithPassword sets the password that every user has (default DefaultPassword).
 func WithPassword(password string) Option { return func(o *options) { o.password = password } }
 
 // WithSetting overrides a variable of Courier's imapd configuration file
-// (e.g. "IMAP_CAPABILITY", "MAXPERIP"), after Debian's defaults are read.
+// (e.g. "IMAP_CAPABILITY", "MAXPERIP"), after Debian's defaults are read;
+// with WithPOP3, of its pop3d configuration file too.
 func WithSetting(name, value string) Option {
 	return func(o *options) { o.settings = append(o.settings, [2]string{name, value}) }
 }
+
+// WithPOP3 also starts Courier's own pop3d (Debian's courier-pop, unpacked
+// next to courier-imap) on a loopback port, POP3Addr, serving the same
+// maildirs: the old server a site moving from Courier's POP3 imports its
+// UIDLs from.
+func WithPOP3() Option { return func(o *options) { o.pop3 = true } }
 
 // Server is one running Courier IMAP server with its own authdaemond. Its
 // methods may be called from several goroutines.
 type Server struct {
 	IMAPAddr string // host:port, plain IMAP
+	POP3Addr string // host:port, plain POP3 (USER/PASS); "" without WithPOP3
 	Password string // every user's password
 	Dir      string // private directory: etc (/etc/courier), run (the authdaemond socket), home
 	LogFile  string // standard error of authdaemond, couriertcpd, imaplogin and imapd
@@ -104,11 +130,11 @@ type Server struct {
 // Start runs a new Courier for the test and stops it when the test ends.
 func Start(t testing.TB, opts ...Option) *Server {
 	t.Helper()
-	bin := requireCourier(t)
 	o := options{password: DefaultPassword}
 	for _, opt := range opts {
 		opt(&o)
 	}
+	bin := requireCourier(t, o.pop3)
 	dir, err := testenv.ServerDir("courier", "etc", "run", "home")
 	if err != nil {
 		t.Fatalf("courier: %v", err)
@@ -142,6 +168,11 @@ func Start(t testing.TB, opts ...Option) *Server {
 			t.Fatalf("courier: %v", err)
 		}
 		s.IMAPAddr = addr
+		if o.pop3 {
+			if s.POP3Addr, err = testenv.FreeAddr("127.0.0.1"); err != nil {
+				t.Fatalf("courier: %v", err)
+			}
+		}
 		err = s.launch()
 		if err == nil {
 			return s
@@ -156,7 +187,7 @@ func Start(t testing.TB, opts ...Option) *Server {
 
 // requireCourier returns the courier-imap tree. It skips the test when
 // something is missing, or fails it when the environment variable CI is set.
-func requireCourier(t testing.TB) string {
+func requireCourier(t testing.TB, pop3 bool) string {
 	t.Helper()
 	fail := func(format string, args ...any) { t.Helper(); testenv.Unavailable(t, format, args...) }
 	bin := os.Getenv(DirEnv)
@@ -166,6 +197,13 @@ func requireCourier(t testing.TB) string {
 	for _, p := range []string{filepath.Join(bin, imapdPath), filepath.Join(bin, imaploginPath), filepath.Join(bin, imapdConfPath)} {
 		if _, err := os.Stat(p); err != nil {
 			fail("courier: %v: unpack courier-imap with `apt-get download courier-imap && dpkg -x courier-imap_*.deb %s` (see the package doc)", err, bin)
+		}
+	}
+	if pop3 {
+		for _, p := range []string{filepath.Join(bin, pop3loginPath), filepath.Join(bin, pop3dPath), filepath.Join(bin, pop3dConfPath)} {
+			if _, err := os.Stat(p); err != nil {
+				fail("courier: %v: unpack courier-pop with `apt-get download courier-pop && dpkg -x courier-pop_*.deb %s` (see the package doc)", err, bin)
+			}
 		}
 	}
 	for _, p := range []string{authdaemondBin, couriertcpdBin, makeuserdbBin, authuserdbLib} {
@@ -222,7 +260,11 @@ func (s *Server) launch() error {
 		return err
 	}
 	_, port, _ := net.SplitHostPort(s.IMAPAddr)
-	cmd := exec.Command("/bin/sh", "-c", launchScript, "courier", s.Dir, s.bin, port)
+	pop3Port := ""
+	if s.POP3Addr != "" {
+		_, pop3Port, _ = net.SplitHostPort(s.POP3Addr)
+	}
+	cmd := exec.Command("/bin/sh", "-c", launchScript, "courier", s.Dir, s.bin, port, pop3Port)
 	cmd.Dir = s.Dir
 	cmd.Env = []string{
 		"PATH=/usr/sbin:/usr/bin:/sbin:/bin",
@@ -238,7 +280,8 @@ func (s *Server) launch() error {
 	ready := func() bool {
 		// authdaemond has made its socket, and Courier greets.
 		_, err := os.Stat(socket)
-		return err == nil && testenv.Greets(s.IMAPAddr, "* OK")
+		return err == nil && testenv.Greets(s.IMAPAddr, "* OK") &&
+			(s.POP3Addr == "" || testenv.Greets(s.POP3Addr, "+OK"))
 	}
 	proc, err := testenv.StartIsolated(cmd, ready, startTimeout)
 	if err != nil {

@@ -7,6 +7,7 @@
 //	c := srv.Client(t, user)                   // a logged-in go-imap client
 //	v := srv.RecreateInbox(t, user)            // delete and re-create the INBOX: the new UIDVALIDITY
 //	... dial srv.IMAPAddr with user / srv.Password ...
+//	srv := cyrus.Start(t, cyrus.WithPOP3())    // also Cyrus's own pop3d, on srv.POP3Addr
 //
 // cyrus-imapd cannot be installed next to dovecot-imapd (both provide
 // imap-server), and cyrus-common, which installs, pulls in an MTA (exim4)
@@ -18,13 +19,18 @@
 //	dpkg -x cyrus-common_*.deb /opt/popbridge-test/cyrus
 //	dpkg -x cyrus-imapd_*.deb /opt/popbridge-test/cyrus
 //
+// WithPOP3 needs cyrus-pop3d too, unpacked the same way
+// (apt-get download cyrus-pop3d; dpkg -x cyrus-pop3d_*.deb into the same tree).
+//
 // The harness uses the tree under DefaultDir, or the directory named by the
 // environment variable POPBRIDGE_CYRUS_DIR (its libraries are found through
 // LD_LIBRARY_PATH). When something is missing the test is skipped with a
 // hint, or fails when the environment variable CI is set. It needs root.
 //
 // Every Start runs its own Cyrus master with a private imapd.conf and
-// cyrus.conf (one service: imapd on the loopback port; plain IMAP, no TLS).
+// cyrus.conf (one service: imapd on the loopback port; plain IMAP, no TLS;
+// with WithPOP3 a second one, pop3d on another loopback port, plain POP3
+// with USER/PASS, whose UIDLs follow imapd.conf's uidl_format).
 // Every path Cyrus uses is set there (configdirectory, partition-default,
 // proc_path, the lock and socket paths), so no namespace is needed for the
 // files; master runs as PID 1 of a private PID namespace so that killing it

@@ -39,6 +39,7 @@ const saslpasswd2Bin = "/usr/sbin/saslpasswd2"
 const (
 	masterPath = "usr/lib/cyrus/bin/master"
 	imapdPath  = "usr/lib/cyrus/bin/imapd"
+	pop3dPath  = "usr/lib/cyrus/bin/pop3d" // from cyrus-pop3d, for WithPOP3
 	libPath    = "usr/lib/x86_64-linux-gnu"
 )
 
@@ -53,6 +54,7 @@ type Option func(*options)
 type options struct {
 	password string
 	settings [][2]string
+	pop3     bool
 }
 
 // WithPassword sets the password that every user has (default DefaultPassword).
@@ -65,10 +67,17 @@ func WithSetting(name, value string) Option {
 	return func(o *options) { o.settings = append(o.settings, [2]string{name, value}) }
 }
 
+// WithPOP3 also starts Cyrus's own pop3d (Debian's cyrus-pop3d, unpacked
+// next to cyrus-imapd) on a loopback port, POP3Addr, serving the same
+// mailboxes: what a site moving from Cyrus's POP3 to popbridge compares
+// with. Its UIDLs follow imapd.conf's uidl_format (WithSetting).
+func WithPOP3() Option { return func(o *options) { o.pop3 = true } }
+
 // Server is one running Cyrus IMAP server. Its methods may be called from
 // several goroutines.
 type Server struct {
 	IMAPAddr string // host:port, plain IMAP
+	POP3Addr string // host:port, plain POP3 (USER/PASS); "" without WithPOP3
 	Password string // every user's password
 	Dir      string // private directory: imapd.conf, cyrus.conf, conf, spool, run, sasldb2
 	LogFile  string // master's standard output and error
@@ -83,11 +92,11 @@ type Server struct {
 // Start runs a new Cyrus for the test and stops it when the test ends.
 func Start(t testing.TB, opts ...Option) *Server {
 	t.Helper()
-	bin := requireCyrus(t)
 	o := options{password: DefaultPassword}
 	for _, opt := range opts {
 		opt(&o)
 	}
+	bin := requireCyrus(t, o.pop3)
 	dir, err := testenv.ServerDir("cyrus", "conf", "spool", "run")
 	if err != nil {
 		t.Fatalf("cyrus: %v", err)
@@ -124,6 +133,11 @@ func Start(t testing.TB, opts ...Option) *Server {
 			t.Fatalf("cyrus: %v", err)
 		}
 		s.IMAPAddr = addr
+		if o.pop3 {
+			if s.POP3Addr, err = testenv.FreeAddr("127.0.0.1"); err != nil {
+				t.Fatalf("cyrus: %v", err)
+			}
+		}
 		if err := s.writeConfig(o.settings); err != nil {
 			t.Fatalf("cyrus: %v", err)
 		}
@@ -142,12 +156,17 @@ func Start(t testing.TB, opts ...Option) *Server {
 
 // requireCyrus returns the extracted packages' tree. It skips the test when
 // something is missing, or fails it when the environment variable CI is set.
-func requireCyrus(t testing.TB) string {
+func requireCyrus(t testing.TB, pop3 bool) string {
 	t.Helper()
 	fail := func(format string, args ...any) { t.Helper(); testenv.Unavailable(t, format, args...) }
 	bin := os.Getenv(DirEnv)
 	if bin == "" {
 		bin = DefaultDir
+	}
+	if pop3 {
+		if _, err := os.Stat(filepath.Join(bin, pop3dPath)); err != nil {
+			fail("cyrus: %v: unpack cyrus-pop3d with `apt-get download cyrus-pop3d && dpkg -x cyrus-pop3d_*.deb %s` (see the package doc)", err, bin)
+		}
 	}
 	for _, p := range []string{filepath.Join(bin, masterPath), filepath.Join(bin, imapdPath), filepath.Join(bin, libPath, "libcyrus_imap.so.0")} {
 		if _, err := os.Stat(p); err != nil {
@@ -163,7 +182,8 @@ func requireCyrus(t testing.TB) string {
 	return bin
 }
 
-// writeConfig writes imapd.conf and cyrus.conf for s.IMAPAddr.
+// writeConfig writes imapd.conf and cyrus.conf for s.IMAPAddr (and
+// s.POP3Addr when set).
 func (s *Server) writeConfig(settings [][2]string) error {
 	d := s.Dir
 	conf := [][2]string{
@@ -206,8 +226,16 @@ func (s *Server) writeConfig(settings [][2]string) error {
 	for _, kv := range conf {
 		fmt.Fprintf(&b, "%s: %s\n", kv[0], kv[1])
 	}
-	cyrusConf := fmt.Sprintf("SERVICES {\n  imap cmd=\"%s -C %s\" listen=\"%s\" prefork=0 maxchild=200\n}\n",
-		filepath.Join(s.bin, imapdPath), filepath.Join(d, "imapd.conf"), s.IMAPAddr)
+	var services strings.Builder
+	service := func(name, path, addr string) {
+		fmt.Fprintf(&services, "  %s cmd=\"%s -C %s\" listen=\"%s\" prefork=0 maxchild=200\n",
+			name, filepath.Join(s.bin, path), filepath.Join(d, "imapd.conf"), addr)
+	}
+	service("imap", imapdPath, s.IMAPAddr)
+	if s.POP3Addr != "" {
+		service("pop3", pop3dPath, s.POP3Addr)
+	}
+	cyrusConf := "SERVICES {\n" + services.String() + "}\n"
 	if err := os.WriteFile(filepath.Join(d, "imapd.conf"), []byte(b.String()), 0o644); err != nil {
 		return err
 	}
@@ -254,7 +282,10 @@ func (s *Server) launch() error {
 	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// master is PID 1 of its own PID namespace: nothing outlives it.
-	proc, err := testenv.StartIsolated(cmd, func() bool { return testenv.Greets(s.IMAPAddr, "* OK") }, startTimeout)
+	ready := func() bool {
+		return testenv.Greets(s.IMAPAddr, "* OK") && (s.POP3Addr == "" || testenv.Greets(s.POP3Addr, "+OK"))
+	}
+	proc, err := testenv.StartIsolated(cmd, ready, startTimeout)
 	if err != nil {
 		return err
 	}
