@@ -1,0 +1,122 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+const withOAuth2 = `
+upstream:
+  address: outlook.office365.com:993
+  oauth2:
+    provider: microsoft
+    tenant: contoso.onmicrosoft.com
+    client_id: 00000000-0000-0000-0000-000000000001
+state:
+  path: /tmp/state.db
+  secret_file: /etc/popbridge/secret
+routes:
+  - domain: example.org
+    upstream:
+      address: imap.example.org:993
+      oauth2:
+        provider: generic
+        client_id: popbridge
+        client_secret_file: /etc/popbridge/client-secret
+        token_url: https://id.example.org/oauth/token
+        device_auth_url: https://id.example.org/device_authorization
+        scopes: [openid, offline_access]
+`
+
+func writeConfig(t *testing.T, text string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// serve's Load refuses an oauth2 block, naming it; the oauth2 subcommands'
+// loader takes it.
+func TestOAuth2RefusedByLoadTakenByLoadForOAuth2(t *testing.T) {
+	_, err := Parse([]byte(withOAuth2), nil)
+	var errs Errors
+	if !errors.As(err, &errs) || len(errs) != 2 || errs[0].Key != "upstream.oauth2.provider" || errs[1].Key != "routes.0.upstream.oauth2.provider" ||
+		!strings.Contains(errs[0].Problem, "not supported yet") {
+		t.Fatalf("Parse: %v", err)
+	}
+	cfg, err := LoadForOAuth2(writeConfig(t, withOAuth2), []string{"POPBRIDGE_UPSTREAM_OAUTH2_CLIENT_SECRET=from-env"})
+	if err != nil {
+		t.Fatalf("LoadForOAuth2: %v", err)
+	}
+	if s, _ := cfg.Upstream.OAuth2.Secret(); s != "from-env" {
+		t.Fatalf("the environment's client secret is %q", s)
+	}
+	u, err := cfg.UpstreamByAddress("imap.example.org:993")
+	if err != nil || u.OAuth2.Provider != "generic" {
+		t.Fatalf("UpstreamByAddress: %+v %v", u, err)
+	}
+	if _, err := cfg.UpstreamByAddress("nowhere:993"); err == nil {
+		t.Fatal("UpstreamByAddress found an address nobody has")
+	}
+	red, err := cfg.Redacted()
+	if err != nil || strings.Contains(string(red), "from-env") {
+		t.Fatalf("the redacted config shows the client secret (%v)", err)
+	}
+	// Other problems are still reported.
+	if _, err := LoadForOAuth2(writeConfig(t, strings.Replace(withOAuth2, "provider: generic", "provider: yahoo", 1)), nil); err == nil ||
+		!strings.Contains(err.Error(), "routes.0.upstream.oauth2.provider") {
+		t.Fatalf("LoadForOAuth2 of a bad provider: %v", err)
+	}
+}
+
+func TestOAuth2Validation(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		block OAuth2
+		keys  []string // besides the refusal
+	}{
+		{"microsoft", OAuth2{Provider: "microsoft", ClientID: "id"}, nil},
+		{"google", OAuth2{Provider: "google", ClientID: "id", ClientSecret: "s"}, nil},
+		{"generic loopback http", OAuth2{Provider: "generic", ClientID: "id", TokenURL: "http://127.0.0.1:9/t", DeviceAuthURL: "http://localhost/d", Scopes: []string{"a"}}, nil},
+		{"no client id", OAuth2{Provider: "microsoft"}, []string{"k.client_id"}},
+		{"unknown provider", OAuth2{Provider: "yahoo", ClientID: "id"}, []string{"k.provider"}},
+		{"built-in endpoints", OAuth2{Provider: "google", ClientID: "id", TokenURL: "https://x/t"}, []string{"k.token_url"}},
+		{"generic without endpoints or scopes", OAuth2{Provider: "generic", ClientID: "id"}, []string{"k.token_url", "k.device_auth_url", "k.scopes"}},
+		{"generic over http", OAuth2{Provider: "generic", ClientID: "id", TokenURL: "http://id.example.org/t", DeviceAuthURL: "https://id.example.org/d", Scopes: []string{"a"}}, []string{"k.token_url"}},
+		{"tenant elsewhere", OAuth2{Provider: "google", ClientID: "id", Tenant: "t"}, []string{"k.tenant"}},
+		{"bad tenant", OAuth2{Provider: "microsoft", ClientID: "id", Tenant: "a/b"}, []string{"k.tenant"}},
+		{"two secrets", OAuth2{Provider: "google", ClientID: "id", ClientSecret: "s", ClientSecretFile: "/f"}, []string{"k.client_secret"}},
+		{"bad scope", OAuth2{Provider: "microsoft", ClientID: "id", Scopes: []string{"a b"}}, []string{"k.scopes.0"}},
+	} {
+		var keys []string
+		validateOAuth2("k", &tc.block, func(key, format string, args ...any) {
+			if format != oauth2NotServed {
+				keys = append(keys, key)
+			}
+		})
+		if strings.Join(keys, ",") != strings.Join(tc.keys, ",") {
+			t.Errorf("%s: problems at %v, want %v", tc.name, keys, tc.keys)
+		}
+	}
+	var none []string
+	validateOAuth2("k", &OAuth2{}, func(key, _ string, _ ...any) { none = append(none, key) })
+	if len(none) != 0 {
+		t.Fatalf("an empty block: %v", none)
+	}
+}
+
+func TestOAuth2SecretFile(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "secret")
+	os.WriteFile(p, []byte("  s3cret  \nignored\n"), 0o600)
+	if s, err := (&OAuth2{ClientSecretFile: p}).Secret(); err != nil || s != "s3cret" {
+		t.Fatalf("Secret: %q %v", s, err)
+	}
+	if _, err := (&OAuth2{ClientSecretFile: p + "x"}).Secret(); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("missing file: %v", err)
+	}
+}

@@ -1,0 +1,83 @@
+package grants
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"slices"
+
+	"golang.org/x/oauth2"
+)
+
+// Provider is an upstream's OAuth2 settings (config's upstream.oauth2),
+// the client secret read.
+type Provider struct {
+	Name          string // microsoft | google | generic
+	ClientID      string
+	ClientSecret  string // "" for a public client
+	Tenant        string // microsoft; "" is "organizations"
+	TokenURL      string // generic
+	DeviceAuthURL string // generic
+	Scopes        []string
+}
+
+// DefaultScopes are what a provider's IMAP access takes, with a refresh
+// token: Microsoft's IMAP.AccessAsUser.All on outlook.office.com with
+// offline_access; Google's full-mail scope (Google issues refresh tokens
+// without a scope for it).
+func DefaultScopes(provider string) []string {
+	switch provider {
+	case "microsoft":
+		return []string{"https://outlook.office.com/IMAP.AccessAsUser.All", "offline_access"}
+	case "google":
+		return []string{"https://mail.google.com/"}
+	}
+	return nil
+}
+
+// ErrNoDeviceFlow means the provider does not allow the device flow for
+// IMAP access: Google's device flow ("TVs and Limited Input devices")
+// accepts a short list of scopes that leaves out Gmail's.
+var ErrNoDeviceFlow = errors.New("grants: Google's device flow does not allow the Gmail scope (https://mail.google.com/): enrolling Google users needs the authorization-code flow, which popbridge does not have yet")
+
+// OAuth2Config is the provider's x/oauth2 configuration.
+func (p Provider) OAuth2Config() (*oauth2.Config, error) {
+	scopes := p.Scopes
+	if len(scopes) == 0 {
+		scopes = DefaultScopes(p.Name)
+	}
+	var ep oauth2.Endpoint
+	switch p.Name {
+	case "microsoft":
+		tenant := p.Tenant
+		if tenant == "" {
+			tenant = "organizations"
+		}
+		base := "https://login.microsoftonline.com/" + url.PathEscape(tenant) + "/oauth2/v2.0/"
+		ep = oauth2.Endpoint{AuthURL: base + "authorize", TokenURL: base + "token", DeviceAuthURL: base + "devicecode"}
+	case "google":
+		ep = oauth2.Endpoint{AuthURL: "https://accounts.google.com/o/oauth2/auth", TokenURL: "https://oauth2.googleapis.com/token",
+			DeviceAuthURL: "https://oauth2.googleapis.com/device/code", AuthStyle: oauth2.AuthStyleInParams}
+	case "generic":
+		if p.TokenURL == "" || p.DeviceAuthURL == "" {
+			return nil, errors.New("grants: provider generic needs token_url and device_auth_url")
+		}
+		ep = oauth2.Endpoint{TokenURL: p.TokenURL, DeviceAuthURL: p.DeviceAuthURL}
+	default:
+		return nil, fmt.Errorf("grants: unknown provider %q", p.Name)
+	}
+	return &oauth2.Config{ClientID: p.ClientID, ClientSecret: p.ClientSecret, Endpoint: ep, Scopes: slices.Clone(scopes)}, nil
+}
+
+// CheckDeviceFlow says whether users of the provider can be enrolled with
+// the device flow (EnrollDevice): ErrNoDeviceFlow for Google's mail scope.
+func (p Provider) CheckDeviceFlow() error {
+	scopes := p.Scopes
+	if len(scopes) == 0 {
+		scopes = DefaultScopes(p.Name)
+	}
+	if p.Name == "google" && slices.Contains(scopes, "https://mail.google.com/") {
+		return ErrNoDeviceFlow
+	}
+	return nil
+}
