@@ -21,6 +21,9 @@ type Ident struct {
 	// Header is the whole header, fetched only for messages without a
 	// Message-ID, for a header hash.
 	Header []byte
+	// GmailMsgID is Gmail's X-GM-MSGID, fetched only when asked for
+	// (IdentifyOptions); 0 if not.
+	GmailMsgID uint64
 }
 
 var identFields = []string{"MESSAGE-ID", "X-UIDL"}
@@ -34,7 +37,13 @@ var identFields = []string{"MESSAGE-ID", "X-UIDL"}
 // with a stand-in (see verify.go), whose identity is not the message's.
 // (RFC 8474 EMAILID would be stronger, but go-imap cannot fetch it and
 // Dovecot 2.3 does not offer OBJECTID.)
-func (c *Conn) Identify(ctx context.Context, msgs []MessageMeta) (_ []Ident, err error) {
+func (c *Conn) Identify(ctx context.Context, msgs []MessageMeta) ([]Ident, error) {
+	return c.IdentifyWith(ctx, msgs, IdentifyOptions{})
+}
+
+// IdentifyWith is Identify, and what opts ask for besides (see
+// IdentifyOptions), each in one more round trip.
+func (c *Conn) IdentifyWith(ctx context.Context, msgs []MessageMeta, opts IdentifyOptions) (_ []Ident, err error) {
 	if o := c.cfg.Observer; o != nil {
 		defer observeCommand(o, "identify", time.Now(), &err)
 	}
@@ -91,6 +100,11 @@ func (c *Conn) Identify(ctx context.Context, msgs []MessageMeta) (_ []Ident, err
 			if i, ok := index[uint32(m.UID)]; ok && listed.matches(uint32(m.UID), m.RFC822Size) {
 				out[i].Header = m.FindBodySection(headerSection)
 			}
+		}
+	}
+	if opts.GmailMsgID && c.caps.Has(CapGmail) && len(out) > 0 {
+		if err := c.gmailMsgIDs(g, out, index, listed); err != nil {
+			return nil, err
 		}
 	}
 	return out, nil
