@@ -45,6 +45,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = cmdCheckConfig(args[1:], stdout, stderr)
 	case "import-uidl":
 		err = cmdImportUIDL(ctx, args[1:], os.Stdin, stdout, stderr)
+	case "oauth2":
+		err = cmdOAuth2(ctx, args[1:], stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintf(stdout, "popbridge %s\n", version)
 	case "help", "-h", "-help", "--help":
@@ -79,6 +81,9 @@ commands:
   import-uidl [-config FILE] -user USER (-pop3 HOST:PORT | -dovecot-uidlist FILE) [-force] [-dry-run]
                                seed a user's UIDLs from the previous POP3 server (password on stdin;
                                popbridge import-uidl -h for every flag)
+  oauth2 enroll|passwords|status [-config FILE] USER
+                               enrol a user of an OAuth2 upstream (device flow) and manage the app
+                               passwords of their POP3 devices (popbridge oauth2 -h for every flag)
   version                      print the version
 `)
 }

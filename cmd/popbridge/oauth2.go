@@ -1,0 +1,181 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"text/tabwriter"
+	"time"
+
+	"golang.org/x/oauth2"
+
+	"github.com/popbridge/popbridge/internal/apppass"
+	"github.com/popbridge/popbridge/internal/config"
+	"github.com/popbridge/popbridge/internal/grants"
+	"github.com/popbridge/popbridge/internal/oauth2user"
+	"github.com/popbridge/popbridge/uidmap/boltstore"
+)
+
+const oauth2Usage = `usage: popbridge oauth2 enroll [-config FILE] [-label DEVICE] [-no-password] [-timeout D] USER
+       popbridge oauth2 passwords [-config FILE] [-add DEVICE | -revoke ID | -revoke-all] USER
+       popbridge oauth2 status [-config FILE] USER`
+
+// cmdOAuth2 is `popbridge oauth2 enroll|passwords|status USER`: a user's
+// upstream OAuth2 grant and the app passwords of their POP3 devices.
+func cmdOAuth2(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return errors.New(oauth2Usage)
+	}
+	verb := args[0]
+	if verb == "-h" || verb == "-help" || verb == "--help" || verb == "help" {
+		verb = "enroll" // its flag set has every flag
+		args = []string{verb, "-h"}
+		fmt.Fprintln(stderr, oauth2Usage)
+	}
+	fs := flag.NewFlagSet("oauth2 "+verb, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := configFlag(fs)
+	label := fs.String("label", "device", "enroll: the label of the first app password (the device it is for)")
+	noPassword := fs.Bool("no-password", false, "enroll: make no app password (the user has some)")
+	timeout := fs.Duration("timeout", 15*time.Minute, "enroll: how long to wait for the user to approve")
+	add := fs.String("add", "", "passwords: make a new app password labelled with this device")
+	revoke := fs.String("revoke", "", "passwords: revoke the app password of this ID")
+	revokeAll := fs.Bool("revoke-all", false, "passwords: revoke every app password of the user")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return fmt.Errorf("oauth2 %s: want exactly one USER\n%s", verb, oauth2Usage)
+	}
+	name := fs.Arg(0)
+	cfg, err := config.LoadForOAuth2(*path, os.Environ())
+	if err != nil {
+		return err
+	}
+	user, err := oauth2user.Open(cfg, name, oauth2user.Options{})
+	if errors.Is(err, boltstore.ErrBusy) {
+		return fmt.Errorf("%w: stop popbridge first (the bolt store belongs to one process)", err)
+	}
+	if err != nil {
+		return err
+	}
+	defer user.Close()
+
+	switch verb {
+	case "enroll":
+		ctx, cancel := context.WithTimeout(ctx, *timeout)
+		defer cancel()
+		return oauth2Enroll(ctx, user, *label, !*noPassword, stdout)
+	case "passwords":
+		return oauth2Passwords(ctx, user, *add, *revoke, *revokeAll, stdout)
+	case "status":
+		return oauth2Status(ctx, user, stdout)
+	default:
+		return fmt.Errorf("oauth2: unknown verb %q\n%s", verb, oauth2Usage)
+	}
+}
+
+func oauth2Enroll(ctx context.Context, u *oauth2user.User, label string, password bool, w io.Writer) error {
+	if err := u.Provider.CheckDeviceFlow(); err != nil {
+		return err
+	}
+	err := u.Grants.EnrollDevice(ctx, u.GrantKey(), func(da *oauth2.DeviceAuthResponse) error {
+		fmt.Fprintf(w, "To give popbridge access to the mailbox of %s on %s, sign in as that user at\n\n  %s\n\nand enter the code %s", u.Name, u.Upstream, da.VerificationURI, da.UserCode)
+		if !da.Expiry.IsZero() {
+			fmt.Fprintf(w, " (valid until %s)", da.Expiry.Format("15:04:05"))
+		}
+		fmt.Fprintf(w, ".\n")
+		if da.VerificationURIComplete != "" {
+			fmt.Fprintf(w, "Or open %s\n", da.VerificationURIComplete)
+		}
+		fmt.Fprintf(w, "Waiting for the approval...\n")
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	g, err := u.Grants.Grant(ctx, u.GrantKey())
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "Enrolled %s: %v.\n", u.Name, g)
+	if !password {
+		return nil
+	}
+	return oauth2AddPassword(ctx, u, label, w)
+}
+
+func oauth2AddPassword(ctx context.Context, u *oauth2user.User, label string, w io.Writer) error {
+	pw, p, err := u.Passwords.Create(ctx, u.PasswordKey(), label)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "App password %s for %q: %s\n", p.ID, label, pw)
+	fmt.Fprintf(w, "It is shown once: set it as the POP3 password of that device (user name %s).\n", u.Name)
+	return nil
+}
+
+func oauth2Passwords(ctx context.Context, u *oauth2user.User, add, revoke string, revokeAll bool, w io.Writer) error {
+	k := u.PasswordKey()
+	switch {
+	case add != "":
+		return oauth2AddPassword(ctx, u, add, w)
+	case revoke != "":
+		if err := u.Passwords.Revoke(ctx, k, revoke); err != nil {
+			if errors.Is(err, apppass.ErrNotFound) {
+				return fmt.Errorf("%s has no app password %s", u.Name, revoke)
+			}
+			return err
+		}
+		fmt.Fprintf(w, "Revoked app password %s of %s.\n", revoke, u.Name)
+		return nil
+	case revokeAll:
+		n, err := u.Passwords.RevokeAll(ctx, k)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(w, "Revoked %d app passwords of %s.\n", n, u.Name)
+		return nil
+	}
+	list, err := u.Passwords.List(ctx, k)
+	if err != nil {
+		return err
+	}
+	if len(list) == 0 {
+		fmt.Fprintf(w, "%s has no app passwords.\n", u.Name)
+		return nil
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tDEVICE\tCREATED\tLAST USED")
+	for _, p := range list {
+		used := "never"
+		if !p.LastUsed.IsZero() {
+			used = p.LastUsed.Format(time.RFC3339)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", p.ID, p.Label, p.Created.Format(time.RFC3339), used)
+	}
+	return tw.Flush()
+}
+
+func oauth2Status(ctx context.Context, u *oauth2user.User, w io.Writer) error {
+	g, err := u.Grants.Grant(ctx, u.GrantKey())
+	if errors.Is(err, grants.ErrNoGrant) {
+		fmt.Fprintf(w, "%s is not enrolled on %s: popbridge oauth2 enroll %s\n", u.Name, u.Upstream, u.Name)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "%s on %s (%s): %v, enrolled %s", u.Name, u.Upstream, u.Provider.Name, g, g.Enrolled.Format(time.RFC3339))
+	if !g.Refreshed.IsZero() {
+		fmt.Fprintf(w, ", last refreshed %s", g.Refreshed.Format(time.RFC3339))
+	}
+	fmt.Fprintln(w)
+	if g.Broken != "" {
+		fmt.Fprintf(w, "The provider refused the grant: enrol the user again (popbridge oauth2 enroll %s).\n", u.Name)
+	}
+	return nil
+}

@@ -1,0 +1,203 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/popbridge/popbridge/imapupstream"
+	"github.com/popbridge/popbridge/internal/config"
+	"github.com/popbridge/popbridge/internal/oauth2user"
+	"github.com/popbridge/popbridge/internal/testenv/dovecot"
+	"github.com/popbridge/popbridge/internal/testenv/oidc"
+)
+
+// TestOAuth2EnrollAndPasswords drives `popbridge oauth2` against the real
+// provider: enroll prints the code, the user approves it on the
+// provider's pages, the grant is stored and logs in to Dovecot (which
+// introspects it at the provider), and the app passwords are made, listed
+// and revoked. No token is printed.
+func TestOAuth2EnrollAndPasswords(t *testing.T) {
+	t.Parallel()
+	as := oidc.Start(t)
+	imap := dovecot.Start(t, dovecot.WithOAuth2Introspection(as.IntrospectionURL, as.ResourceID, as.ResourceSecret))
+	user := dovecot.User(t) + "@example.org"
+	as.AddUser(user, "pw")
+
+	dir := t.TempDir()
+	secretFile := filepath.Join(dir, "secret")
+	clientSecretFile := filepath.Join(dir, "client-secret")
+	os.WriteFile(secretFile, []byte("a test secret of at least 32 bytes, not a real one\n"), 0o600)
+	os.WriteFile(clientSecretFile, []byte(as.ClientSecret+"\n"), 0o600)
+	cfgPath := filepath.Join(dir, "config.yaml")
+	cfg := fmt.Sprintf(`upstream:
+  address: %q
+  tls: none
+  oauth2:
+    provider: generic
+    client_id: %q
+    client_secret_file: %q
+    token_url: %q
+    device_auth_url: %q
+    scopes: [%s]
+state:
+  path: %q
+  secret_file: %q
+`, imap.IMAPAddr, as.ClientID, clientSecretFile, as.TokenURL, as.DeviceAuthURL, strings.Join(oidc.Scopes, ", "), filepath.Join(dir, "state.db"), secretFile)
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+
+	// enroll, with the user approving what it prints.
+	pr, pw := io.Pipe()
+	var enrollOut bytes.Buffer
+	approved := make(chan error, 1)
+	read := make(chan struct{})
+	go func() {
+		defer close(read)
+		sc := bufio.NewScanner(pr)
+		sent := false
+		for sc.Scan() {
+			line := sc.Text()
+			enrollOut.WriteString(line + "\n")
+			if u, ok := strings.CutPrefix(line, "Or open "); ok && !sent {
+				sent = true
+				approved <- as.ApproveDevice(ctx, u, user, "pw")
+			}
+		}
+		if !sent {
+			approved <- fmt.Errorf("enroll printed no URL")
+		}
+	}()
+	var stderr bytes.Buffer
+	rc := run(ctx, []string{"oauth2", "enroll", "-config", cfgPath, "-label", "scanner", user}, pw, &stderr)
+	pw.Close()
+	<-read
+	if err := <-approved; err != nil {
+		t.Fatalf("approving: %v", err)
+	}
+	if rc != 0 {
+		t.Fatalf("enroll: exit %d: %s\n%s", rc, stderr.String(), enrollOut.String())
+	}
+	m := regexp.MustCompile(`App password (\w+) for "scanner": ([a-z2-7-]+)`).FindStringSubmatch(enrollOut.String())
+	if m == nil || !strings.Contains(enrollOut.String(), "Enrolled "+user) {
+		t.Fatalf("enroll printed:\n%s", enrollOut.String())
+	}
+	scannerID, scannerPW := m[1], m[2]
+
+	cmd := func(args ...string) string {
+		t.Helper()
+		var out, errOut bytes.Buffer
+		if rc := run(ctx, append([]string{"oauth2"}, append(args[:len(args):len(args)], user)...), &out, &errOut); rc != 0 {
+			t.Fatalf("oauth2 %v: exit %d: %s", args, rc, errOut.String())
+		}
+		return out.String()
+	}
+	if out := cmd("passwords", "-config", cfgPath); !strings.Contains(out, scannerID) || !strings.Contains(out, "scanner") || !strings.Contains(out, "never") {
+		t.Fatalf("passwords:\n%s", out)
+	}
+	added := cmd("passwords", "-config", cfgPath, "-add", "fetchmail")
+	m = regexp.MustCompile(`App password (\w+) for "fetchmail": ([a-z2-7-]+)`).FindStringSubmatch(added)
+	if m == nil {
+		t.Fatalf("passwords -add:\n%s", added)
+	}
+	fetchID, fetchPW := m[1], m[2]
+	if out := cmd("status", "-config", cfgPath); !strings.Contains(out, "grant(expires") || !strings.Contains(out, "generic") {
+		t.Fatalf("status:\n%s", out)
+	}
+
+	// What was stored works: the grant logs in to Dovecot, the passwords
+	// are the user's.
+	loaded, err := config.LoadForOAuth2(cfgPath, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check := func() *oauth2user.User {
+		u, err := oauth2user.Open(loaded, user, oauth2user.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return u
+	}
+	u := check()
+	tok, err := u.Grants.AccessToken(ctx, u.GrantKey())
+	if err != nil {
+		t.Fatalf("AccessToken: %v", err)
+	}
+	g, _ := u.Grants.Grant(ctx, u.GrantKey())
+	for _, pwd := range []string{scannerPW, fetchPW} {
+		if _, err := u.Passwords.Verify(ctx, u.PasswordKey(), pwd); err != nil {
+			t.Fatalf("an app password does not verify: %v", err)
+		}
+	}
+	u.Close()
+	d, err := imapupstream.NewDialer(imapupstream.Config{Address: imap.IMAPAddr, TLS: imapupstream.TLSNone}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := d.Login(ctx, imapupstream.Credentials{Username: user, Token: tok, Mechanism: "XOAUTH2"})
+	if err != nil {
+		t.Fatalf("XOAUTH2 login with the enrolled grant: %v", err)
+	}
+	c.Close()
+	all := enrollOut.String() + added
+	if strings.Contains(all, g.AccessToken) || strings.Contains(all, g.RefreshToken) || strings.Contains(all, as.ClientSecret) {
+		t.Fatal("the output shows a token or the client secret")
+	}
+
+	// Revoking one password leaves the other.
+	if out := cmd("passwords", "-config", cfgPath, "-revoke", scannerID); !strings.Contains(out, "Revoked app password "+scannerID) {
+		t.Fatalf("passwords -revoke:\n%s", out)
+	}
+	u = check()
+	_, errRevoked := u.Passwords.Verify(ctx, u.PasswordKey(), scannerPW)
+	_, errOther := u.Passwords.Verify(ctx, u.PasswordKey(), fetchPW)
+	u.Close()
+	if errRevoked == nil || errOther != nil {
+		t.Fatalf("after revoking one app password: the revoked one: %v; the other: %v", errRevoked, errOther)
+	}
+	if out := cmd("passwords", "-config", cfgPath); strings.Contains(out, scannerID) || !strings.Contains(out, fetchID) {
+		t.Fatalf("passwords after -revoke:\n%s", out)
+	}
+}
+
+// serve still refuses a config with upstream.oauth2; the oauth2 commands
+// refuse a user whose upstream has none.
+func TestOAuth2NotServedYet(t *testing.T) {
+	dir := t.TempDir()
+	secretFile := filepath.Join(dir, "secret")
+	os.WriteFile(secretFile, []byte("a test secret of at least 32 bytes, not a real one\n"), 0o600)
+	cfgPath := filepath.Join(dir, "config.yaml")
+	os.WriteFile(cfgPath, []byte(fmt.Sprintf(`upstream:
+  address: "127.0.0.1:1"
+  oauth2: {provider: microsoft, client_id: x}
+routes:
+  - domain: plain.example
+    upstream: {address: "127.0.0.1:2"}
+state:
+  path: %q
+  secret_file: %q
+`, filepath.Join(dir, "state.db"), secretFile)), 0o600)
+	var out, errOut bytes.Buffer
+	if rc := run(context.Background(), []string{"check-config", "-config", cfgPath}, &out, &errOut); rc == 0 || !strings.Contains(errOut.String(), "not supported yet by serve") {
+		t.Fatalf("check-config: exit %d: %s", rc, errOut.String())
+	}
+	errOut.Reset()
+	if rc := run(context.Background(), []string{"oauth2", "status", "-config", cfgPath, "bob@plain.example"}, &out, &errOut); rc == 0 || !strings.Contains(errOut.String(), "no oauth2 block") {
+		t.Fatalf("oauth2 status of a user without OAuth2: exit %d: %s", rc, errOut.String())
+	}
+	out.Reset()
+	if rc := run(context.Background(), []string{"oauth2", "status", "-config", cfgPath, "alice@example.org"}, &out, &errOut); rc != 0 || !strings.Contains(out.String(), "not enrolled") {
+		t.Fatalf("oauth2 status of a user not enrolled: exit %d: %s %s", rc, out.String(), errOut.String())
+	}
+}

@@ -1,0 +1,106 @@
+package oauth2user
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+
+	"go.uber.org/zap"
+
+	"github.com/popbridge/popbridge/internal/apppass"
+	"github.com/popbridge/popbridge/internal/config"
+	"github.com/popbridge/popbridge/internal/daemon"
+	"github.com/popbridge/popbridge/internal/grants"
+	"github.com/popbridge/popbridge/uidmap"
+)
+
+// ErrNoOAuth2 means the user's upstream has no oauth2 block.
+var ErrNoOAuth2 = errors.New("the user's upstream has no oauth2 block (upstream.oauth2, or the route's)")
+
+// User is one user's OAuth2 state, open. Close it.
+type User struct {
+	Name     string
+	Upstream string // the upstream's address: the grant's and passwords' key
+	Provider grants.Provider
+
+	Grants    *grants.Manager
+	Passwords *apppass.Passwords
+
+	store uidmap.Store
+}
+
+// GrantKey and PasswordKey name the user in the two stores.
+func (u *User) GrantKey() grants.Key     { return grants.Key{Upstream: u.Upstream, User: u.Name} }
+func (u *User) PasswordKey() apppass.Key { return apppass.Key{Upstream: u.Upstream, User: u.Name} }
+
+// Options are what a caller may change; the zero value is fine.
+type Options struct {
+	HTTPClient *http.Client // for the provider (nil: http.DefaultClient)
+}
+
+// Open opens the state of user under cfg (loaded with
+// config.LoadForOAuth2). The store is opened as serve opens it: the bolt
+// file must not be in use by a running serve.
+func Open(cfg *config.Config, user string, opts Options) (*User, error) {
+	if cfg.State.SecretFile == "" {
+		return nil, errors.New("state.secret_file is not set: it holds the key that encrypts the grants (e.g. head -c 32 /dev/urandom | base64 > FILE; chmod 600 FILE)")
+	}
+	sealer, err := grants.LoadSealer(cfg.State.SecretFile)
+	if err != nil {
+		return nil, err
+	}
+	store, err := daemon.OpenStore(cfg.State)
+	if err != nil {
+		return nil, err
+	}
+	u, err := open(cfg, store, sealer, user, opts)
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
+	return u, nil
+}
+
+func open(cfg *config.Config, store uidmap.Store, sealer *grants.Sealer, user string, opts Options) (*User, error) {
+	gs, ok1 := store.(grants.Store)
+	ps, ok2 := store.(apppass.Store)
+	if !ok1 || !ok2 {
+		return nil, fmt.Errorf("state.driver %s keeps no OAuth2 grants: use bolt or postgres", cfg.State.Driver)
+	}
+	// The user's upstream as a session takes it: its route's, or upstream:.
+	bo, err := daemon.BackendOptions(cfg, store, zap.NewNop())
+	if err != nil {
+		return nil, err
+	}
+	addr := bo.ForUser(user).UpstreamID
+	up, err := cfg.UpstreamByAddress(addr)
+	if err != nil {
+		return nil, err
+	}
+	if !up.OAuth2.Enabled() {
+		return nil, fmt.Errorf("%s on %s: %w", user, addr, ErrNoOAuth2)
+	}
+	secret, err := up.OAuth2.Secret()
+	if err != nil {
+		return nil, err
+	}
+	p := grants.Provider{
+		Name: up.OAuth2.Provider, ClientID: up.OAuth2.ClientID, ClientSecret: secret, Tenant: up.OAuth2.Tenant,
+		TokenURL: up.OAuth2.TokenURL, DeviceAuthURL: up.OAuth2.DeviceAuthURL, Scopes: up.OAuth2.Scopes,
+	}
+	oc, err := p.OAuth2Config()
+	if err != nil {
+		return nil, err
+	}
+	return &User{
+		Name:      user,
+		Upstream:  addr,
+		Provider:  p,
+		Grants:    grants.NewManager(gs, sealer, oc, grants.Options{HTTPClient: opts.HTTPClient}),
+		Passwords: apppass.New(ps, apppass.Params{}),
+		store:     store,
+	}, nil
+}
+
+// Close closes the store.
+func (u *User) Close() error { return u.store.Close() }
