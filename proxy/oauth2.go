@@ -1,0 +1,100 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/popbridge/popbridge/imapupstream"
+	"github.com/popbridge/popbridge/internal/apppass"
+	"github.com/popbridge/popbridge/internal/grants"
+	"github.com/popbridge/popbridge/pop3"
+)
+
+// OAuth2Upstream is how the users of an upstream that takes OAuth2
+// (upstream.oauth2) log in: with one of their app passwords at popbridge,
+// and with their grant's access token upstream.
+type OAuth2Upstream struct {
+	Grants    *grants.Manager
+	Passwords *apppass.Passwords
+	// Mechanism is the SASL mechanism of the upstream login: "XOAUTH2"
+	// (the default: Microsoft 365 and Gmail) or "OAUTHBEARER".
+	Mechanism string
+}
+
+// WithOAuth2 returns b with logins to the upstreams in ups (by UpstreamID,
+// after routes: Options.ForUser) going through their users' grants: a
+// login with a password (USER/PASS, PLAIN, LOGIN) must give one of the
+// user's app passwords, and b then logs in upstream with the current
+// access token of the user's grant instead. A client that brings its own
+// bearer token (AUTH XOAUTH2 or OAUTHBEARER) is passed through as before,
+// and the users of other upstreams are b's alone.
+//
+// The app password is checked before anything is said about the grant,
+// so that only someone who knows it learns whether the user is enrolled.
+// The texts of the refusals after that tell the user what the
+// administrator has to run.
+func WithOAuth2(b *Backend, ups map[string]*OAuth2Upstream) pop3.Backend {
+	return &oauth2Backend{next: b, ups: ups}
+}
+
+type oauth2Backend struct {
+	next *Backend
+	ups  map[string]*OAuth2Upstream
+}
+
+// Login implements pop3.Backend.
+func (o *oauth2Backend) Login(ctx context.Context, ci *pop3.ConnInfo, cred *pop3.Credentials) (pop3.Session, error) {
+	if cred.Token != "" || (cred.AuthzID != "" && cred.AuthzID != cred.Username) {
+		return o.next.Login(ctx, ci, cred) // a client's own token; or refused there
+	}
+	opts := o.next.Options()
+	id := opts.ForUser(cred.Username).UpstreamID
+	up := o.ups[id]
+	if up == nil {
+		return o.next.Login(ctx, ci, cred)
+	}
+	tok, err := up.token(ctx, id, cred)
+	if err != nil {
+		return nil, err
+	}
+	mech := up.Mechanism
+	if mech == "" {
+		mech = "XOAUTH2"
+	}
+	upCred := *cred
+	upCred.Mechanism, upCred.Token, upCred.Password = mech, tok, ""
+	s, err := o.next.Login(ctx, ci, &upCred)
+	if errors.Is(err, imapupstream.ErrAuthFailed) {
+		// The app password was right: the provider revoked the token
+		// since its last refresh, or the mailbox does not take OAuth2.
+		return nil, &pop3.Error{Code: pop3.CodeAuth, Err: err, Message: fmt.Sprintf(
+			"the mail server refused popbridge's OAuth2 access for %s: ask your administrator to run popbridge oauth2 enroll %s", cred.Username, cred.Username)}
+	}
+	return s, err
+}
+
+// token checks the login's app password and returns the user's access
+// token, or what the client is to be told.
+func (up *OAuth2Upstream) token(ctx context.Context, upstreamID string, cred *pop3.Credentials) (string, error) {
+	user := cred.Username
+	if _, err := up.Passwords.Verify(ctx, apppass.Key{Upstream: upstreamID, User: user}, cred.Password); err != nil {
+		if errors.Is(err, apppass.ErrWrongPassword) {
+			return "", fmt.Errorf("%w: %w", pop3.ErrAuthFailed, err)
+		}
+		return "", &pop3.Error{Code: pop3.CodeSysTemp, Message: "temporary server failure, try again later", Err: err}
+	}
+	tok, err := up.Grants.AccessToken(ctx, grants.Key{Upstream: upstreamID, User: user})
+	switch {
+	case err == nil:
+		return tok, nil
+	case errors.Is(err, grants.ErrNoGrant):
+		return "", &pop3.Error{Code: pop3.CodeAuth, Err: err, Message: fmt.Sprintf(
+			"%s is not enrolled for OAuth2: ask your administrator to run popbridge oauth2 enroll %s", user, user)}
+	case errors.Is(err, grants.ErrReauthorize):
+		return "", &pop3.Error{Code: pop3.CodeAuth, Err: err, Message: fmt.Sprintf(
+			"the mail provider no longer accepts popbridge's access for %s: ask your administrator to run popbridge oauth2 enroll %s", user, user)}
+	default:
+		return "", &pop3.Error{Code: pop3.CodeSysTemp, Err: err, Message: "the mail provider is temporarily unavailable, try again later"}
+	}
+}

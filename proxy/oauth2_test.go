@@ -1,0 +1,135 @@
+package proxy_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/oauth2"
+
+	"github.com/popbridge/popbridge/internal/apppass"
+	"github.com/popbridge/popbridge/internal/grants"
+	"github.com/popbridge/popbridge/internal/testenv/dovecot"
+	"github.com/popbridge/popbridge/internal/testenv/oidc"
+	"github.com/popbridge/popbridge/pop3"
+	"github.com/popbridge/popbridge/pop3/pop3client"
+	"github.com/popbridge/popbridge/proxy"
+	"github.com/popbridge/popbridge/uidmap/boltstore"
+)
+
+// TestOAuth2Chain is the whole chain, every part real: a POP3 client with
+// an app password → popbridge (proxy.WithOAuth2) → XOAUTH2 with the user's
+// grant → Dovecot → introspection at the provider that issued the grant
+// by the device flow. Then the refusals: a wrong app password, the
+// upstream's own password, a user not enrolled, and a grant the provider
+// revoked, each with its text; no log line holds a token or password.
+func TestOAuth2Chain(t *testing.T) {
+	t.Parallel()
+	as := oidc.Start(t)
+	dv := dovecot.Start(t, dovecot.WithOAuth2Introspection(as.IntrospectionURL, as.ResourceID, as.ResourceSecret))
+	user := dovecot.User(t) + "@example.org"
+	loner := "loner-" + user
+	for _, u := range []string{user, loner} {
+		as.AddUser(u, "pw")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+
+	store, err := boltstore.Open(filepath.Join(t.TempDir(), "state.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	sealer, err := grants.NewSealer([]byte("a test secret of at least 32 bytes, not a real one"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// An access token due for a refresh at every login (the example's
+	// last 5 minutes): every login below refreshes and rotates.
+	gm := grants.NewManager(store, sealer, as.DeviceClient(), grants.Options{Margin: 10 * time.Minute})
+	err = gm.EnrollDevice(ctx, grants.Key{Upstream: dv.IMAPAddr, User: user}, func(da *oauth2.DeviceAuthResponse) error {
+		da.Interval = 1
+		return as.ApproveDevice(ctx, da.VerificationURIComplete, user, "pw")
+	})
+	if err != nil {
+		t.Fatalf("EnrollDevice: %v", err)
+	}
+	ps := apppass.New(store, apppass.Params{Memory: 64, Time: 1, Threads: 1}) // cheap: -race slows argon2 a hundredfold
+	appPW, _, err := ps.Create(ctx, apppass.Key{Upstream: dv.IMAPAddr, User: user}, "scanner")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lonerPW, _, err := ps.Create(ctx, apppass.Key{Upstream: dv.IMAPAddr, User: loner}, "scanner")
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := message("via oauth2", "the body")
+	dv.Append(t, user, "INBOX", msg)
+
+	ups := map[string]*proxy.OAuth2Upstream{dv.IMAPAddr: {Grants: gm, Passwords: ps}}
+	b := startBridgeWith(t, dv, func(next pop3.Backend) pop3.Backend { return proxy.WithOAuth2(next.(*proxy.Backend), ups) })
+
+	login := func(user, password string) (*pop3client.Client, error) {
+		c, err := pop3client.Dial(b.Addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		c.SetDeadline(time.Now().Add(30 * time.Second))
+		return c, c.Login(user, password)
+	}
+	for round := range 2 { // the second login uses the rotated grant
+		c, err := login(user, appPW)
+		if err != nil {
+			t.Fatalf("login %d with the app password: %v", round, err)
+		}
+		if n, _, err := c.Stat(); err != nil || n != 1 {
+			t.Fatalf("STAT: %d %v", n, err)
+		}
+		got, err := c.Retr(1)
+		if err != nil || !bytes.Equal(got, wantRETR(msg)) {
+			t.Fatalf("RETR: %v\n%q", err, got)
+		}
+		if err := c.Quit(); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	refused := func(user, password, want string) {
+		t.Helper()
+		_, err := login(user, password)
+		if err == nil || errCode(err) != "AUTH" || !strings.Contains(err.Error(), want) {
+			t.Fatalf("login of %s: %v, want -ERR [AUTH] …%s…", user, err, want)
+		}
+	}
+	refused(user, "abcd-efgh-ijkl-mnop-qrst", "authentication failed")
+	refused(user, dv.Password, "authentication failed") // the upstream's password is not the device's
+	refused(loner, lonerPW, "not enrolled for OAuth2: ask your administrator to run popbridge oauth2 enroll "+loner)
+
+	g, err := gm.Grant(ctx, grants.Key{Upstream: dv.IMAPAddr, User: user})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := as.Revoke(ctx, g.RefreshToken); err != nil {
+		t.Fatal(err)
+	}
+	refused(user, appPW, "no longer accepts popbridge's access for "+user+": ask your administrator to run popbridge oauth2 enroll "+user)
+
+	// Logs at debug level: no token, no app password, no client secret.
+	var all strings.Builder
+	for _, e := range b.Logs.All() {
+		fmt.Fprintf(&all, "%s %v\n", e.Message, e.ContextMap())
+	}
+	for _, secret := range []string{g.AccessToken, g.RefreshToken, appPW, strings.ReplaceAll(appPW, "-", "")[4:], lonerPW, as.ClientSecret} {
+		if strings.Contains(all.String(), secret) {
+			t.Fatalf("a log line holds a secret:\n%s", all.String())
+		}
+	}
+	if !strings.Contains(all.String(), "not enrolled") {
+		t.Fatalf("the logs do not say why a login failed:\n%s", all.String())
+	}
+}
