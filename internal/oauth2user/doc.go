@@ -4,4 +4,7 @@
 // provider, the state store, the sealer from state.secret_file, and on
 // them the user's grant (internal/grants) and app passwords
 // (internal/apppass). cmd/popbridge keeps to flags and output.
+//
+// Upstreams is the same for serve: every upstream with an oauth2 block, as
+// proxy.WithOAuth2 takes them.
 package oauth2user

@@ -6,6 +6,7 @@ import (
 	"net/http"
 
 	"go.uber.org/zap"
+	"golang.org/x/oauth2"
 
 	"github.com/popbridge/popbridge/internal/apppass"
 	"github.com/popbridge/popbridge/internal/config"
@@ -62,10 +63,9 @@ func Open(cfg *config.Config, user string, opts Options) (*User, error) {
 }
 
 func open(cfg *config.Config, store uidmap.Store, sealer *grants.Sealer, user string, opts Options) (*User, error) {
-	gs, ok1 := store.(grants.Store)
-	ps, ok2 := store.(apppass.Store)
-	if !ok1 || !ok2 {
-		return nil, fmt.Errorf("state.driver %s keeps no OAuth2 grants: use bolt or postgres", cfg.State.Driver)
+	gs, ps, err := stores(cfg, store)
+	if err != nil {
+		return nil, err
 	}
 	// The user's upstream as a session takes it: its route's, or upstream:.
 	bo, err := daemon.BackendOptions(cfg, store, zap.NewNop())
@@ -80,15 +80,7 @@ func open(cfg *config.Config, store uidmap.Store, sealer *grants.Sealer, user st
 	if !up.OAuth2.Enabled() {
 		return nil, fmt.Errorf("%s on %s: %w", user, addr, ErrNoOAuth2)
 	}
-	secret, err := up.OAuth2.Secret()
-	if err != nil {
-		return nil, err
-	}
-	p := grants.Provider{
-		Name: up.OAuth2.Provider, ClientID: up.OAuth2.ClientID, ClientSecret: secret, Tenant: up.OAuth2.Tenant,
-		TokenURL: up.OAuth2.TokenURL, DeviceAuthURL: up.OAuth2.DeviceAuthURL, Scopes: up.OAuth2.Scopes,
-	}
-	oc, err := p.OAuth2Config()
+	p, oc, err := provider(up.OAuth2)
 	if err != nil {
 		return nil, err
 	}
@@ -102,5 +94,30 @@ func open(cfg *config.Config, store uidmap.Store, sealer *grants.Sealer, user st
 	}, nil
 }
 
+// provider is an oauth2 block's provider, its client secret read.
+func provider(o config.OAuth2) (grants.Provider, *oauth2.Config, error) {
+	secret, err := o.Secret()
+	if err != nil {
+		return grants.Provider{}, nil, err
+	}
+	p := grants.Provider{
+		Name: o.Provider, ClientID: o.ClientID, ClientSecret: secret, Tenant: o.Tenant,
+		TokenURL: o.TokenURL, DeviceAuthURL: o.DeviceAuthURL, Scopes: o.Scopes,
+	}
+	oc, err := p.OAuth2Config()
+	return p, oc, err
+}
+
 // Close closes the store.
 func (u *User) Close() error { return u.store.Close() }
+
+// stores are store's grants and app passwords: bolt and postgres keep
+// them, the memory store (the demo's) does not.
+func stores(cfg *config.Config, store uidmap.Store) (grants.Store, apppass.Store, error) {
+	gs, ok1 := store.(grants.Store)
+	ps, ok2 := store.(apppass.Store)
+	if !ok1 || !ok2 {
+		return nil, nil, fmt.Errorf("state.driver %s keeps no OAuth2 grants: use bolt or postgres", cfg.State.Driver)
+	}
+	return gs, ps, nil
+}
