@@ -180,7 +180,7 @@ func (c *conn) login(cred *Credentials, errorChallenge []byte) {
 		// A long AUTH line grew it; after login lines are short again.
 		// (Nothing refers to the old buffer any more: the command's
 		// arguments were copied.)
-		c.line = make([]byte, 0, c.cfg.maxLine)
+		c.line = make([]byte, 0, lineInitCap)
 	}
 	count, size := c.drop.stat()
 	c.sum.User, c.sum.Mechanism, c.sum.Listed = cred.Username, cred.Mechanism, count

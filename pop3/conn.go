@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"syscall"
 	"time"
 
 	"go.uber.org/zap"
@@ -52,11 +53,12 @@ type conn struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	br   *bufio.Reader
-	bw   *bufio.Writer
-	line []byte // the current command line, capacity cfg.maxLine
-	num  []byte // scratch for formatting numbers
-	dw   dotWriter
+	br      *bufio.Reader
+	bw      *bufio.Writer
+	line    []byte // the current command line, capacity cfg.maxLine
+	num     []byte // scratch for formatting numbers
+	dw      dotWriter
+	rawWait syscall.RawConn // raw's, to wait on while idle (idle.go); nil until needed
 
 	state    state
 	user     string   // from USER, waiting for PASS; "" for none
@@ -165,9 +167,8 @@ func (c *conn) serve() {
 	if !c.handshake() {
 		return
 	}
-	c.br = bufio.NewReader(c.nc)
-	c.bw = bufio.NewWriter(c.deadlineWriter())
-	c.line = make([]byte, 0, c.cfg.maxLine)
+	c.getLineBufs()
+	c.line = make([]byte, 0, lineInitCap)
 
 	c.ok(c.cfg.greeting)
 	for !c.closing && c.werr == nil {
@@ -385,6 +386,9 @@ func (c *conn) readLine(limit int) (line []byte, tooLong bool, err error) {
 		return nil, false, err
 	}
 
+	if err := c.waitIdle(); err != nil {
+		return nil, false, err
+	}
 	c.line = c.line[:0]
 	for {
 		frag, err := c.br.ReadSlice('\n')

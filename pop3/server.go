@@ -127,6 +127,18 @@ type Server struct {
 	// at once. Zero means no delay.
 	FailureDelay time.Duration
 
+	// LoginDelay, when positive, is announced in CAPA as LOGIN-DELAY
+	// (RFC 2449: the least time between two logins, in whole seconds).
+	// The Backend enforces it, answering a login that comes too soon with
+	// an Error of code CodeLoginDelay.
+	LoginDelay time.Duration
+
+	// Expire, when not "", is announced in CAPA as EXPIRE (RFC 2449: the
+	// least time the server keeps messages, "NEVER" or a number of days).
+	// It is a promise about the Backend's policy: announce only what it
+	// keeps.
+	Expire string
+
 	// MaxLineLength is the longest command line accepted, in octets
 	// including CRLF (DefaultMaxLineLength if zero; at least 256). Longer
 	// lines are answered with -ERR and skipped.
@@ -209,6 +221,8 @@ type Server struct {
 	cancel      context.CancelFunc // cancels ctx, on Close
 	bodyWriters sync.Pool          // *bufio.Writer of bodyWriterSize, for RETR/TOP (stream.go)
 	readBufs    sync.Pool          // *[]byte of bodyReadSize, for RETR/TOP
+	lineReaders sync.Pool          // *bufio.Reader of lineBufSize, for connections between commands (idle.go)
+	lineWriters sync.Pool          // *bufio.Writer of lineBufSize, likewise
 	active      int                // admitted connections, for MaxConnections
 	perIP       map[string]int     // admitted connections per IP, for MaxConnectionsPerIP
 	busy        int                // connections logging in or logged in, which Shutdown waits for
@@ -233,6 +247,8 @@ type Settings struct {
 	MaxConnections      int
 	MaxConnectionsPerIP int
 	OutlookNoNULs       bool
+	LoginDelay          time.Duration
+	Expire              string
 }
 
 // Reconfigure makes st the settings of the connections accepted from now on,
@@ -557,8 +573,10 @@ type config struct {
 	maxBad         int
 	failureDelay   time.Duration
 	noNULs         bool // OutlookNoNULs
-	maxConns       int  // MaxConnections, <= 0: no limit
-	maxPerIP       int  // MaxConnectionsPerIP, <= 0: no limit
+	loginDelay     time.Duration
+	expire         string
+	maxConns       int // MaxConnections, <= 0: no limit
+	maxPerIP       int // MaxConnectionsPerIP, <= 0: no limit
 }
 
 // config returns the configuration for a new connection: what Reconfigure
@@ -581,6 +599,8 @@ func (s *Server) fieldSettings() Settings {
 		MaxConnections:      s.MaxConnections,
 		MaxConnectionsPerIP: s.MaxConnectionsPerIP,
 		OutlookNoNULs:       s.OutlookNoNULs,
+		LoginDelay:          s.LoginDelay,
+		Expire:              s.Expire,
 	}
 }
 
@@ -606,6 +626,8 @@ func (s *Server) newConfig(st Settings) (*config, error) {
 		maxBad:         orDefault(s.MaxBadCommands, DefaultMaxBadCommands),
 		failureDelay:   max(st.FailureDelay, 0),
 		noNULs:         st.OutlookNoNULs,
+		loginDelay:     max(st.LoginDelay, 0),
+		expire:         sanitizeText(st.Expire),
 		maxConns:       st.MaxConnections,
 		maxPerIP:       st.MaxConnectionsPerIP,
 	}

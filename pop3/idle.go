@@ -1,0 +1,93 @@
+package pop3
+
+import (
+	"bufio"
+	"net"
+	"syscall"
+)
+
+// An idle connection's buffers. A logged-in client may sit between commands
+// for minutes (RFC 1939 allows ten), and a proxy in front of a big mail
+// host holds thousands of such sessions: their memory is what one instance
+// can hold. While a plain TCP connection waits for its next command with
+// nothing buffered either way, its line reader and its writer (4 KiB each)
+// go back to the Server's pools; the wait itself is for readability only
+// (syscall.RawConn.Read), which reads nothing. Over TLS the buffers stay:
+// crypto/tls keeps buffered records of its own that such a wait would not
+// see.
+
+// lineBufSize is the size of a connection's line reader and writer.
+const lineBufSize = 4096
+
+// lineInitCap is the capacity a connection's command line buffer starts
+// with: commands are short, and append grows it for the few long ones (up
+// to the line limit) rather than every connection holding that limit.
+const lineInitCap = 128
+
+// idleWaiter returns the raw connection to wait on for readability, or nil
+// when the connection is not plain TCP as accepted (TLS, or a PROXY-header
+// reader that may hold bytes already read).
+func (c *conn) idleWaiter() syscall.RawConn {
+	if !idleWaitSupported || c.nc != c.raw {
+		return nil
+	}
+	if c.rawWait == nil {
+		tc, ok := c.raw.(*net.TCPConn)
+		if !ok {
+			return nil
+		}
+		rc, err := tc.SyscallConn()
+		if err != nil {
+			return nil
+		}
+		c.rawWait = rc
+	}
+	return c.rawWait
+}
+
+// waitIdle waits, before a command line is read, until the client has sent
+// something (or the read deadline passed, or the connection ended), with
+// the buffers given back meanwhile when nothing is buffered. Errors are
+// those a Read would have returned; the buffers are back in any case.
+func (c *conn) waitIdle() error {
+	if c.br.Buffered() > 0 || c.bw.Buffered() > 0 {
+		return nil
+	}
+	rc := c.idleWaiter()
+	if rc == nil {
+		return nil
+	}
+	c.putLineBufs()
+	defer c.getLineBufs()
+	// Called at once, and again each time the runtime saw the socket
+	// become readable: whether something (or EOF, or an error) is there is
+	// asked without taking it. The runtime only reports readability that
+	// comes after the wait began, so the first call must look for itself.
+	return rc.Read(readable)
+}
+
+// getLineBufs gives the connection a line reader and writer, from the
+// Server's pools when they have some.
+func (c *conn) getLineBufs() {
+	if r, ok := c.srv.lineReaders.Get().(*bufio.Reader); ok {
+		r.Reset(c.nc)
+		c.br = r
+	} else {
+		c.br = bufio.NewReaderSize(c.nc, lineBufSize)
+	}
+	if w, ok := c.srv.lineWriters.Get().(*bufio.Writer); ok {
+		w.Reset(c.deadlineWriter())
+		c.bw = w
+	} else {
+		c.bw = bufio.NewWriterSize(c.deadlineWriter(), lineBufSize)
+	}
+}
+
+// putLineBufs gives the (empty) line reader and writer back to the pools.
+func (c *conn) putLineBufs() {
+	c.br.Reset(nil)
+	c.srv.lineReaders.Put(c.br)
+	c.bw.Reset(nil)
+	c.srv.lineWriters.Put(c.bw)
+	c.br, c.bw = nil, nil
+}
