@@ -38,6 +38,7 @@ type Metrics struct {
 	uidlsReidentifed prometheus.Counter
 	lockContention   prometheus.Counter
 	leasesLost       prometheus.Counter
+	oauth2Refreshes  *prometheus.CounterVec // oauth2.go
 
 	reloads       *prometheus.CounterVec
 	reloadSuccess prometheus.Gauge
@@ -143,6 +144,7 @@ func New(version string) *Metrics {
 		Namespace: namespace, Name: "maildrop_lock_lost_total",
 		Help: "Sessions ended without writing because their maildrop lock's lease was lost (the shared store could not renew it in time, or another session took it over).",
 	})
+	m.oauth2Refreshes = newOAuth2Refreshes()
 	m.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: namespace, Name: "config_reloads_total",
 		Help: "Configuration reloads (SIGHUP) by result: ok, error (the running configuration was kept).",
@@ -160,7 +162,7 @@ func New(version string) *Metrics {
 
 	for _, c := range []prometheus.Collector{m.sessionsActive, m.sessionsTotal, m.sessionsEnded, m.tlsHandshakes,
 		m.tlsHandshakeErrors, m.logins, m.commands, m.sentBytes, m.refused, m.upstreamConnect, m.upstreamCommand,
-		m.upstreamErrors, m.uidlsAssigned, m.uidlsReidentifed, m.lockContention, m.leasesLost, m.reloads, m.reloadSuccess, build,
+		m.upstreamErrors, m.uidlsAssigned, m.uidlsReidentifed, m.lockContention, m.leasesLost, m.oauth2Refreshes, m.reloads, m.reloadSuccess, build,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		f(c)
 	}
