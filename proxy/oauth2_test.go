@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net/url"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -13,6 +15,7 @@ import (
 
 	"github.com/popbridge/popbridge/internal/apppass"
 	"github.com/popbridge/popbridge/internal/grants"
+	"github.com/popbridge/popbridge/internal/testenv"
 	"github.com/popbridge/popbridge/internal/testenv/dovecot"
 	"github.com/popbridge/popbridge/internal/testenv/oidc"
 	"github.com/popbridge/popbridge/pop3"
@@ -97,6 +100,17 @@ func TestOAuth2Chain(t *testing.T) {
 		if err := c.Quit(); err != nil {
 			t.Fatal(err)
 		}
+	}
+
+	// A real POP3 client too: curl, with the app password in the URL.
+	curl, err := exec.LookPath("curl")
+	if err != nil {
+		testenv.Unavailable(t, "curl is not installed (apt-get install curl)")
+	}
+	out, err := exec.CommandContext(ctx, curl, "-sS", "--max-time", "30",
+		(&url.URL{Scheme: "pop3", User: url.UserPassword(user, appPW), Host: b.Addr, Path: "/1"}).String()).CombinedOutput()
+	if err != nil || !bytes.Contains(out, []byte("the body")) {
+		t.Fatalf("curl RETR with the app password: %v\n%s", err, out)
 	}
 
 	refused := func(user, password, want string) {

@@ -377,3 +377,33 @@ func assertNoToken(t *testing.T, name string, data []byte, g grants.Grant) {
 		}
 	}
 }
+
+// TestDeadHolder: an instance that took the refresh lease and died (it
+// never refreshes nor releases) holds the others up for one lease at
+// most; then one of them takes the lease over and refreshes.
+func TestDeadHolder(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	dsn := postgres.DSN(t)
+	store := openPG(t, dsn)
+	e.enroll(t, e.manager(store, nil, grants.Options{}))
+	ctx := context.Background()
+	const lease = 2 * time.Second
+	if ok, err := store.TryRefreshLease(ctx, e.key, "dead-instance", lease); !ok || err != nil {
+		t.Fatalf("the dead instance's lease: %v %v", ok, err)
+	}
+	var calls tokenCalls
+	m := e.manager(openPG(t, dsn), &calls, grants.Options{Margin: alwaysDue, LeaseTTL: lease, PollInterval: 50 * time.Millisecond})
+	start := time.Now()
+	tok, err := m.AccessToken(ctx, e.key)
+	took := time.Since(start)
+	if err != nil {
+		t.Fatalf("AccessToken behind a dead holder: %v", err)
+	}
+	if took < lease/2 || took > 5*lease || calls.n.Load() != 1 {
+		t.Fatalf("took %v and %d refreshes, want about one lease (%v) and 1", took, calls.n.Load(), lease)
+	}
+	if err := e.login(tok); err != nil {
+		t.Fatalf("login with the token refreshed after the takeover: %v", err)
+	}
+}
