@@ -1,5 +1,10 @@
 package pop3
 
+import (
+	"strconv"
+	"time"
+)
+
 // capabilities lists what CAPA (RFC 2449) announces on this connection in
 // its current state. Only what works here and now is listed: some clients
 // refuse a server that offers USER and then refuses it.
@@ -19,6 +24,12 @@ func (c *conn) capabilities() []string {
 			}
 			caps = append(caps, line)
 		}
+	}
+	if d := c.cfg.loginDelay; d > 0 {
+		caps = append(caps, "LOGIN-DELAY "+strconv.FormatInt(int64((d+time.Second-1)/time.Second), 10))
+	}
+	if c.cfg.expire != "" {
+		caps = append(caps, "EXPIRE "+c.cfg.expire)
 	}
 	if c.cfg.implementation != "" {
 		caps = append(caps, "IMPLEMENTATION "+c.cfg.implementation)

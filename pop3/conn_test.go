@@ -44,6 +44,35 @@ func TestCAPA(t *testing.T) {
 	c.expectOK("NOOP")
 }
 
+// TestCAPAPolicy: LOGIN-DELAY (rounded up to whole seconds) and EXPIRE are
+// announced when set, before and after login, and follow Reconfigure.
+func TestCAPAPolicy(t *testing.T) {
+	var srv *Server
+	e := startServer(t, newMemBackend(testMessages...), func(s *Server) {
+		s.LoginDelay, s.Expire = 299500*time.Millisecond, "NEVER"
+		srv = s
+	})
+	c := e.dial()
+	for _, when := range []string{"before", "after"} {
+		caps := c.multi("CAPA")
+		if !slices.Contains(caps, "LOGIN-DELAY 300") || !slices.Contains(caps, "EXPIRE NEVER") {
+			t.Fatalf("CAPA %s login = %q", when, caps)
+		}
+		if when == "before" {
+			c.login()
+		}
+	}
+	st := srv.fieldSettings()
+	st.LoginDelay, st.Expire = 0, ""
+	if err := srv.Reconfigure(st); err != nil {
+		t.Fatal(err)
+	}
+	caps := e.dial().multi("CAPA")
+	if slices.ContainsFunc(caps, func(s string) bool { return strings.HasPrefix(s, "LOGIN-DELAY") || strings.HasPrefix(s, "EXPIRE") }) {
+		t.Fatalf("CAPA after both were turned off: %q", caps)
+	}
+}
+
 func TestPlaintextRefused(t *testing.T) {
 	b := newMemBackend(testMessages...)
 	var seen *ConnInfo

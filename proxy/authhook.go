@@ -28,7 +28,7 @@ var errMasterUnverified = errors.New("proxy: upstream master user without a hook
 func askHook(ctx context.Context, hook Hook, ci *pop3.ConnInfo, cred *pop3.Credentials, upCred *imapupstream.Credentials) (server string, err error) {
 	req := authhook.Request{
 		Method:  "plain",
-		User:    cred.Username,
+		User:    upCred.Username, // without a device: the service knows users
 		Pass:    cred.Password,
 		Attempt: ci.LoginAttempt,
 		TLS:     ci.TLS != nil,

@@ -41,6 +41,20 @@ type Options struct {
 	// log in as the user, with the user's own credentials, to check them
 	// (auth.verify: upstream). A master user needs this or a Hook.
 	VerifyUpstream bool
+	// DeviceSeparator, when set, makes a login "user<sep>device" one
+	// device of user: the upstream login is user's and so are the UIDLs,
+	// but the device has its own hidden marks, lock and login delay
+	// (policy.device_separator).
+	DeviceSeparator string
+	// NewDeviceFromNow hides, at a device's first login, every message
+	// already there: a new device gets only mail from then on
+	// (policy.new_device: from_now).
+	NewDeviceFromNow bool
+	// Window limits what every session lists (policy.window).
+	Window Window
+	// LoginDelay is the least time between two logins of one maildrop
+	// view (a user, or a device), limits.login_delay; 0 for none.
+	LoginDelay time.Duration
 }
 
 // Route is another upstream for the users of one mail domain: everything
@@ -118,8 +132,9 @@ type Observer interface {
 
 // Backend implements pop3.Backend on an IMAP upstream.
 type Backend struct {
-	live atomic.Pointer[Options] // the options of new sessions
-	log  *zap.Logger
+	live   atomic.Pointer[Options] // the options of new sessions
+	log    *zap.Logger
+	logins loginTimes // for Options.LoginDelay
 }
 
 var _ pop3.Backend = (*Backend)(nil)
@@ -192,7 +207,9 @@ func (b *Backend) Login(ctx context.Context, ci *pop3.ConnInfo, cred *pop3.Crede
 	// The client's address (the one a PROXY header carried, if any) goes
 	// upstream in an ID command, so the IMAP server logs and rate-limits
 	// the client rather than popbridge.
-	upCred := imapupstream.Credentials{Username: cred.Username, ClientAddr: ci.RemoteAddr, ConnectedAddr: ci.LocalAddr}
+	// A device's login ("user#phone") is the user's upstream.
+	user, device := splitDevice(cred.Username, live.DeviceSeparator)
+	upCred := imapupstream.Credentials{Username: user, ClientAddr: ci.RemoteAddr, ConnectedAddr: ci.LocalAddr}
 	switch cred.Mechanism {
 	case "OAUTHBEARER", "XOAUTH2":
 		upCred.Token, upCred.Mechanism = cred.Token, cred.Mechanism
@@ -206,7 +223,7 @@ func (b *Backend) Login(ctx context.Context, ci *pop3.ConnInfo, cred *pop3.Crede
 			return nil, err
 		}
 		verified = true
-		if upCred.Username != cred.Username {
+		if upCred.Username != user {
 			log = log.With(zap.String("upstream_user", upCred.Username))
 		}
 	}
@@ -232,18 +249,33 @@ func (b *Backend) Login(ctx context.Context, ci *pop3.ConnInfo, cred *pop3.Crede
 		return nil, clientError(err)
 	}
 	s := &session{
-		id:   ci.ID,
-		opts: opts,
-		conn: conn,
-		log:  log,
-		key:  opts.Key(upCred.Username),
-		seen: make(map[uint32]struct{}),
+		id:     ci.ID,
+		opts:   opts,
+		conn:   conn,
+		log:    log,
+		key:    opts.Key(upCred.Username),
+		device: device != "",
+		seen:   make(map[uint32]struct{}),
+	}
+	shared := s.key // the user's maildrop: UIDLs
+	if s.device {
+		// The device's own view: lock, hidden marks, login delay.
+		s.key = opts.DeviceKey(upCred.Username, device)
+		log = log.With(zap.String("device", device))
+		s.log = log
 	}
 	defer func() {
 		if err != nil {
 			s.Close()
 		}
 	}()
+	if opts.LoginDelay > 0 {
+		// After the credentials were checked: an unauthenticated client
+		// learns nothing from it.
+		if err := b.logins.check(s.key, opts.LoginDelay, time.Now()); err != nil {
+			return nil, err
+		}
+	}
 	if opts.Policy.Exclusive {
 		lease, err := opts.Map.Store().Lock(ctx, s.key, ci.ID)
 		if err != nil {
@@ -254,7 +286,7 @@ func (b *Backend) Login(ctx context.Context, ci *pop3.ConnInfo, cred *pop3.Crede
 		}
 		s.lease = lease
 	}
-	md, err := OpenMaildrop(ctx, conn, opts.Map, s.key)
+	md, err := OpenMaildrop(ctx, conn, opts.Map, shared)
 	if err != nil {
 		return nil, clientError(err)
 	}
@@ -266,27 +298,42 @@ func (b *Backend) Login(ctx context.Context, ci *pop3.ConnInfo, cred *pop3.Crede
 		log.Warn("upstream UIDVALIDITY changed: messages re-identified", zap.Int("kept", view.Kept),
 			zap.Int("assigned", view.Assigned), zap.Uint32("uidvalidity", md.UIDValidity))
 	}
-	if view.Fresh && opts.Policy.OnDele == OnDeleHide {
+	hiddenMarks := view.Hidden
+	switch {
+	case s.device:
+		marks, fresh, err := opts.Map.DeviceView(ctx, s.key, md.UIDValidity, md.Messages, view.UIDLs, opts.NewDeviceFromNow)
+		if err != nil {
+			return nil, clientError(err)
+		}
+		if fresh {
+			log.Info("new device", zap.Bool("from_now", opts.NewDeviceFromNow))
+		}
+		hiddenMarks = marks
+	case view.Fresh && opts.Policy.OnDele == OnDeleHide:
 		// No state for this maildrop (first session, or the store was
 		// lost): messages hidden before carry the keyword upstream.
+		// (Devices' marks are never kept upstream: the keyword would hide
+		// a message from every device.)
 		if err := s.adoptHiddenKeyword(ctx, md.UIDValidity, metas, view); err != nil {
 			return nil, clientError(err)
 		}
 	}
-	s.uidValidity = md.UIDValidity
-	s.uids = make([]uint32, 0, len(metas))
-	s.messages = make([]pop3.Message, 0, len(metas))
-	hidden := 0
-	for i, m := range metas {
-		if view.Hidden[i] {
-			hidden++
-			continue
-		}
-		s.uids = append(s.uids, m.UID)
-		s.messages = append(s.messages, pop3.Message{Size: m.Size, UIDL: view.UIDLs[i]})
+	idx, outside, err := listed(ctx, conn, md, hiddenMarks, opts.Window, time.Now())
+	if err != nil {
+		return nil, clientError(err)
 	}
-	log.Info("login", zap.Int("messages", len(s.messages)), zap.Int("hidden", hidden),
-		zap.Int("new", view.Assigned), zap.Uint32("uidvalidity", md.UIDValidity),
+	s.uidValidity = md.UIDValidity
+	s.uids = make([]uint32, len(idx))
+	s.messages = make([]pop3.Message, len(idx))
+	for n, i := range idx {
+		s.uids[n] = metas[i].UID
+		s.messages[n] = pop3.Message{Size: metas[i].Size, UIDL: view.UIDLs[i]}
+	}
+	if opts.LoginDelay > 0 {
+		b.logins.done(s.key, opts.LoginDelay, time.Now())
+	}
+	log.Info("login", zap.Int("messages", len(s.messages)), zap.Int("hidden", len(metas)-len(idx)-outside),
+		zap.Int("outside_window", outside), zap.Int("new", view.Assigned), zap.Uint32("uidvalidity", md.UIDValidity),
 		zap.Duration("took", time.Since(start)))
 	return s, nil
 }

@@ -75,7 +75,7 @@ func startBridgeWith(t testing.TB, up upstream, wrap func(pop3.Backend) pop3.Bac
 		srv.Shutdown(ctx)
 	})
 	dv, _ := up.(*dovecot.Server)
-	return &bridge{Addr: l.Addr().String(), Up: up, DV: dv, Password: password, Store: store, Logs: logs, srv: srv}
+	return &bridge{Addr: l.Addr().String(), Up: up, DV: dv, Password: password, Store: popts.Map.Store(), Logs: logs, srv: srv}
 }
 
 // relayedBridge is a Dovecot, a fault relay in front of it and popbridge

@@ -21,7 +21,8 @@ type session struct {
 	opts        *Options // as they were at login
 	conn        *imapupstream.Conn
 	log         *zap.Logger
-	key         uidmap.Key
+	key         uidmap.Key // the maildrop view: the user's, or a device's (device)
+	device      bool
 	lease       *uidmap.Lease // the maildrop lock (policy.lock exclusive), nil without
 	uidValidity uint32
 	uids        []uint32 // upstream UID of message n at uids[n-1]
@@ -300,10 +301,14 @@ func (s *session) Close() error {
 
 // hide records the messages as hidden in uidmap (which is what later
 // sessions obey), then sets HiddenKeyword upstream where the mailbox allows
-// it, as a copy that survives the loss of the store.
+// it, as a copy that survives the loss of the store. A device's marks are
+// its own: upstream they would hide the messages from every device.
 func (s *session) hide(ctx context.Context, uids []uint32) error {
 	if err := s.opts.Map.SetHidden(ctx, s.key, s.uidValidity, uids, true); err != nil {
 		return err
+	}
+	if s.device {
+		return nil
 	}
 	stored, err := s.conn.AddKeyword(ctx, uids, HiddenKeyword)
 	if err != nil {

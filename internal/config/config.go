@@ -132,6 +132,22 @@ type Policy struct {
 	// ReuseXUIDL serves a new message's X-UIDL header as its UIDL, for mail
 	// migrated from servers that wrote one.
 	ReuseXUIDL bool `yaml:"reuse_xuidl"`
+	// DeviceSeparator, when set, makes a login USER<sep>DEVICE one device
+	// of USER, with its own hidden marks ("" = off).
+	DeviceSeparator string `yaml:"device_separator"`
+	// NewDevice is what a device's first login lists: all | from_now.
+	NewDevice string `yaml:"new_device"`
+	// Window limits what every maildrop lists.
+	Window Window `yaml:"window"`
+	// AnnounceExpire announces in CAPA how long messages stay (EXPIRE).
+	AnnounceExpire bool `yaml:"announce_expire"`
+}
+
+// Window is policy.window; zero values limit nothing.
+type Window struct {
+	Newest  int   `yaml:"newest"`
+	Since   Age   `yaml:"since"`
+	MaxSize int64 `yaml:"max_size"`
 }
 
 // State is where uidmap keeps UIDLs and leave-on-server marks.
@@ -153,7 +169,10 @@ type Limits struct {
 	MaxConnectionsPerIP int           `yaml:"max_connections_per_ip"`
 	IdleTimeout         time.Duration `yaml:"idle_timeout"`
 	AuthFailuresPerIP   int           `yaml:"auth_failures_per_ip"`
-	TrustedProxies      []string      `yaml:"trusted_proxies"`
+	// LoginDelay is the least time between two logins of one user (or
+	// device), announced as LOGIN-DELAY; 0 = none.
+	LoginDelay     time.Duration `yaml:"login_delay"`
+	TrustedProxies []string      `yaml:"trusted_proxies"`
 }
 
 // POP3 holds client workarounds.
@@ -200,6 +219,9 @@ func Default() *Config {
 			MarkSeen:     true,
 			Lock:         "exclusive",
 			UIDLFormat:   "dovecot",
+			NewDevice:    "all",
+			// popbridge removes nothing on its own: announcing it is true.
+			AnnounceExpire: true,
 		},
 		State: State{Driver: "bolt", Path: "/var/lib/popbridge/state.db", LockLease: 30 * time.Second},
 		Limits: Limits{

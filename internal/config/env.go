@@ -1,6 +1,7 @@
 package config
 
 import (
+	"encoding"
 	"fmt"
 	"reflect"
 	"strconv"
@@ -76,6 +77,9 @@ func setPath(v reflect.Value, path, value string) (string, error) {
 }
 
 func setScalar(f reflect.Value, value string) error {
+	if u, ok := f.Addr().Interface().(encoding.TextUnmarshaler); ok {
+		return u.UnmarshalText([]byte(value))
+	}
 	if f.Type() == durationType {
 		d, err := time.ParseDuration(value)
 		if err != nil {
@@ -93,12 +97,12 @@ func setScalar(f reflect.Value, value string) error {
 			return err
 		}
 		f.SetBool(b)
-	case reflect.Int:
-		n, err := strconv.Atoi(value)
+	case reflect.Int, reflect.Int64:
+		n, err := strconv.ParseInt(value, 10, 64)
 		if err != nil {
 			return err
 		}
-		f.SetInt(int64(n))
+		f.SetInt(n)
 	case reflect.Slice:
 		if f.Type().Elem().Kind() != reflect.String {
 			return fmt.Errorf("not a scalar key")

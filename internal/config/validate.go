@@ -124,6 +124,7 @@ func (cfg *Config) validate() Errors {
 		onDele(key+".policy", r.Policy.OnDele, r.Policy.TrashMailbox)
 	}
 	oneOf("policy.lock", cfg.Policy.Lock, "exclusive", "none")
+	validateViews(cfg, bad)
 	if _, err := uidmap.ParseFormat(cfg.Policy.UIDLFormat); err != nil {
 		bad("policy.uidl_format", "%v", err)
 	}

@@ -3,6 +3,8 @@ package daemon
 import (
 	"fmt"
 	"net"
+	"strconv"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -114,6 +116,12 @@ func backendOptions(cfg *config.Config, store uidmap.Store, log *zap.Logger, upO
 		Observer:       pxObs,
 		Hook:           hook,
 		VerifyUpstream: cfg.Auth.Verify == "upstream",
+
+		DeviceSeparator:  cfg.Policy.DeviceSeparator,
+		NewDeviceFromNow: cfg.Policy.NewDevice == "from_now",
+		Window: proxy.Window{Newest: cfg.Policy.Window.Newest, Since: time.Duration(cfg.Policy.Window.Since),
+			MaxSize: cfg.Policy.Window.MaxSize},
+		LoginDelay: cfg.Limits.LoginDelay,
 	}, nil
 }
 
@@ -127,12 +135,31 @@ func pop3Settings(cfg *config.Config) pop3.Settings {
 		MaxConnections:      cfg.Limits.MaxConnections,
 		MaxConnectionsPerIP: cfg.Limits.MaxConnectionsPerIP,
 		OutlookNoNULs:       cfg.POP3.OutlookNoNULs,
+		LoginDelay:          cfg.Limits.LoginDelay,
+		Expire:              expireAnnounced(&cfg.Policy),
 	}
+}
+
+// expireAnnounced is the EXPIRE that CAPA announces for p: popbridge
+// itself never removes a message (only a client's DELE does), so NEVER;
+// with a window of the last N days a message leaves the maildrop N days
+// after it arrived, so N. "" when announcing is off (policy.
+// announce_expire: false, for an upstream that expires mail on its own).
+func expireAnnounced(p *config.Policy) string {
+	if !p.AnnounceExpire {
+		return ""
+	}
+	if since := time.Duration(p.Window.Since); since > 0 {
+		return strconv.FormatInt(int64(since/(24*time.Hour)), 10)
+	}
+	return "NEVER"
 }
 
 func (d *daemon) newPOP3Server(cfg *config.Config) *pop3.Server {
 	st := pop3Settings(cfg)
 	srv := &pop3.Server{
+		LoginDelay:     st.LoginDelay,
+		Expire:         st.Expire,
 		Backend:        d.backend,
 		Logger:         d.log.Named("pop3"),
 		Implementation: "popbridge",

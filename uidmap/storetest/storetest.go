@@ -20,6 +20,7 @@ func Run(t *testing.T, newStore func(t *testing.T) uidmap.Store) {
 	t.Helper()
 	t.Run("Store", func(t *testing.T) { runStore(t, newStore) })
 	t.Run("Map", func(t *testing.T) { runMap(t, newStore) })
+	t.Run("Device", func(t *testing.T) { runDevice(t, newStore) })
 }
 
 func load(t *testing.T, s uidmap.Store, k uidmap.Key) *uidmap.Maildrop {
