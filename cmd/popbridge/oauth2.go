@@ -16,6 +16,7 @@ import (
 	"github.com/popbridge/popbridge/internal/config"
 	"github.com/popbridge/popbridge/internal/grants"
 	"github.com/popbridge/popbridge/internal/oauth2user"
+	"github.com/popbridge/popbridge/uidmap"
 	"github.com/popbridge/popbridge/uidmap/boltstore"
 )
 
@@ -176,6 +177,40 @@ func oauth2Status(ctx context.Context, u *oauth2user.User, w io.Writer) error {
 	fmt.Fprintln(w)
 	if g.Broken != "" {
 		fmt.Fprintf(w, "The provider refused the grant: enrol the user again (popbridge oauth2 enroll %s).\n", u.Name)
+	}
+	return nil
+}
+
+// migrateOAuth2 is `state migrate`'s part for OAuth2: the users' sealed
+// grants and their app passwords' hashes.
+func migrateOAuth2(ctx context.Context, dst uidmap.Store, src *boltstore.Store, w io.Writer) error {
+	gdst, ok1 := dst.(grants.Store)
+	pdst, ok2 := dst.(apppass.Store)
+	if !ok1 || !ok2 {
+		return errors.New("state migrate: the destination keeps no OAuth2 grants")
+	}
+	gkeys, err := src.Grants(ctx)
+	if err != nil {
+		return err
+	}
+	res, err := grants.Copy(ctx, gdst, src, gkeys)
+	if err != nil {
+		return err
+	}
+	pkeys, err := src.AppPasswordUsers(ctx)
+	if err != nil {
+		return err
+	}
+	n, err := apppass.Copy(ctx, pdst, src, pkeys)
+	if err != nil {
+		return err
+	}
+	if res.Copied+len(res.Present)+n == 0 {
+		return nil
+	}
+	fmt.Fprintf(w, "copied %d OAuth2 grants (still sealed: keep the same state.secret_file) and %d app passwords\n", res.Copied, n)
+	for _, k := range res.Present {
+		fmt.Fprintf(w, "OAuth2 grant not copied, PostgreSQL has one for it already: %s on %s\n", k.User, k.Upstream)
 	}
 	return nil
 }

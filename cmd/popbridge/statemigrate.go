@@ -81,6 +81,9 @@ func cmdStateMigrate(ctx context.Context, args []string, stdout, stderr io.Write
 	for _, k := range res.InUse {
 		fmt.Fprintf(stdout, "not copied, a session on another instance holds it (run again later): %s\n", describeKey(k))
 	}
+	if err := migrateOAuth2(ctx, dst, src, stdout); err != nil {
+		return err
+	}
 	if n := len(res.Refused) + len(res.InUse); n > 0 {
 		return fmt.Errorf("state migrate: %d maildrops not copied", n)
 	}

@@ -156,3 +156,23 @@ func (s *Store) TouchAppPassword(ctx context.Context, k apppass.Key, id string, 
 	}
 	return err
 }
+
+// AppPasswordUsers lists every user with app passwords, for `state migrate`.
+func (s *Store) AppPasswordUsers(ctx context.Context) ([]apppass.Key, error) {
+	var keys []apppass.Key
+	err := s.db.View(func(tx *bolt.Tx) error {
+		all := tx.Bucket(bucketAppPasswords)
+		if all == nil {
+			return nil
+		}
+		return all.ForEachBucket(func(k []byte) error {
+			up, user, err := parseUserKey(k)
+			keys = append(keys, apppass.Key{Upstream: up, User: user})
+			return err
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("boltstore: list app passwords: %w", err)
+	}
+	return keys, ctx.Err()
+}

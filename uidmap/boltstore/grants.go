@@ -119,3 +119,39 @@ func (s *Store) ReleaseRefreshLease(ctx context.Context, k grants.Key, holder st
 	s.grantLeases.Release(k, holder)
 	return nil
 }
+
+// Grants lists every user with a grant, for `state migrate`.
+func (s *Store) Grants(ctx context.Context) ([]grants.Key, error) {
+	var keys []grants.Key
+	err := s.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketGrants)
+		if b == nil {
+			return nil
+		}
+		return b.ForEach(func(k, _ []byte) error {
+			up, user, err := parseUserKey(k)
+			keys = append(keys, grants.Key{Upstream: up, User: user})
+			return err
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("boltstore: list grants: %w", err)
+	}
+	return keys, ctx.Err()
+}
+
+// parseUserKey is userKey's inverse.
+func parseUserKey(b []byte) (upstream, user string, err error) {
+	var parts [2]string
+	for i := range parts {
+		n, w := binary.Uvarint(b)
+		if w <= 0 || uint64(len(b)-w) < n {
+			return "", "", fmt.Errorf("malformed key %q", b)
+		}
+		parts[i], b = string(b[w:w+int(n)]), b[w+int(n):]
+	}
+	if len(b) != 0 {
+		return "", "", fmt.Errorf("malformed key: %d bytes left", len(b))
+	}
+	return parts[0], parts[1], nil
+}
