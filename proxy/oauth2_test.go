@@ -102,6 +102,23 @@ func TestOAuth2Chain(t *testing.T) {
 		}
 	}
 
+	// OAUTHBEARER upstream instead of XOAUTH2 (upstream.oauth2.mechanism).
+	bearer := startBridgeWith(t, dv, func(next pop3.Backend) pop3.Backend {
+		return proxy.WithOAuth2(next.(*proxy.Backend), map[string]*proxy.OAuth2Upstream{dv.IMAPAddr: {Grants: gm, Passwords: ps, Mechanism: "OAUTHBEARER"}})
+	})
+	bc, err := pop3client.Dial(bearer.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bc.SetDeadline(time.Now().Add(30 * time.Second))
+	if err := bc.Login(user, appPW); err != nil {
+		t.Fatalf("login through OAUTHBEARER: %v", err)
+	}
+	bc.Quit()
+	if !strings.Contains(dv.Log(), "method=OAUTHBEARER") {
+		t.Fatal("Dovecot logged no OAUTHBEARER login")
+	}
+
 	// A real POP3 client too: curl, with the app password in the URL.
 	curl, err := exec.LookPath("curl")
 	if err != nil {

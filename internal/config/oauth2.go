@@ -21,6 +21,9 @@ type OAuth2 struct {
 	TokenURL         string   `yaml:"token_url"`
 	DeviceAuthURL    string   `yaml:"device_auth_url"`
 	Scopes           []string `yaml:"scopes"`
+	// Mechanism is the SASL mechanism of the upstream login: xoauth2
+	// (the default; Microsoft 365 and Gmail) or oauthbearer (RFC 7628).
+	Mechanism string `yaml:"mechanism"`
 }
 
 // Enabled reports whether the block configures anything.
@@ -78,6 +81,9 @@ func validateOAuth2(key string, o *OAuth2, bad func(key, format string, args ...
 	}
 	if o.ClientSecret != "" && o.ClientSecretFile != "" {
 		bad(key+".client_secret", "set client_secret or client_secret_file, not both")
+	}
+	if o.Mechanism != "" && !strings.EqualFold(o.Mechanism, "xoauth2") && !strings.EqualFold(o.Mechanism, "oauthbearer") {
+		bad(key+".mechanism", "must be xoauth2 or oauthbearer")
 	}
 	for i, s := range o.Scopes {
 		if s == "" || strings.ContainsAny(s, " \t") {

@@ -92,6 +92,8 @@ func TestOAuth2Validation(t *testing.T) {
 		{"bad tenant", OAuth2{Provider: "microsoft", ClientID: "id", Tenant: "a/b"}, []string{"k.tenant"}},
 		{"two secrets", OAuth2{Provider: "google", ClientID: "id", ClientSecret: "s", ClientSecretFile: "/f"}, []string{"k.client_secret"}},
 		{"bad scope", OAuth2{Provider: "microsoft", ClientID: "id", Scopes: []string{"a b"}}, []string{"k.scopes.0"}},
+		{"oauthbearer", OAuth2{Provider: "generic", ClientID: "id", TokenURL: "https://i/t", DeviceAuthURL: "https://i/d", Scopes: []string{"a"}, Mechanism: "OAUTHBEARER"}, nil},
+		{"bad mechanism", OAuth2{Provider: "microsoft", ClientID: "id", Mechanism: "plain"}, []string{"k.mechanism"}},
 	} {
 		var keys []string
 		validateOAuth2("k", &tc.block, func(key, format string, args ...any) {

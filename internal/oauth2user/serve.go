@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"strings"
 
 	"github.com/popbridge/popbridge/internal/apppass"
 	"github.com/popbridge/popbridge/internal/config"
@@ -61,6 +62,7 @@ func Upstreams(cfg *config.Config, store uidmap.Store, observe func(grants.Key, 
 		ups[addr] = &proxy.OAuth2Upstream{
 			Grants:    grants.NewManager(gs, sealer, oc, grants.Options{Observe: observe}),
 			Passwords: passwords,
+			Mechanism: strings.ToUpper(o.Mechanism),
 		}
 	}
 	return ups, nil

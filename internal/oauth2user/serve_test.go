@@ -40,7 +40,7 @@ routes:
   - domain: a.example
     upstream:
       address: "imap.a.example:993"
-      oauth2: {provider: generic, client_id: g, token_url: "https://id.a.example/t", device_auth_url: "https://id.a.example/d", scopes: [x]}
+      oauth2: {provider: generic, client_id: g, token_url: "https://id.a.example/t", device_auth_url: "https://id.a.example/d", scopes: [x], mechanism: oauthbearer}
   - domain: b.example
     upstream: {address: "imap.b.example:993"}
 %s
@@ -55,6 +55,9 @@ state:
 	}
 	if len(ups) != 2 || ups["outlook.office365.com:993"] == nil || ups["imap.a.example:993"] == nil || ups["imap.b.example:993"] != nil {
 		t.Fatalf("Upstreams: %v", ups)
+	}
+	if ups["imap.a.example:993"].Mechanism != "OAUTHBEARER" || ups["outlook.office365.com:993"].Mechanism != "" {
+		t.Fatalf("mechanisms %q %q", ups["imap.a.example:993"].Mechanism, ups["outlook.office365.com:993"].Mechanism)
 	}
 
 	// A second route to one upstream with another provider is refused.
