@@ -57,12 +57,24 @@ func cmdState(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	uo := opts.ForUser(user) // the user's route, as a session would take it
-	key := uo.Key(user)
+	// USER may be one device of a user (USER#DEVICE): its own marks, the
+	// user's UIDLs and upstream.
+	upUser, device := opts.Device(user)
+	uo := opts.ForUser(upUser) // the user's route, as a session would take it
+	key := uo.Key(upUser)
+	if device != "" {
+		key = uo.DeviceKey(upUser, device)
+	}
 
 	switch verb {
 	case "show":
-		return stateShow(ctx, store, key, stdout)
+		if err := stateShow(ctx, store, key, stdout); err != nil {
+			return err
+		}
+		if device == "" && uo.DeviceSeparator != "" {
+			return showDevices(ctx, store, key, uo.DeviceSeparator, stdout)
+		}
+		return nil
 	case "reset":
 		if err := store.Reset(ctx, key); err != nil {
 			return err
@@ -74,7 +86,7 @@ func cmdState(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if err != nil {
 			return err
 		}
-		n, err := markOld(ctx, uo.Dialer, uo.Map, key, password)
+		n, err := markOld(ctx, uo, upUser, key, device != "", password)
 		if err != nil {
 			return err
 		}
@@ -110,23 +122,69 @@ func stateShow(ctx context.Context, store uidmap.Store, key uidmap.Key, w io.Wri
 	return tw.Flush()
 }
 
-// markOld names every message now in the mailbox and hides them all, so
-// that a device set up now downloads only mail that arrives later.
-func markOld(ctx context.Context, dialer *imapupstream.Dialer, m *uidmap.Map, key uidmap.Key, password string) (int, error) {
-	conn, err := dialer.Login(ctx, imapupstream.Credentials{Username: key.User, Password: password})
+// markOld names every message now in the mailbox and hides them all for
+// the view key (the user's, or one device's), so that a device set up now
+// downloads only mail that arrives later.
+func markOld(ctx context.Context, uo *proxy.Options, user string, key uidmap.Key, device bool, password string) (int, error) {
+	conn, err := uo.Dialer.Login(ctx, imapupstream.Credentials{Username: user, Password: password})
 	if err != nil {
 		return 0, err
 	}
 	defer conn.Close()
-	md, err := proxy.OpenMaildrop(ctx, conn, m, key)
+	md, err := proxy.OpenMaildrop(ctx, conn, uo.Map, uo.Key(user))
 	if err != nil {
 		return 0, err
+	}
+	if device {
+		// The device's records mirror the user's before they are marked.
+		if _, _, err := uo.Map.DeviceView(ctx, key, md.UIDValidity, md.Messages, md.View.UIDLs, false); err != nil {
+			return 0, err
+		}
 	}
 	uids := make([]uint32, len(md.Messages))
 	for i, msg := range md.Messages {
 		uids[i] = msg.UID
 	}
-	return len(uids), m.SetHidden(ctx, key, md.UIDValidity, uids, true)
+	return len(uids), uo.Map.SetHidden(ctx, key, md.UIDValidity, uids, true)
+}
+
+// loginLister is a store that lists maildrops by user name prefix
+// (boltstore and pgstore).
+type loginLister interface {
+	Logins(ctx context.Context, upstream, mailbox, prefix string) ([]string, error)
+}
+
+// showDevices lists the devices of the user of key that have state.
+func showDevices(ctx context.Context, store uidmap.Store, key uidmap.Key, sep string, w io.Writer) error {
+	l, ok := store.(loginLister)
+	if !ok {
+		return nil
+	}
+	logins, err := l.Logins(ctx, key.Upstream, key.Mailbox, key.User+sep)
+	if err != nil {
+		return err
+	}
+	if len(logins) == 0 {
+		fmt.Fprintf(w, "no devices of %s\n", key.User)
+		return nil
+	}
+	fmt.Fprintf(w, "devices of %s (each with its own hidden marks; state show|reset|mark-old %s%sDEVICE):\n", key.User, key.User, sep)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "DEVICE\tLISTED\tHIDDEN")
+	for _, login := range logins {
+		drop, err := store.Load(ctx, uidmap.Key{Upstream: key.Upstream, User: login, Mailbox: key.Mailbox})
+		if err != nil {
+			return err
+		}
+		hidden := 0
+		for _, r := range drop.Records {
+			if r.Hidden {
+				hidden++
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%d\n", strings.TrimPrefix(login, key.User+sep), len(drop.Records)-hidden, hidden)
+	}
+	return tw.Flush()
 }
 
 // readPassword reads the first line of a file, or of stdin for "-": a

@@ -74,3 +74,8 @@ func TestStoreSecondProcessIsRefused(t *testing.T) {
 		t.Fatalf("second open: %v, want ErrBusy", err)
 	}
 }
+
+func TestLogins(t *testing.T) {
+	s := openBolt(t, filepath.Join(t.TempDir(), "state.db"))
+	storetest.Logins(t, s, s.Logins)
+}

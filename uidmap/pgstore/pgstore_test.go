@@ -145,3 +145,8 @@ func adminConn(t testing.TB, dsn string) *pgx.Conn {
 	t.Cleanup(func() { conn.Close(context.Background()) })
 	return conn
 }
+
+func TestLogins(t *testing.T) {
+	s := open(t, postgres.DSN(t), pgstore.Options{})
+	storetest.Logins(t, s, s.Logins)
+}
