@@ -98,7 +98,9 @@ func (d *Dialer) login(ctx context.Context, cred Credentials, asMaster bool) (_ 
 	if o := d.cfg.Observer; o != nil {
 		defer func() { o.LoginDone(time.Since(start), err) }()
 	}
-	log := d.log.With(zap.String("upstream", d.cfg.Address), zap.String("user", cred.Username))
+	// Lazy: the fields are encoded only if a line is written (an idle
+	// session's memory, see pop3's idle.go).
+	log := d.log.WithLazy(zap.String("upstream", d.cfg.Address), zap.String("user", cred.Username))
 	if cred.Username == "" {
 		return nil, fmt.Errorf("%w: empty user name", ErrAuthFailed)
 	}

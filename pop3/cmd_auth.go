@@ -73,7 +73,7 @@ func (c *conn) cmdPASS(rest string) {
 // continuation (see mechanism.errorChallenge), nil for the others. Each
 // attempt logs one line, never with the password or token.
 func (c *conn) login(cred *Credentials, errorChallenge []byte) {
-	log := c.log.With(zap.String("user", cred.Username), zap.String("mechanism", cred.Mechanism))
+	log := c.log.WithLazy(zap.String("user", cred.Username), zap.String("mechanism", cred.Mechanism))
 	obs := c.cfg.observer
 	limiter := c.cfg.limiter
 	if limiter != nil {

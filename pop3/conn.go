@@ -106,14 +106,17 @@ func (c *conn) setup() bool {
 		LocalAddr:  c.raw.LocalAddr(),
 		Listener:   c.lc.Name,
 	}
-	c.log = c.cfg.log.With(zap.String("session", c.info.ID), addrField("remote", c.info.RemoteAddr))
+	// WithLazy: the fields are encoded (into a buffer of their own, 1 KiB
+	// with zap's encoders) only once a line is written, which an idle
+	// session below the log level never does (see idle.go).
+	c.log = c.cfg.log.WithLazy(zap.String("session", c.info.ID), addrField("remote", c.info.RemoteAddr))
 	if pp := c.lc.ProxyProtocol; pp != nil {
 		if !c.readProxyHeader(pp) {
 			return false
 		}
 		// From here on every log line names the client, and the proxy
 		// it came through.
-		c.log = c.cfg.log.With(zap.String("session", c.info.ID), addrField("remote", c.info.RemoteAddr),
+		c.log = c.cfg.log.WithLazy(zap.String("session", c.info.ID), addrField("remote", c.info.RemoteAddr),
 			addrField("proxy", c.info.ProxyAddr))
 	}
 	if c.lc.TLS == TLSImplicit {
