@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 
 	"github.com/popbridge/popbridge/imapupstream"
 	"github.com/popbridge/popbridge/internal/apppass"
@@ -34,23 +35,32 @@ type OAuth2Upstream struct {
 // so that only someone who knows it learns whether the user is enrolled.
 // The texts of the refusals after that tell the user what the
 // administrator has to run.
-func WithOAuth2(b *Backend, ups map[string]*OAuth2Upstream) pop3.Backend {
-	return &oauth2Backend{next: b, ups: ups}
+func WithOAuth2(b *Backend, ups map[string]*OAuth2Upstream) *OAuth2Backend {
+	o := &OAuth2Backend{next: b}
+	o.SetUpstreams(ups)
+	return o
 }
 
-type oauth2Backend struct {
+// OAuth2Backend is WithOAuth2's pop3.Backend.
+type OAuth2Backend struct {
 	next *Backend
-	ups  map[string]*OAuth2Upstream
+	ups  atomic.Pointer[map[string]*OAuth2Upstream]
 }
+
+var _ pop3.Backend = (*OAuth2Backend)(nil)
+
+// SetUpstreams replaces the OAuth2 upstreams for new logins (a reload:
+// routes may have come or gone along with Backend.Reconfigure's).
+func (o *OAuth2Backend) SetUpstreams(ups map[string]*OAuth2Upstream) { o.ups.Store(&ups) }
 
 // Login implements pop3.Backend.
-func (o *oauth2Backend) Login(ctx context.Context, ci *pop3.ConnInfo, cred *pop3.Credentials) (pop3.Session, error) {
+func (o *OAuth2Backend) Login(ctx context.Context, ci *pop3.ConnInfo, cred *pop3.Credentials) (pop3.Session, error) {
 	if cred.Token != "" || (cred.AuthzID != "" && cred.AuthzID != cred.Username) {
 		return o.next.Login(ctx, ci, cred) // a client's own token; or refused there
 	}
 	opts := o.next.Options()
 	id := opts.ForUser(cred.Username).UpstreamID
-	up := o.ups[id]
+	up := (*o.ups.Load())[id]
 	if up == nil {
 		return o.next.Login(ctx, ci, cred)
 	}

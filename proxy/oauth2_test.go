@@ -74,7 +74,11 @@ func TestOAuth2Chain(t *testing.T) {
 	dv.Append(t, user, "INBOX", msg)
 
 	ups := map[string]*proxy.OAuth2Upstream{dv.IMAPAddr: {Grants: gm, Passwords: ps}}
-	b := startBridgeWith(t, dv, func(next pop3.Backend) pop3.Backend { return proxy.WithOAuth2(next.(*proxy.Backend), ups) })
+	var wrapper *proxy.OAuth2Backend
+	b := startBridgeWith(t, dv, func(next pop3.Backend) pop3.Backend {
+		wrapper = proxy.WithOAuth2(next.(*proxy.Backend), ups)
+		return wrapper
+	})
 
 	login := func(user, password string) (*pop3client.Client, error) {
 		c, err := pop3client.Dial(b.Addr)
@@ -149,6 +153,15 @@ func TestOAuth2Chain(t *testing.T) {
 		t.Fatal(err)
 	}
 	refused(user, appPW, "no longer accepts popbridge's access for "+user+": ask your administrator to run popbridge oauth2 enroll "+user)
+	// A reload that drops the upstream's oauth2 block: its users log in
+	// with their upstream passwords again, and app passwords mean nothing.
+	wrapper.SetUpstreams(nil)
+	refused(user, appPW, "authentication failed")
+	if c, err := login(user, dv.Password); err != nil {
+		t.Fatalf("the upstream password once OAuth2 is off: %v", err)
+	} else {
+		c.Quit()
+	}
 
 	// Logs at debug level: no token, no app password, no client secret.
 	var all strings.Builder
