@@ -161,7 +161,9 @@ func (m *Manager) observe(k Key, o Outcome, err error) {
 // AccessToken returns a current access token of the user's grant,
 // refreshing it first if it expires within Margin: ErrNoGrant when the
 // user is not enrolled, ErrReauthorize when the provider refused the
-// grant, ErrRefreshFailed when a refresh was needed and failed.
+// grant, ErrRefreshFailed when the token has expired and could not be
+// refreshed (one that is due but still valid is returned as it is when
+// the provider cannot be reached).
 func (m *Manager) AccessToken(ctx context.Context, k Key) (string, error) {
 	st, g, err := m.load(ctx, k)
 	if err != nil {

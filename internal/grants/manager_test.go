@@ -234,18 +234,34 @@ func TestRevokedGrant(t *testing.T) {
 	}
 }
 
-// TestProviderDown: a refresh that cannot reach the provider is
-// ErrRefreshFailed, and the grant stays good.
+// TestProviderDown: with the provider unreachable, a token that is due but
+// still valid is used as it is; an expired one is ErrRefreshFailed; and
+// the grant stays good.
 func TestProviderDown(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	store := openBolt(t, filepath.Join(t.TempDir(), "state.db"))
 	m := e.manager(store, nil, grants.Options{})
 	e.enroll(t, m)
+	enrolled, _ := m.Grant(context.Background(), e.key)
 	e.as.Close()
-	due := e.manager(store, nil, grants.Options{Margin: alwaysDue})
-	if _, err := due.AccessToken(context.Background(), e.key); !errors.Is(err, grants.ErrRefreshFailed) || errors.Is(err, grants.ErrReauthorize) {
-		t.Fatalf("AccessToken with the provider down: %v, want ErrRefreshFailed", err)
+	var failed int
+	countFailed := func(_ grants.Key, o grants.Outcome, _ error) {
+		if o == grants.Failed {
+			failed++
+		}
+	}
+	due := e.manager(store, nil, grants.Options{Margin: alwaysDue, Observe: countFailed})
+	if tok, err := due.AccessToken(context.Background(), e.key); err != nil || tok != enrolled.AccessToken {
+		t.Fatalf("AccessToken of a valid token with the provider down: %v (the enrolled token: %v)", err, tok == enrolled.AccessToken)
+	}
+	later := func() time.Time { return enrolled.Expiry.Add(time.Second) }
+	expired := e.manager(store, nil, grants.Options{Now: later, Observe: countFailed})
+	if _, err := expired.AccessToken(context.Background(), e.key); !errors.Is(err, grants.ErrRefreshFailed) || errors.Is(err, grants.ErrReauthorize) {
+		t.Fatalf("AccessToken of an expired token with the provider down: %v, want ErrRefreshFailed", err)
+	}
+	if failed != 2 {
+		t.Fatalf("%d failed refreshes observed, want 2", failed)
 	}
 	if g, _ := m.Grant(context.Background(), e.key); g.Broken != "" {
 		t.Fatalf("an unreachable provider broke the grant: %v", g)

@@ -86,6 +86,11 @@ func (m *Manager) refreshFailed(ctx context.Context, k Key, cur Sealed, g Grant,
 	if !errors.As(err, &re) || re.ErrorCode != "invalid_grant" {
 		err = fmt.Errorf("%w: %w", ErrRefreshFailed, err)
 		m.observe(k, Failed, err)
+		if m.usable(g) {
+			// Due but not expired: this login goes on with it, and the
+			// next one tries the provider again.
+			return g.AccessToken, nil
+		}
 		return "", err
 	}
 	// A refresh token spent by another instance meanwhile is refused too:
