@@ -17,6 +17,25 @@ type Hook interface {
 	Ask(ctx context.Context, req authhook.Request) (authhook.Answer, error)
 }
 
+// Results of Observer.HookAnswered.
+const (
+	HookOK          = "ok"
+	HookRefused     = "refused"
+	HookUnavailable = "unavailable"
+)
+
+// hookResult names the outcome of askHook's err.
+func hookResult(err error) string {
+	var e *pop3.Error
+	switch {
+	case err == nil:
+		return HookOK
+	case errors.As(err, &e) && e.Code == pop3.CodeAuth:
+		return HookRefused
+	}
+	return HookUnavailable
+}
+
 // errMasterUnverified: a master user is configured but nothing checks the
 // user's own credentials. Configuration validation refuses this; the
 // proxy refuses it again rather than open any mailbox with any password.

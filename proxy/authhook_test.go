@@ -5,6 +5,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -27,6 +28,28 @@ func withHook(t testing.TB, url string, timeout time.Duration) bridgeOption {
 		t.Fatal(err)
 	}
 	return func(o *proxy.Options, _ *imapupstream.Config, _ *pop3.Server) { o.Hook = c }
+}
+
+// hookObserver counts the hook's answers by result.
+type hookObserver struct {
+	leaseObserver
+	mu     sync.Mutex
+	counts map[string]int
+}
+
+func (o *hookObserver) HookAnswered(result string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.counts == nil {
+		o.counts = map[string]int{}
+	}
+	o.counts[result]++
+}
+
+func (o *hookObserver) count(result string) int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.counts[result]
 }
 
 func dialPOP3(t *testing.T, addr string) *pop3client.Client {
@@ -61,7 +84,16 @@ func TestAuthHook(t *testing.T) {
 		"broken-" + base:   {Garbage: true},
 		"waiter-" + base:   {WaitFirst: 1, Pass: dv1.Password},
 	})
-	b := startBridge(t, dv1, withHook(t, hook.URL, time.Second))
+	obs := &hookObserver{}
+	b := startBridge(t, dv1, withHook(t, hook.URL, time.Second),
+		func(o *proxy.Options, _ *imapupstream.Config, _ *pop3.Server) { o.Observer = obs })
+	// counted checks that one more answer of result was counted.
+	counted := func(t *testing.T, result string, before int) {
+		t.Helper()
+		if got := obs.count(result); got != before+1 {
+			t.Errorf("%s answers counted: %d, want %d", result, got, before+1)
+		}
+	}
 	dv1.Append(t, local, "INBOX", message("on dovecot 1", "one\r\n"))
 	dv2.Append(t, mailbox, "INBOX", message("on dovecot 2", "two\r\n"))
 
@@ -122,6 +154,7 @@ func TestAuthHook(t *testing.T) {
 	})
 
 	t.Run("refusal without Auth-Wait closes", func(t *testing.T) {
+		defer counted(t, proxy.HookRefused, obs.count(proxy.HookRefused))
 		c := dialPOP3(t, b.Addr)
 		err := c.Login("disabled-"+base, "whatever")
 		if errCode(err) != "AUTH" || !strings.Contains(err.Error(), "Account disabled, call the help desk") {
@@ -133,6 +166,7 @@ func TestAuthHook(t *testing.T) {
 	})
 
 	t.Run("WAIT asks again", func(t *testing.T) {
+		defer counted(t, proxy.HookOK, obs.count(proxy.HookOK))
 		before := len(hook.Requests(t))
 		c := dialPOP3(t, b.Addr)
 		if err := c.Login("waiter-"+base, dv1.Password); err != nil {
@@ -157,8 +191,14 @@ func TestAuthHook(t *testing.T) {
 			t.Fatalf("a maildrop was opened: %+v", md)
 		}
 	}
-	t.Run("slow service", func(t *testing.T) { sysTemp(t, b, "slow-"+base) })
-	t.Run("garbage answer", func(t *testing.T) { sysTemp(t, b, "broken-"+base) })
+	t.Run("slow service", func(t *testing.T) {
+		defer counted(t, proxy.HookUnavailable, obs.count(proxy.HookUnavailable))
+		sysTemp(t, b, "slow-"+base)
+	})
+	t.Run("garbage answer", func(t *testing.T) {
+		defer counted(t, proxy.HookUnavailable, obs.count(proxy.HookUnavailable))
+		sysTemp(t, b, "broken-"+base)
+	})
 	t.Run("service down", func(t *testing.T) {
 		addr, err := testenv.FreeAddr("127.0.0.1")
 		if err != nil {

@@ -128,6 +128,9 @@ type Observer interface {
 	// LeaseLost: a session lost its maildrop lock (a shared store could
 	// not renew it in time) and was ended without writing.
 	LeaseLost()
+	// HookAnswered: the auth hook answered a login with result, one of
+	// HookOK, HookRefused, HookUnavailable.
+	HookAnswered(result string)
 }
 
 // Backend implements pop3.Backend on an IMAP upstream.
@@ -219,7 +222,11 @@ func (b *Backend) Login(ctx context.Context, ci *pop3.ConnInfo, cred *pop3.Crede
 	verified := false // the user's own credentials were checked by the hook
 	server := ""
 	if live.Hook != nil {
-		if server, err = askHook(ctx, live.Hook, ci, cred, &upCred); err != nil {
+		server, err = askHook(ctx, live.Hook, ci, cred, &upCred)
+		if live.Observer != nil {
+			live.Observer.HookAnswered(hookResult(err))
+		}
+		if err != nil {
 			return nil, err
 		}
 		verified = true

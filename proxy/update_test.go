@@ -191,6 +191,7 @@ type leaseObserver struct{ lost atomic.Int32 }
 func (o *leaseObserver) Resolved(*uidmap.View) {}
 func (o *leaseObserver) LockContended()        {}
 func (o *leaseObserver) LeaseLost()            { o.lost.Add(1) }
+func (o *leaseObserver) HookAnswered(string)   {}
 
 // TestLostLeaseWritesNothing: two instances share PostgreSQL; instance A
 // cannot reach it for longer than the lease while its session is open. The

@@ -38,6 +38,7 @@ type Metrics struct {
 	uidlsReidentifed prometheus.Counter
 	lockContention   prometheus.Counter
 	leasesLost       prometheus.Counter
+	hookAnswers      *prometheus.CounterVec
 	oauth2Refreshes  *prometheus.CounterVec // oauth2.go
 
 	reloads       *prometheus.CounterVec
@@ -144,6 +145,10 @@ func New(version string) *Metrics {
 		Namespace: namespace, Name: "maildrop_lock_lost_total",
 		Help: "Sessions ended without writing because their maildrop lock's lease was lost (the shared store could not renew it in time, or another session took it over).",
 	})
+	m.hookAnswers = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Name: "auth_hook_answers_total",
+		Help: "Answers of the auth hook (auth.http_hook) by result: ok, refused, unavailable (down, slow or no Auth-Status: the login failed [SYS/TEMP]).",
+	}, []string{"result"})
 	m.oauth2Refreshes = newOAuth2Refreshes()
 	m.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: namespace, Name: "config_reloads_total",
@@ -162,7 +167,7 @@ func New(version string) *Metrics {
 
 	for _, c := range []prometheus.Collector{m.sessionsActive, m.sessionsTotal, m.sessionsEnded, m.tlsHandshakes,
 		m.tlsHandshakeErrors, m.logins, m.commands, m.sentBytes, m.refused, m.upstreamConnect, m.upstreamCommand,
-		m.upstreamErrors, m.uidlsAssigned, m.uidlsReidentifed, m.lockContention, m.leasesLost, m.oauth2Refreshes, m.reloads, m.reloadSuccess, build,
+		m.upstreamErrors, m.uidlsAssigned, m.uidlsReidentifed, m.lockContention, m.leasesLost, m.hookAnswers, m.oauth2Refreshes, m.reloads, m.reloadSuccess, build,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		f(c)
 	}
@@ -179,6 +184,9 @@ func New(version string) *Metrics {
 	}
 	for _, r := range []string{"ok", "error"} {
 		m.reloads.WithLabelValues(r)
+	}
+	for _, r := range []string{proxy.HookOK, proxy.HookRefused, proxy.HookUnavailable} {
+		m.hookAnswers.WithLabelValues(r)
 	}
 	return m
 }
@@ -321,3 +329,5 @@ func (o proxyObserver) Resolved(v *uidmap.View) {
 func (o proxyObserver) LockContended() { o.m.lockContention.Inc() }
 
 func (o proxyObserver) LeaseLost() { o.m.leasesLost.Inc() }
+
+func (o proxyObserver) HookAnswered(result string) { o.m.hookAnswers.WithLabelValues(result).Inc() }
