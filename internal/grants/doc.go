@@ -10,7 +10,8 @@
 // ever sees the sealed bytes and a version number.
 //
 // Refreshed once: Manager.AccessToken refreshes a grant that expires within
-// Manager.Margin. Every instance that finds it so first tries to take the
+// Options.Margin (a token that is due but not expired is still used when
+// the provider cannot be reached). Every instance that finds it so first tries to take the
 // grant's refresh lease in the store (a row in PostgreSQL, valid for
 // LeaseTTL, so a holder that dies frees it by itself); one wins and
 // refreshes, the others wait for the grant's version to change and use the
