@@ -217,6 +217,32 @@ func TestLoginMasterUser(t *testing.T) {
 	}
 }
 
+// TestWithAddressKeepsTheTLSName: a Dialer pointed at another address
+// (a routing service's choice, usually an IP address) still verifies the
+// certificate against the configured host name, not the new address.
+func TestWithAddressKeepsTheTLSName(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, dovecot.WithTLS())
+	_, port, _ := net.SplitHostPort(e.srv.IMAPSAddr)
+	ip := "127.0.0.1:" + port // in the certificate, as an IP address
+	cred := Credentials{Username: e.user, Password: e.srv.Password}
+	named := e.dialer(t, Config{Address: "localhost:" + port, TLS: TLSImplicit, CAFile: e.srv.CAFile}, nil).WithAddress(ip)
+	c, err := named.Login(context.Background(), cred)
+	if err != nil {
+		t.Fatalf("routed to %s, verified as localhost: %v", ip, err)
+	}
+	c.Close()
+	if got := named.Config().Address; got != ip {
+		t.Fatalf("Config().Address = %q, want %q", got, ip)
+	}
+	// The certificate does not name imap.example.test: had the new address
+	// been verified instead, this would succeed.
+	other := e.dialer(t, Config{Address: "imap.example.test:" + port, TLS: TLSImplicit, CAFile: e.srv.CAFile}, nil).WithAddress(ip)
+	if _, err := other.Login(context.Background(), cred); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("a certificate without the configured name was accepted: %v", err)
+	}
+}
+
 // TestLoginMasterSeparator: Dovecot's "user*master" LOGIN form, for servers
 // that take no SASL authorization identity.
 func TestLoginMasterSeparator(t *testing.T) {
