@@ -32,7 +32,7 @@ func named(s string) (f Format, ok bool, err error) {
 // in the order it first saw the files), not with the IMAP UIDs of
 // courierimapuiddb; nothing of it can be read over IMAP.
 var errCourier = errors.New("Courier's pop3d serves UIDLs of its own (courierpop3dsizelist), which IMAP does not show: " +
-	"run popbridge import-uidl against the old pop3d once per user instead")
+	"run popbridge import-uidl against the old pop3d once per user instead (Cyrus's uidl_format: courier is the template %v-%u)")
 
 // errXUIDL: the X-UIDL header is policy.reuse_xuidl, which falls back to
 // whatever uidl_format says for a message without one.
@@ -43,9 +43,10 @@ var errXUIDL = errors.New("an X-UIDL header is served with policy.reuse_xuidl: t
 // (e.g. "1795627431.26"), so a site moving from Cyrus's own POP3 to
 // popbridge in front of the same Cyrus keeps every UIDL. Cyrus's other
 // settings are templates or names here: uidonly is "%u", dovecot is
-// "dovecot", courier is "%v-%u"; so is a mailbox without Cyrus's
-// POP3_NEW_UIDL option (mbexamine shows it; only mailboxes that were never
-// empty since Cyrus 2.1 lack it), which is served "%u" whatever the setting.
+// "dovecot", courier is "%v-%u". A mailbox without Cyrus's POP3_NEW_UIDL
+// option is served "%u" whatever the setting (mbexamine shows the options;
+// Cyrus sets it on every mailbox it finds empty, so only one carried over
+// from an old Cyrus and never empty since lacks it).
 type FormatCyrus struct{}
 
 // UIDL implements Format.
