@@ -190,158 +190,50 @@ func (b *Backend) Reconfigure(opts Options) error {
 // Options returns the options new sessions use.
 func (b *Backend) Options() Options { return *b.live.Load() }
 
-// Login implements pop3.Backend. The order matters: the upstream checks the
-// credentials first (so an unauthenticated client never learns whether a
-// maildrop is locked), then the lock is taken, the mailbox SELECTed and
-// snapshotted and every message named. Only then does the client get +OK.
+// Login implements pop3.Backend. The order matters: the credentials are
+// checked first (by the hook or the upstream, so an unauthenticated client
+// never learns whether a maildrop is locked), then the login delay, the
+// lock, and the mailbox is SELECTed and snapshotted and every message
+// named. Only then does the client get +OK.
 //
 // A failed login is logged once, by the pop3 server, with the error chain
 // returned here.
 func (b *Backend) Login(ctx context.Context, ci *pop3.ConnInfo, cred *pop3.Credentials) (_ pop3.Session, err error) {
 	start := time.Now()
-	live := b.live.Load()
-	log := b.log.With(zap.String("session", ci.ID), zap.String("user", cred.Username), zap.String("mechanism", cred.Mechanism))
 	if cred.AuthzID != "" && cred.AuthzID != cred.Username {
 		// Logging in as someone else needs the upstream's master-user
 		// support, which is the operator's choice (upstream.master_user),
 		// not the client's.
 		return nil, &pop3.Error{Code: pop3.CodeAuth, Message: "authorization identity not allowed"}
 	}
-	// The client's address (the one a PROXY header carried, if any) goes
-	// upstream in an ID command, so the IMAP server logs and rate-limits
-	// the client rather than popbridge.
-	// A device's login ("user#phone") is the user's upstream.
-	user, device := splitDevice(cred.Username, live.DeviceSeparator)
-	upCred := imapupstream.Credentials{Username: user, ClientAddr: ci.RemoteAddr, ConnectedAddr: ci.LocalAddr}
-	switch cred.Mechanism {
-	case "OAUTHBEARER", "XOAUTH2":
-		upCred.Token, upCred.Mechanism = cred.Token, cred.Mechanism
-	default:
-		upCred.Password = cred.Password
+	log := b.log.With(zap.String("session", ci.ID), zap.String("user", cred.Username), zap.String("mechanism", cred.Mechanism))
+	a, err := b.authenticate(ctx, ci, cred, log)
+	if err != nil {
+		return nil, err
 	}
-	verified := false // the user's own credentials were checked by the hook
-	server := ""
-	if live.Hook != nil {
-		server, err = askHook(ctx, live.Hook, ci, cred, &upCred)
-		if live.Observer != nil {
-			live.Observer.HookAnswered(hookResult(err))
-		}
-		if err != nil {
-			return nil, err
-		}
-		verified = true
-		if upCred.Username != user {
-			log = log.With(zap.String("upstream_user", upCred.Username))
-		}
-	}
-	// One set of options for the whole session: its route's, if any, and
-	// the server the hook chose.
-	opts := live.ForUser(upCred.Username)
-	if server != "" {
-		opts = opts.withServer(server)
-		log = log.With(zap.String("upstream", server))
-	}
-	if opts.Dialer.Config().MasterUser != "" && !verified {
-		if !opts.VerifyUpstream {
-			return nil, &pop3.Error{Code: pop3.CodeSysPerm, Message: "login not possible, contact your administrator", Err: errMasterUnverified}
-		}
-		// The master logs in as anyone: the user's own credentials are
-		// checked first, by the upstream itself.
-		if err := opts.Dialer.Verify(ctx, upCred); err != nil {
-			return nil, clientError(err)
-		}
-	}
-	conn, err := opts.Dialer.Login(ctx, upCred)
+	conn, err := a.opts.Dialer.Login(ctx, a.upCred)
 	if err != nil {
 		return nil, clientError(err)
 	}
 	s := &session{
 		id:     ci.ID,
-		opts:   opts,
+		opts:   a.opts,
 		conn:   conn,
-		log:    log,
-		key:    opts.Key(upCred.Username),
-		device: device != "",
+		log:    a.log,
+		key:    a.opts.Key(a.upCred.Username),
+		device: a.device != "",
 		seen:   make(map[uint32]struct{}),
 	}
 	shared := s.key // the user's maildrop: UIDLs
 	if s.device {
 		// The device's own view: lock, hidden marks, login delay.
-		s.key = opts.DeviceKey(upCred.Username, device)
-		log = log.With(zap.String("device", device))
-		s.log = log
+		s.key = a.opts.DeviceKey(a.upCred.Username, a.device)
+		s.log = s.log.With(zap.String("device", a.device))
 	}
-	defer func() {
-		if err != nil {
-			s.Close()
-		}
-	}()
-	if opts.LoginDelay > 0 {
-		// After the credentials were checked: an unauthenticated client
-		// learns nothing from it.
-		if err := b.logins.check(s.key, opts.LoginDelay, time.Now()); err != nil {
-			return nil, err
-		}
+	if err := b.open(ctx, s, shared, start); err != nil {
+		s.Close()
+		return nil, err
 	}
-	if opts.Policy.Exclusive {
-		lease, err := opts.Map.Store().Lock(ctx, s.key, ci.ID)
-		if err != nil {
-			if errors.Is(err, uidmap.ErrLocked) && opts.Observer != nil {
-				opts.Observer.LockContended()
-			}
-			return nil, clientError(err)
-		}
-		s.lease = lease
-	}
-	md, err := OpenMaildrop(ctx, conn, opts.Map, shared)
-	if err != nil {
-		return nil, clientError(err)
-	}
-	metas, view := md.Metas, md.View
-	if opts.Observer != nil {
-		opts.Observer.Resolved(view)
-	}
-	if view.Reset {
-		log.Warn("upstream UIDVALIDITY changed: messages re-identified", zap.Int("kept", view.Kept),
-			zap.Int("assigned", view.Assigned), zap.Uint32("uidvalidity", md.UIDValidity))
-	}
-	hiddenMarks := view.Hidden
-	switch {
-	case s.device:
-		marks, fresh, err := opts.Map.DeviceView(ctx, s.key, md.UIDValidity, md.Messages, view.UIDLs, opts.NewDeviceFromNow)
-		if err != nil {
-			return nil, clientError(err)
-		}
-		if fresh {
-			log.Info("new device", zap.Bool("from_now", opts.NewDeviceFromNow))
-		}
-		hiddenMarks = marks
-	case view.Fresh && opts.Policy.OnDele == OnDeleHide:
-		// No state for this maildrop (first session, or the store was
-		// lost): messages hidden before carry the keyword upstream.
-		// (Devices' marks are never kept upstream: the keyword would hide
-		// a message from every device.)
-		if err := s.adoptHiddenKeyword(ctx, md.UIDValidity, metas, view); err != nil {
-			return nil, clientError(err)
-		}
-	}
-	idx, outside, err := listed(ctx, conn, md, hiddenMarks, opts.Window, time.Now())
-	if err != nil {
-		return nil, clientError(err)
-	}
-	s.uidValidity = md.UIDValidity
-	s.uids = make([]uint32, len(idx))
-	s.messages = make([]pop3.Message, len(idx))
-	for n, i := range idx {
-		s.uids[n] = metas[i].UID
-		s.messages[n] = pop3.Message{Size: metas[i].Size, UIDL: view.UIDLs[i]}
-	}
-	if opts.LoginDelay > 0 {
-		b.logins.done(s.key, opts.LoginDelay, time.Now())
-	}
-	log.Info("login", zap.Int("messages", len(s.messages)), zap.Int("hidden", len(metas)-len(idx)-outside),
-		zap.Int("outside_window", outside), zap.Int("new", view.Assigned), zap.Uint32("uidvalidity", md.UIDValidity),
-		zap.Duration("took", time.Since(start)))
 	return s, nil
 }
 

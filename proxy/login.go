@@ -1,0 +1,151 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/popbridge/popbridge/imapupstream"
+	"github.com/popbridge/popbridge/pop3"
+	"github.com/popbridge/popbridge/uidmap"
+)
+
+// authenticated is a login whose credentials are accepted: the options of
+// its session (its route's, and the server a hook chose), the upstream
+// login to make, and its device ("" for none).
+type authenticated struct {
+	opts   *Options
+	upCred imapupstream.Credentials
+	device string
+	log    *zap.Logger
+}
+
+// authenticate checks what can be checked before the upstream login: the
+// hook's verdict (which may rewrite the login and choose its server), and
+// with a master user the user's own credentials.
+func (b *Backend) authenticate(ctx context.Context, ci *pop3.ConnInfo, cred *pop3.Credentials, log *zap.Logger) (*authenticated, error) {
+	live := b.live.Load()
+	// A device's login ("user#phone") is the user's upstream.
+	user, device := splitDevice(cred.Username, live.DeviceSeparator)
+	// The client's address (the one a PROXY header carried, if any) goes
+	// upstream in an ID command, so the IMAP server logs and rate-limits
+	// the client rather than popbridge.
+	upCred := imapupstream.Credentials{Username: user, ClientAddr: ci.RemoteAddr, ConnectedAddr: ci.LocalAddr}
+	switch cred.Mechanism {
+	case "OAUTHBEARER", "XOAUTH2":
+		upCred.Token, upCred.Mechanism = cred.Token, cred.Mechanism
+	default:
+		upCred.Password = cred.Password
+	}
+	verified := false // the user's own credentials were checked by the hook
+	server := ""
+	if live.Hook != nil {
+		var err error
+		server, err = askHook(ctx, live.Hook, ci, cred, &upCred)
+		if live.Observer != nil {
+			live.Observer.HookAnswered(hookResult(err))
+		}
+		if err != nil {
+			return nil, err
+		}
+		verified = true
+		if upCred.Username != user {
+			log = log.With(zap.String("upstream_user", upCred.Username))
+		}
+	}
+	// One set of options for the whole session: its route's, if any, and
+	// the server the hook chose.
+	opts := live.ForUser(upCred.Username)
+	if server != "" {
+		opts = opts.withServer(server)
+		log = log.With(zap.String("upstream", server))
+	}
+	if opts.Dialer.Config().MasterUser != "" && !verified {
+		if !opts.VerifyUpstream {
+			return nil, &pop3.Error{Code: pop3.CodeSysPerm, Message: "login not possible, contact your administrator", Err: errMasterUnverified}
+		}
+		// The master logs in as anyone: the user's own credentials are
+		// checked first, by the upstream itself.
+		if err := opts.Dialer.Verify(ctx, upCred); err != nil {
+			return nil, clientError(err)
+		}
+	}
+	return &authenticated{opts: opts, upCred: upCred, device: device, log: log}, nil
+}
+
+// open makes s, logged in upstream, a session: the login delay and the
+// maildrop lock of its view, the mailbox selected and snapshotted, every
+// message named in the shared maildrop, and its listing: what its view
+// does not hide and the window leaves.
+func (b *Backend) open(ctx context.Context, s *session, shared uidmap.Key, start time.Time) error {
+	opts, log := s.opts, s.log
+	if opts.LoginDelay > 0 {
+		// After the credentials were checked: an unauthenticated client
+		// learns nothing from it.
+		if err := b.logins.check(s.key, opts.LoginDelay, time.Now()); err != nil {
+			return err
+		}
+	}
+	if opts.Policy.Exclusive {
+		lease, err := opts.Map.Store().Lock(ctx, s.key, s.id)
+		if err != nil {
+			if errors.Is(err, uidmap.ErrLocked) && opts.Observer != nil {
+				opts.Observer.LockContended()
+			}
+			return clientError(err)
+		}
+		s.lease = lease
+	}
+	md, err := OpenMaildrop(ctx, s.conn, opts.Map, shared)
+	if err != nil {
+		return clientError(err)
+	}
+	metas, view := md.Metas, md.View
+	if opts.Observer != nil {
+		opts.Observer.Resolved(view)
+	}
+	if view.Reset {
+		log.Warn("upstream UIDVALIDITY changed: messages re-identified", zap.Int("kept", view.Kept),
+			zap.Int("assigned", view.Assigned), zap.Uint32("uidvalidity", md.UIDValidity))
+	}
+	hiddenMarks := view.Hidden
+	switch {
+	case s.device:
+		marks, fresh, err := opts.Map.DeviceView(ctx, s.key, md.UIDValidity, md.Messages, view.UIDLs, opts.NewDeviceFromNow)
+		if err != nil {
+			return clientError(err)
+		}
+		if fresh {
+			log.Info("new device", zap.Bool("from_now", opts.NewDeviceFromNow))
+		}
+		hiddenMarks = marks
+	case view.Fresh && opts.Policy.OnDele == OnDeleHide:
+		// No state for this maildrop (first session, or the store was
+		// lost): messages hidden before carry the keyword upstream.
+		// (Devices' marks are never kept upstream: the keyword would hide
+		// a message from every device.)
+		if err := s.adoptHiddenKeyword(ctx, md.UIDValidity, metas, view); err != nil {
+			return clientError(err)
+		}
+	}
+	idx, outside, err := listed(ctx, s.conn, md, hiddenMarks, opts.Window, time.Now())
+	if err != nil {
+		return clientError(err)
+	}
+	s.uidValidity = md.UIDValidity
+	s.uids = make([]uint32, len(idx))
+	s.messages = make([]pop3.Message, len(idx))
+	for n, i := range idx {
+		s.uids[n] = metas[i].UID
+		s.messages[n] = pop3.Message{Size: metas[i].Size, UIDL: view.UIDLs[i]}
+	}
+	if opts.LoginDelay > 0 {
+		b.logins.done(s.key, opts.LoginDelay, time.Now())
+	}
+	log.Info("login", zap.Int("messages", len(s.messages)), zap.Int("hidden", len(metas)-len(idx)-outside),
+		zap.Int("outside_window", outside), zap.Int("new", view.Assigned), zap.Uint32("uidvalidity", md.UIDValidity),
+		zap.Duration("took", time.Since(start)))
+	return nil
+}
