@@ -37,20 +37,39 @@ import (
 // command with one ahead of it is waited for only until the answer ahead
 // has started, then collected later (laterCompletion).
 
-// aheadFetch is a UID FETCH (BODY.PEEK[]) sent ahead, its answer not taken.
-// A goroutine waits for the first message of the answer, so that a stream
-// can tell when the answer has started without waiting on go-imap itself.
+// aheadFetch is a UID FETCH (BODY.PEEK[]) sent ahead, for one message or a
+// batch of them, whose next message is not taken yet. A goroutine waits for
+// that message of the answer, so that a stream can tell when it has started
+// without waiting on go-imap itself.
+//
+// A batch is one command for several messages (UID FETCH u1,u2,... ): the
+// server streams them back to back, as it does for UID FETCH 1:*, where
+// pipelined one-message commands each cost it a start of its own after the
+// previous one is out (Dovecot's, measured by popbench: 107 µs a message
+// batched, 172 µs one command each). Once a message of the batch is read
+// whole, the rest of the batch is the command ahead.
 type aheadFetch struct {
 	ctx   context.Context // of the call that sent it: bounds a drain from begin
-	uid   uint32
+	uids  []uint32        // the messages still to come, ascending; uids[0] is next
 	cmd   *imapclient.FetchCommand
 	ready chan struct{}                // closed once msg is set
-	msg   *imapclient.FetchMessageData // the answer's first message; nil if it ended without
+	msg   *imapclient.FetchMessageData // the answer's next message; nil if it ended without
 }
 
-// sendAhead sends UID FETCH uid (UID BODY.PEEK[]) as the command ahead.
-func (c *Conn) sendAhead(ctx context.Context, uid uint32) {
-	a := &aheadFetch{ctx: ctx, uid: uid, cmd: c.client.Fetch(imap.UIDSetNum(imap.UID(uid)), bodyPeek), ready: make(chan struct{})}
+// sendAhead sends UID FETCH uids (UID BODY.PEEK[]) as the command ahead;
+// uids are ascending.
+func (c *Conn) sendAhead(ctx context.Context, uids []uint32) {
+	var set imap.UIDSet
+	for _, uid := range uids {
+		set.AddNum(imap.UID(uid))
+	}
+	c.ahead = awaitNext(ctx, uids, c.client.Fetch(set, bodyPeek))
+}
+
+// awaitNext makes the command ahead of cmd, whose answer's next message is
+// one of uids.
+func awaitNext(ctx context.Context, uids []uint32, cmd *imapclient.FetchCommand) *aheadFetch {
+	a := &aheadFetch{ctx: ctx, uids: uids, cmd: cmd, ready: make(chan struct{})}
 	go func() {
 		// Returns once go-imap hands the message over (its literal next)
 		// or completes the command: the server's answer, or the
@@ -58,10 +77,10 @@ func (c *Conn) sendAhead(ctx context.Context, uid uint32) {
 		a.msg = a.cmd.Next()
 		close(a.ready)
 	}()
-	c.ahead = a
+	return a
 }
 
-// first waits for the answer's first message; the command is then the
+// first waits for the answer's next message; the command is then the
 // caller's alone.
 func (a *aheadFetch) first() *imapclient.FetchMessageData {
 	<-a.ready
@@ -69,20 +88,23 @@ func (a *aheadFetch) first() *imapclient.FetchMessageData {
 }
 
 // FetchAhead is Fetch(ctx, m) that also sends UID FETCH next (UID
-// BODY.PEEK[]), unless next is 0 or m.UID, as soon as the answer for m has
-// started: a Fetch (or FetchAhead) of next then finds its answer under way.
-// The command ahead sets no flag (BODY.PEEK); if it is not needed after
-// all, the next operation on the Conn reads its answer and throws it away,
-// so ask ahead only for messages small enough for that to be cheap. A
-// message expunged before its command ahead was answered gives
-// ErrNoSuchMessage when it is fetched, as with Fetch.
+// BODY.PEEK[]) for the messages next lists (ascending UIDs after m.UID; 0s
+// are left out), as soon as the answer for m has started: a Fetch (or
+// FetchAhead) of next[0] then finds its answer under way, and of next[1]
+// right behind it. If m itself came in a batch sent so with messages still
+// to come, nothing more is sent: the rest of that batch is ahead. The
+// command ahead sets no flag (BODY.PEEK); if it is not needed after all, the
+// next operation on the Conn reads its answer and throws it away, so ask
+// ahead only for messages small enough for that to be cheap. A message
+// expunged before its command ahead was answered gives ErrNoSuchMessage when
+// it is fetched, as with Fetch.
 //
 // While a command is ahead, the reader of uid ends with io.EOF once the
 // whole literal has arrived and either the server has completed its command
 // or the answer ahead has started (the completion may then only come after
 // it, Dovecot's for one): that completion is collected later (a refusal then
 // is logged, a broken connection fails the next call).
-func (c *Conn) FetchAhead(ctx context.Context, m MessageMeta, next uint32) (_ io.ReadCloser, err error) {
+func (c *Conn) FetchAhead(ctx context.Context, m MessageMeta, next ...uint32) (_ io.ReadCloser, err error) {
 	if o := c.cfg.Observer; o != nil {
 		defer observeCommand(o, "fetch", time.Now(), &err)
 	}
@@ -90,7 +112,7 @@ func (c *Conn) FetchAhead(ctx context.Context, m MessageMeta, next uint32) (_ io
 	op := fetchOp{uid: uid, items: "BODY.PEEK[]"}
 	c.closeReader()
 	a := c.ahead
-	if a != nil && a.uid == uid {
+	if a != nil && a.uids[0] == uid {
 		// Taken: its answer may be arriving already, so nothing here may
 		// wait for an earlier completion (see finish).
 		c.ahead = nil
@@ -116,16 +138,34 @@ func (c *Conn) FetchAhead(ctx context.Context, m MessageMeta, next uint32) (_ io
 	if err != nil {
 		return nil, err
 	}
-	// Only now, with this message's answer under way: had the command
-	// ahead gone out before, and this message turned out to be gone, the
-	// server could answer the command ahead first (Dovecot runs pipelined
-	// FETCHes side by side), and go-imap's reader would wait for us to
-	// read that literal while we waited for this command's end.
-	if next != 0 && next != uid {
-		c.sendAhead(ctx, next)
+	if a != nil && len(a.uids) > 1 {
+		// The rest of the batch follows this message on the wire.
+		s.rest, s.restCtx = a.uids[1:], ctx
+	} else if after := aheadUIDs(uid, next); len(after) > 0 {
+		// Only now, with this message's answer under way: had the
+		// command ahead gone out before, and this message turned out to
+		// be gone, the server could answer the command ahead first
+		// (Dovecot runs pipelined FETCHes side by side), and go-imap's
+		// reader would wait for us to read that literal while we waited
+		// for this command's end.
+		c.sendAhead(ctx, after)
 	}
 	c.reader = s
 	return s, nil
+}
+
+// aheadUIDs is next without zeros and without what does not come after uid
+// in ascending order.
+func aheadUIDs(uid uint32, next []uint32) []uint32 {
+	out := make([]uint32, 0, len(next))
+	last := uid
+	for _, u := range next {
+		if u > last {
+			out = append(out, u)
+			last = u
+		}
+	}
+	return out
 }
 
 // dropAhead ends the command ahead, if any. On a live connection its answer
@@ -150,7 +190,9 @@ func (c *Conn) drainAhead(ctx context.Context, d time.Duration) {
 		c.abandonFetch(a)
 		return
 	}
-	s, err := c.awaitFetch(ctx, c.guard(ctx, d), fetchOp{uid: a.uid, items: "BODY.PEEK[], sent ahead"}, a.cmd, a, wantAny(a.uid))
+	// The stream of the next message gets no rest (s.rest): its Close
+	// then drains the rest of a batch too, with the command's completion.
+	s, err := c.awaitFetch(ctx, c.guard(ctx, d), fetchOp{uid: a.uids[0], items: "BODY.PEEK[], sent ahead"}, a.cmd, a, wantAny(a.uids[0]))
 	if err != nil {
 		return // gone (ErrNoSuchMessage), or the connection ended
 	}

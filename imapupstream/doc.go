@@ -9,7 +9,7 @@
 //	mb, err := conn.Select(ctx)                // SELECT (read-write), UIDVALIDITY
 //	msgs, err := conn.Snapshot(ctx)            // UID FETCH 1:* (UID RFC822.SIZE), one round trip
 //	r, err := conn.Fetch(ctx, m)               // BODY.PEEK[] of msgs[i] streamed from the literal
-//	r, err := conn.FetchAhead(ctx, m, next)    // the same, with next's UID FETCH sent while m streams
+//	r, err := conn.FetchAhead(ctx, m, next...) // the same, with one UID FETCH for the next ones sent while m streams
 //	r, err := conn.Top(ctx, m, lines)          // BODY.PEEK[HEADER] + partial BODY.PEEK[TEXT]
 //	err = conn.MarkSeen(ctx, uids)             // after RETR, if wanted
 //	err = conn.Expunge(ctx, uids)              // in UPDATE: remove exactly these

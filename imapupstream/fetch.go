@@ -64,6 +64,10 @@ type fetchStream struct {
 	remaining int64
 	err       error // sticky: io.EOF once complete, or the failure
 	closed    bool
+	// rest are the messages of the same command (a batch sent ahead)
+	// that follow this one; restCtx is the context that sent it.
+	rest    []uint32
+	restCtx context.Context
 }
 
 // litRead reads the literal. Once the literal has returned an error (even
@@ -230,6 +234,13 @@ func (s *fetchStream) finish() error {
 			return err
 		}
 		return fmt.Errorf("%w: %s: %s", ErrNoSuchMessage, s.op, bad)
+	}
+	if len(s.rest) > 0 {
+		// More messages of this command follow: they are the command
+		// ahead now, and its completion comes after the last of them.
+		s.c.ahead = awaitNext(s.restCtx, s.rest, s.cmd)
+		s.release()
+		return io.EOF
 	}
 	if a := s.c.ahead; a != nil {
 		// The answer of the command sent ahead may come before this one's

@@ -60,29 +60,48 @@ func (s *session) Retrieve(ctx context.Context, n int) (io.ReadCloser, error) {
 	return sessionReader{r}, nil
 }
 
-// aheadMaxSize bounds the messages fetched ahead (pop3.RetrieveAheader): a
-// guess that turns out wrong (the client sends DELE and QUIT, TOP, or RETRs
-// another message) costs reading the message from the upstream to throw it
-// away before the next command, a few milliseconds at 1 MiB on a local
-// network. Bigger messages stream long enough for their round trip not to
-// matter.
-const aheadMaxSize = 1 << 20
+// aheadMaxSize bounds the messages fetched ahead (pop3.RetrieveAheader),
+// all of one batch together: a guess that turns out wrong (the client sends
+// DELE and QUIT, TOP, or RETRs another message) costs reading them from the
+// upstream to throw them away before the next command, a few milliseconds
+// at 1 MiB on a local network. Bigger messages stream long enough for their
+// round trip not to matter. aheadMaxBatch bounds the messages of a batch.
+const (
+	aheadMaxSize  = 1 << 20
+	aheadMaxBatch = 16
+)
 
-// RetrieveAhead is Retrieve that has the upstream send message next too,
-// right behind message n: the client most likely RETRs it next.
+// RetrieveAhead is Retrieve that has the upstream send the messages from
+// next on too, right behind message n, in one command (as many as
+// aheadMaxSize and aheadMaxBatch allow): the client most likely RETRs them
+// next, in order.
 func (s *session) RetrieveAhead(ctx context.Context, n, next int) (io.ReadCloser, error) {
 	if err := s.beforeRead(ctx, n); err != nil {
 		return nil, err
 	}
-	var nextUID uint32
-	if next > 0 && s.messages[next-1].Size <= aheadMaxSize {
-		nextUID = s.uids[next-1]
-	}
-	r, err := s.conn.FetchAhead(s.readContext(ctx), s.meta(n), nextUID)
+	r, err := s.conn.FetchAhead(s.readContext(ctx), s.meta(n), s.aheadUIDs(next)...)
 	if err != nil {
 		return nil, sessionError(err)
 	}
 	return sessionReader{r}, nil
+}
+
+// aheadUIDs are the UIDs of the batch fetched ahead from message next on
+// (none for 0).
+func (s *session) aheadUIDs(next int) []uint32 {
+	if next <= 0 {
+		return nil
+	}
+	var uids []uint32
+	var total int64
+	for i := next; i <= len(s.messages) && len(uids) < aheadMaxBatch; i++ {
+		total += s.messages[i-1].Size
+		if total > aheadMaxSize {
+			break
+		}
+		uids = append(uids, s.uids[i-1])
+	}
+	return uids
 }
 
 func (s *session) Top(ctx context.Context, n int, lines int) (io.ReadCloser, error) {
