@@ -81,7 +81,7 @@ commands:
   import-uidl [-config FILE] -user USER (-pop3 HOST:PORT | -dovecot-uidlist FILE) [-force] [-dry-run]
                                seed a user's UIDLs from the previous POP3 server (password on stdin;
                                popbridge import-uidl -h for every flag)
-  oauth2 enroll|passwords|status [-config FILE] USER
+  oauth2 enroll|passwords|status|forget [-config FILE] USER
                                enrol a user of an OAuth2 upstream (device flow) and manage the app
                                passwords of their POP3 devices (popbridge oauth2 -h for every flag)
   version                      print the version

@@ -22,10 +22,11 @@ import (
 
 const oauth2Usage = `usage: popbridge oauth2 enroll [-config FILE] [-label DEVICE] [-no-password] [-timeout D] USER
        popbridge oauth2 passwords [-config FILE] [-add DEVICE | -revoke ID | -revoke-all] USER
-       popbridge oauth2 status [-config FILE] USER`
+       popbridge oauth2 status [-config FILE] USER
+       popbridge oauth2 forget [-config FILE] USER`
 
-// cmdOAuth2 is `popbridge oauth2 enroll|passwords|status USER`: a user's
-// upstream OAuth2 grant and the app passwords of their POP3 devices.
+// cmdOAuth2 is `popbridge oauth2 enroll|passwords|status|forget USER`: a
+// user's upstream OAuth2 grant and the app passwords of their POP3 devices.
 func cmdOAuth2(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		return errors.New(oauth2Usage)
@@ -74,6 +75,8 @@ func cmdOAuth2(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return oauth2Passwords(ctx, user, *add, *revoke, *revokeAll, stdout)
 	case "status":
 		return oauth2Status(ctx, user, stdout)
+	case "forget":
+		return oauth2Forget(ctx, user, stdout)
 	default:
 		return fmt.Errorf("oauth2: unknown verb %q\n%s", verb, oauth2Usage)
 	}
@@ -178,6 +181,20 @@ func oauth2Status(ctx context.Context, u *oauth2user.User, w io.Writer) error {
 	if g.Broken != "" {
 		fmt.Fprintf(w, "The provider refused the grant: enrol the user again (popbridge oauth2 enroll %s).\n", u.Name)
 	}
+	return nil
+}
+
+// oauth2Forget removes the user's grant and app passwords (offboarding):
+// the provider's side of the grant is revoked at the provider.
+func oauth2Forget(ctx context.Context, u *oauth2user.User, w io.Writer) error {
+	n, err := u.Passwords.RevokeAll(ctx, u.PasswordKey())
+	if err != nil {
+		return err
+	}
+	if err := u.Grants.Delete(ctx, u.GrantKey()); err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "Forgot the OAuth2 grant and %d app passwords of %s on %s (revoke popbridge's access at the provider too).\n", n, u.Name, u.Upstream)
 	return nil
 }
 

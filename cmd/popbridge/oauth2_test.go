@@ -169,6 +169,17 @@ state:
 	if out := cmd("passwords", "-config", cfgPath); strings.Contains(out, scannerID) || !strings.Contains(out, fetchID) {
 		t.Fatalf("passwords after -revoke:\n%s", out)
 	}
+
+	// Offboarding: forget removes the grant and the remaining password.
+	if out := cmd("forget", "-config", cfgPath); !strings.Contains(out, "Forgot the OAuth2 grant and 1 app passwords of "+user) {
+		t.Fatalf("forget:\n%s", out)
+	}
+	if out := cmd("status", "-config", cfgPath); !strings.Contains(out, "is not enrolled") {
+		t.Fatalf("status after forget:\n%s", out)
+	}
+	if out := cmd("passwords", "-config", cfgPath); !strings.Contains(out, "has no app passwords") {
+		t.Fatalf("passwords after forget:\n%s", out)
+	}
 }
 
 // serve still refuses a config with upstream.oauth2; the oauth2 commands
