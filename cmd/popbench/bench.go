@@ -37,6 +37,7 @@ type bench struct {
 	up, peer *dovecot.Server
 	bin      string
 	br       *bridge
+	base     *bridge // -baseline's popbridge, nil without
 	targets  []*target
 	rep      *report
 }
@@ -63,6 +64,7 @@ func run(ctx context.Context, o options) (*report, error) {
 	b.rep = &report{opts: o, started: time.Now(), loadBefore: loadAvg(), idleBefore: idleShare(idleWindow(o.quick))}
 	defer func() {
 		b.br.stop()
+		b.base.stop()
 		stopDovecot(b.peer)
 		stopDovecot(b.up)
 		if o.keep {
@@ -156,6 +158,14 @@ func (b *bench) setup() error {
 		return err
 	}
 	b.targets = append(b.targets, &target{name: targetBridge, pop3: true, addr: func() string { return b.br.addr }})
+	if b.o.baseline != "" {
+		if err := b.startBase(false); err != nil {
+			return fmt.Errorf("-baseline: %w", err)
+		}
+		b.logf("popbridge-baseline: %s", b.o.baseline)
+		b.rep.notes = append(b.rep.notes, fmt.Sprintf("popbridge-baseline is another build of popbridge (%s), measured in the same runs with the same configuration.", filepath.Base(b.o.baseline)))
+		b.targets = append(b.targets, &target{name: targetBase, pop3: true, addr: func() string { return b.base.addr }})
+	}
 
 	switch {
 	case !b.o.peer:
@@ -182,6 +192,25 @@ func (b *bench) startBridge(withMetrics bool) error {
 		return err
 	}
 	b.br = br
+	return nil
+}
+
+// startBase starts -baseline's popbridge, with a state directory of its
+// own.
+func (b *bench) startBase(withMetrics bool) error {
+	bin, err := filepath.Abs(b.o.baseline)
+	if err != nil {
+		return err
+	}
+	dir := filepath.Join(b.dir, "baseline")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	br, err := startBridge(bin, dir, b.up.IMAPAddr, withMetrics)
+	if err != nil {
+		return err
+	}
+	b.base = br
 	return nil
 }
 
@@ -300,8 +329,10 @@ func (b *bench) groups() []int {
 			g = append(g, d.PID())
 		}
 	}
-	if b.br != nil && b.br.cmd != nil {
-		g = append(g, b.br.pid())
+	for _, br := range []*bridge{b.br, b.base} {
+		if br != nil && br.cmd != nil {
+			g = append(g, br.pid())
+		}
 	}
 	return g
 }
@@ -358,7 +389,7 @@ func (b *bench) progress(scenario string, run int, t *target, value string, fore
 	if foreign > 0.1 {
 		warn = " (other processes used " + fmt.Sprintf("%.0f%%", foreign*100) + " of the machine)"
 	}
-	b.logf("%-14s run %d/%d %-14s %s%s", scenario, run+1, b.o.runs, t.name, value, warn)
+	b.logf("%-15s run %d/%d %-18s %s%s", scenario, run+1, b.o.runs, t.name, value, warn)
 }
 
 // scenarioList: login, STAT, UIDL, LIST on each list mailbox.
@@ -443,7 +474,7 @@ func (b *bench) scenarioRetr(ctx context.Context) error {
 			b.record("retr", "MB/s", true, t.name, mbps, foreign)
 			b.rep.addPhases("retr", t.name, phases)
 			b.progress("retr", r, t, fmt.Sprintf("%.1f MB/s (%.2f s)", mbps, took.Seconds()), foreign)
-			if t.name == targetBridge {
+			if t.name == targetBridge || t.name == targetBase {
 				// The same measurement, set against the batched ceiling.
 				b.record(scenarioRetrBatched, "MB/s", true, t.name, mbps, foreign)
 			}
@@ -625,7 +656,11 @@ func (b *bench) scenarioIdle(ctx context.Context) error {
 			}
 			switch t.name {
 			case targetBridge:
-				if err := b.idleBridge(t, users, r); err != nil {
+				if err := b.idleBridge(t, users, r, &b.br, b.startBridge); err != nil {
+					return err
+				}
+			case targetBase:
+				if err := b.idleBridge(t, users, r, &b.base, b.startBase); err != nil {
 					return err
 				}
 			case targetPeer:
@@ -637,6 +672,12 @@ func (b *bench) scenarioIdle(ctx context.Context) error {
 	}
 	// Later scenarios (if any) get a popbridge without metrics again.
 	b.br.stop()
+	if b.base != nil {
+		b.base.stop()
+		if err := b.startBase(false); err != nil {
+			return err
+		}
+	}
 	return b.startBridge(false)
 }
 
@@ -667,17 +708,19 @@ func closeAll(conns []*pop3client.Client) {
 
 const idleSettle = 2 * time.Second
 
-func (b *bench) idleBridge(t *target, users []string, r int) error {
-	b.br.stop()
-	if err := b.startBridge(true); err != nil {
+// idleBridge measures a popbridge's memory per idle session: *br, which
+// start restarts (with metrics) for the measurement.
+func (b *bench) idleBridge(t *target, users []string, r int, br **bridge, start func(withMetrics bool) error) error {
+	(*br).stop()
+	if err := start(true); err != nil {
 		return err
 	}
 	time.Sleep(idleSettle)
-	before, err := processMemory(b.br.pid())
+	before, err := processMemory((*br).pid())
 	if err != nil {
 		return err
 	}
-	go0, okGo := b.br.goMemory()
+	go0, okGo := (*br).goMemory()
 	var conns []*pop3client.Client
 	foreign, err := b.measure(func() (err error) {
 		conns, err = b.openAll(t, users)
@@ -687,8 +730,8 @@ func (b *bench) idleBridge(t *target, users []string, r int) error {
 		return err
 	}
 	time.Sleep(idleSettle)
-	after, err := processMemory(b.br.pid())
-	go1, okGo2 := b.br.goMemory()
+	after, err := processMemory((*br).pid())
+	go1, okGo2 := (*br).goMemory()
 	closeAll(conns)
 	if err != nil {
 		return err

@@ -21,6 +21,7 @@ type options struct {
 	quick     bool
 	keep      bool
 	popbridge string // an existing binary; "" builds one
+	baseline  string // another popbridge binary, measured beside it as popbridge-baseline; "" for none
 	peer      bool   // run Dovecot's POP3 over imapc when installed
 	chart     string
 	markdown  string
@@ -90,6 +91,7 @@ func main() {
 	flag.BoolVar(&o.quick, "quick", false, "small sizes for a smoke run (1,000 and 2,000 messages, 200 × 100 KB, 10 workers × 5 s, 100 idle)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temporary directory (configurations, logs, mail, state)")
 	flag.StringVar(&o.popbridge, "popbridge", "", "use this popbridge binary instead of building ./cmd/popbridge")
+	flag.StringVar(&o.baseline, "baseline", "", "also measure this popbridge binary (e.g. a build of the commit before a change), as the target popbridge-baseline, in the same runs")
 	flag.BoolVar(&o.peer, "dovecot-pop3", true, "also measure Dovecot's POP3 over imapc (when dovecot-pop3d is installed)")
 	flag.StringVar(&o.chart, "chart", "", "write a PNG bar chart of the ratios to this file (e.g. docs/benchmarks.png)")
 	flag.StringVar(&o.markdown, "markdown", "", "write the results as markdown to this file (e.g. docs/benchmarks.md); an existing file keeps its text outside the generated section")

@@ -115,7 +115,7 @@ func (r *report) sorted() []*series {
 			order[s.scenario] = len(order)
 		}
 	}
-	rank := map[string]int{targetCeiling: 0, targetBridge: 1, targetPeer: 2}
+	rank := map[string]int{targetCeiling: 0, targetBridge: 1, targetBase: 2, targetPeer: 3}
 	out := slices.Clone(r.list)
 	slices.SortStableFunc(out, func(a, b *series) int {
 		if d := order[a.scenario] - order[b.scenario]; d != 0 {
@@ -262,7 +262,7 @@ func (r *report) writeTable(w io.Writer) {
 	if len(r.phases) > 0 {
 		fmt.Fprintln(w, "\nwhere the time went (median of each phase):")
 		r.eachBreakdown(func(scenario, target, text string) {
-			fmt.Fprintf(w, "  %-12s %-14s %s\n", scenario, target, text)
+			fmt.Fprintf(w, "  %-15s %-18s %s\n", scenario, target, text)
 		})
 	}
 	for _, n := range r.notes {

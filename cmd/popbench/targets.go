@@ -17,6 +17,7 @@ import (
 const (
 	targetCeiling = "imap-ceiling"
 	targetBridge  = "popbridge"
+	targetBase    = "popbridge-baseline" // -baseline
 	targetPeer    = "dovecot-imapc"
 )
 
