@@ -202,7 +202,9 @@ func TestListenerCAPA(t *testing.T) {
 
 	base := []string{"TOP", "UIDL", "RESP-CODES", "PIPELINING", "AUTH-RESP-CODE"}
 	const sasl = "SASL PLAIN LOGIN OAUTHBEARER XOAUTH2" // auth.mechanisms' default
-	const impl = "IMPLEMENTATION popbridge"
+	// EXPIRE NEVER (policy.announce_expire's default) and IMPLEMENTATION
+	// end every list.
+	const impl = "EXPIRE NEVER | IMPLEMENTATION popbridge"
 	capa := func(extra ...string) string {
 		return strings.Join(append(append(append([]string(nil), base...), extra...), impl), " | ")
 	}
