@@ -215,6 +215,12 @@ func (b *Backend) Login(ctx context.Context, ci *pop3.ConnInfo, cred *pop3.Crede
 	if err != nil {
 		return nil, clientError(err)
 	}
+	if a.opts.Map != nil {
+		// Which server is behind the address shows only now.
+		if err := a.opts.Map.Needs().Unmet(conn.Caps().Has); err != nil {
+			a.log.Warn("policy.uidl_format", zap.Error(err))
+		}
+	}
 	s := &session{
 		id:     ci.ID,
 		opts:   a.opts,
@@ -238,16 +244,19 @@ func (b *Backend) Login(ctx context.Context, ci *pop3.ConnInfo, cred *pop3.Crede
 }
 
 // Identifier lets uidmap fetch identities of new messages over conn; msgs
-// is the listing they come from, which each answer must match.
-func Identifier(conn *imapupstream.Conn, msgs []uidmap.Message) uidmap.Identifier {
+// is the listing they come from, which each answer must match; needs is
+// what the UIDL format needs besides (Map.Needs).
+func Identifier(conn *imapupstream.Conn, msgs []uidmap.Message, needs uidmap.Needs) uidmap.Identifier {
+	opts := imapupstream.IdentifyOptions{GmailMsgID: needs.GmailMsgID}
 	return func(ctx context.Context, uids []uint32) ([]uidmap.Identity, error) {
-		ids, err := conn.Identify(ctx, Listed(msgs, uids))
+		ids, err := conn.IdentifyWith(ctx, Listed(msgs, uids), opts)
 		if err != nil {
 			return nil, err
 		}
 		out := make([]uidmap.Identity, len(ids))
 		for i, id := range ids {
-			out[i] = uidmap.Identity{UID: id.UID, InternalDate: id.InternalDate, MessageID: id.MessageID, XUIDL: id.XUIDL, Header: id.Header}
+			out[i] = uidmap.Identity{UID: id.UID, InternalDate: id.InternalDate, MessageID: id.MessageID, XUIDL: id.XUIDL,
+				Header: id.Header, GmailMsgID: id.GmailMsgID}
 		}
 		return out, nil
 	}

@@ -40,7 +40,7 @@ func OpenMaildrop(ctx context.Context, conn *imapupstream.Conn, m *uidmap.Map, k
 		md.Messages[i] = uidmap.Message{UID: meta.UID, Size: meta.Size}
 	}
 	if m != nil {
-		if md.View, err = m.Resolve(ctx, key, md.UIDValidity, md.Messages, Identifier(conn, md.Messages)); err != nil {
+		if md.View, err = m.Resolve(ctx, key, md.UIDValidity, md.Messages, Identifier(conn, md.Messages, m.Needs())); err != nil {
 			return nil, fmt.Errorf("proxy: %w", err)
 		}
 	}
@@ -54,7 +54,7 @@ func (md *Maildrop) ImportTarget() uidmap.ImportTarget {
 	return uidmap.ImportTarget{
 		UIDValidity: md.UIDValidity,
 		Messages:    md.Messages,
-		Identify:    Identifier(md.Conn, md.Messages),
+		Identify:    Identifier(md.Conn, md.Messages, uidmap.Needs{}), // fingerprints only
 		HeaderHashes: func(ctx context.Context, uids []uint32) (map[uint32]string, error) {
 			out := make(map[uint32]string, len(uids))
 			err := md.Conn.Headers(ctx, Listed(md.Messages, uids), func(uid uint32, h []byte) { out[uid] = uidmap.HeaderHash(h) })
