@@ -91,6 +91,9 @@ func run(ctx context.Context, o options) (*report, error) {
 			err = b.scenarioSessions(ctx)
 		case "idle":
 			err = b.scenarioIdle(ctx)
+			if err == nil && o.idleMem > 0 {
+				err = b.scenarioIdleMem(ctx)
+			}
 		}
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", s, err)
@@ -656,11 +659,11 @@ func (b *bench) scenarioIdle(ctx context.Context) error {
 			}
 			switch t.name {
 			case targetBridge:
-				if err := b.idleBridge(t, users, r, &b.br, b.startBridge); err != nil {
+				if err := b.idleBridge(t, "idle", users, r, &b.br, b.startBridge); err != nil {
 					return err
 				}
 			case targetBase:
-				if err := b.idleBridge(t, users, r, &b.base, b.startBase); err != nil {
+				if err := b.idleBridge(t, "idle", users, r, &b.base, b.startBase); err != nil {
 					return err
 				}
 			case targetPeer:
@@ -710,7 +713,7 @@ const idleSettle = 2 * time.Second
 
 // idleBridge measures a popbridge's memory per idle session: *br, which
 // start restarts (with metrics) for the measurement.
-func (b *bench) idleBridge(t *target, users []string, r int, br **bridge, start func(withMetrics bool) error) error {
+func (b *bench) idleBridge(t *target, scen string, users []string, r int, br **bridge, start func(withMetrics bool) error) error {
 	(*br).stop()
 	if err := start(true); err != nil {
 		return err
@@ -739,20 +742,20 @@ func (b *bench) idleBridge(t *target, users []string, r int, br **bridge, start 
 	n := float64(len(users))
 	pss := float64(after.pss-before.pss) / n
 	rss := float64(after.rss-before.rss) / n
-	b.record("idle", "KiB/session", false, t.name, pss, foreign)
-	b.record("idle RSS", "KiB/session", false, t.name, rss, foreign)
+	b.record(scen, "KiB/session", false, t.name, pss, foreign)
+	b.record(scen+" RSS", "KiB/session", false, t.name, rss, foreign)
 	extra := ""
 	if okGo && okGo2 {
 		per := func(a, b float64) float64 { return (b - a) / 1024 / n }
-		b.record("idle Go heap (alloc)", "KiB/session", false, t.name, per(go0.heapAlloc, go1.heapAlloc), foreign)
-		b.record("idle Go heap (in use)", "KiB/session", false, t.name, per(go0.heapInuse, go1.heapInuse), foreign)
-		b.record("idle Go stacks", "KiB/session", false, t.name, per(go0.stackInuse, go1.stackInuse), foreign)
-		b.record("idle goroutines", "per session", false, t.name, (go1.goroutines-go0.goroutines)/n, foreign)
+		b.record(scen+" Go heap (alloc)", "KiB/session", false, t.name, per(go0.heapAlloc, go1.heapAlloc), foreign)
+		b.record(scen+" Go heap (in use)", "KiB/session", false, t.name, per(go0.heapInuse, go1.heapInuse), foreign)
+		b.record(scen+" Go stacks", "KiB/session", false, t.name, per(go0.stackInuse, go1.stackInuse), foreign)
+		b.record(scen+" goroutines", "per session", false, t.name, (go1.goroutines-go0.goroutines)/n, foreign)
 		extra = fmt.Sprintf("; Go: heap alloc %.1f, heap in use %.1f, stacks %.1f KiB/session, %.1f goroutines/session, %.0f GCs meanwhile",
 			per(go0.heapAlloc, go1.heapAlloc), per(go0.heapInuse, go1.heapInuse), per(go0.stackInuse, go1.stackInuse),
 			(go1.goroutines-go0.goroutines)/n, go1.gcs-go0.gcs)
 	}
-	b.progress("idle", r, t, fmt.Sprintf("PSS %.1f KiB/session, RSS %.1f KiB/session (PSS %d → %d KiB)%s",
+	b.progress(scen, r, t, fmt.Sprintf("PSS %.1f KiB/session, RSS %.1f KiB/session (PSS %d → %d KiB)%s",
 		pss, rss, before.pss, after.pss, extra), foreign)
 	return nil
 }

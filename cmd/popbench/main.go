@@ -40,6 +40,7 @@ type options struct {
 	duration           time.Duration
 	sessUsers, sessMsg int
 	idle               int
+	idleMem            int // idle sessions in front of imapmemserver; 0 for none
 	idleMsgs           int
 
 	out io.Writer // the table
@@ -71,6 +72,11 @@ func (o *options) sizes() {
 	def(&o.sessUsers, 200, 40)
 	def(&o.sessMsg, 100, 50)
 	def(&o.idle, 1000, 100)
+	if o.idleMem < 0 {
+		o.idleMem = 0
+	} else {
+		def(&o.idleMem, 10000, 1000)
+	}
 	def(&o.idleMsgs, 10, 10)
 	if o.duration == 0 {
 		o.duration = 20 * time.Second
@@ -106,6 +112,7 @@ func main() {
 	flag.IntVar(&o.sessUsers, "session-users", 0, "users of the sessions scenario (default 200; -quick 40)")
 	flag.IntVar(&o.sessMsg, "session-messages", 0, "messages per user of the sessions scenario (default 100; -quick 50)")
 	flag.IntVar(&o.idle, "idle", 0, "idle sessions of the idle scenario (default 1000; -quick 100)")
+	flag.IntVar(&o.idleMem, "idle-memserver", 0, "idle sessions of the idle scenario's second part, in front of go-imap's in-memory server (default 10000; -quick 1000; -1 for none)")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		fmt.Fprintf(os.Stderr, "popbench: unexpected arguments %q\n", flag.Args())
@@ -181,13 +188,24 @@ func checkPrerequisites() error {
 	return nil
 }
 
-// raiseFileLimit lifts the soft limit on open files to the hard one for
-// popbench and the servers it starts (1,000 idle sessions are 2,000
-// sockets in popbridge alone). Calling Setrlimit also stops os/exec from
-// restoring the original limit in children.
+// raiseFileLimit lifts the limit on open files for popbench and the
+// servers it starts (10,000 idle sessions are 20,000 sockets in popbridge,
+// and as many in popbench with its in-memory upstream): to wantFiles when
+// root may, else the soft limit to the hard one. Calling Setrlimit also
+// stops os/exec from restoring the original limit in children.
 func raiseFileLimit() {
+	const wantFiles = 1 << 17
 	var lim syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err == nil && lim.Cur < lim.Max {
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return
+	}
+	if lim.Max < wantFiles {
+		up := syscall.Rlimit{Cur: wantFiles, Max: wantFiles}
+		if syscall.Setrlimit(syscall.RLIMIT_NOFILE, &up) == nil {
+			return
+		}
+	}
+	if lim.Cur < lim.Max {
 		lim.Cur = lim.Max
 		syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim)
 	}

@@ -58,6 +58,7 @@ type report struct {
 	idleBefore            float64 // share of the machine idle in the seconds before the run
 	retried               int     // measurements taken again after a disturbance
 	phases                []*phaseSeries
+	idleMemScenario       string // the name of the imapmemserver idle scenario, if it ran
 }
 
 // phaseSeries is one phase of a scenario on a target, per run.
@@ -179,6 +180,9 @@ func (r *report) goals() []goal {
 		goal{"sessions", "≥ 0.9× ceiling", func(_, q float64) bool { return q >= 0.9 }},
 		goal{"idle", fmt.Sprintf("≤ %g KiB/session", idleGoalKiB), func(m, _ float64) bool { return m <= idleGoalKiB }},
 	)
+	if r.idleMemScenario != "" {
+		g = append(g, goal{r.idleMemScenario, fmt.Sprintf("≤ %g KiB/session", idleGoalKiB), func(m, _ float64) bool { return m <= idleGoalKiB }})
+	}
 	return g
 }
 
