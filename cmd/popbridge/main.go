@@ -46,7 +46,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "import-uidl":
 		err = cmdImportUIDL(ctx, args[1:], os.Stdin, stdout, stderr)
 	case "oauth2":
-		err = cmdOAuth2(ctx, args[1:], stdout, stderr)
+		err = cmdOAuth2(ctx, args[1:], os.Stdin, stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintf(stdout, "popbridge %s\n", version)
 	case "help", "-h", "-help", "--help":

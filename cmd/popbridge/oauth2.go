@@ -1,12 +1,14 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -20,14 +22,14 @@ import (
 	"github.com/popbridge/popbridge/uidmap/boltstore"
 )
 
-const oauth2Usage = `usage: popbridge oauth2 enroll [-config FILE] [-label DEVICE] [-no-password] [-timeout D] USER
+const oauth2Usage = `usage: popbridge oauth2 enroll [-config FILE] [-label DEVICE] [-no-password] [-timeout D] [-code [-redirect-url URL]] USER
        popbridge oauth2 passwords [-config FILE] [-add DEVICE | -revoke ID | -revoke-all] USER
        popbridge oauth2 status [-config FILE] USER
        popbridge oauth2 forget [-config FILE] USER`
 
 // cmdOAuth2 is `popbridge oauth2 enroll|passwords|status|forget USER`: a
 // user's upstream OAuth2 grant and the app passwords of their POP3 devices.
-func cmdOAuth2(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func cmdOAuth2(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		return errors.New(oauth2Usage)
 	}
@@ -43,6 +45,8 @@ func cmdOAuth2(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	label := fs.String("label", "device", "enroll: the label of the first app password (the device it is for)")
 	noPassword := fs.Bool("no-password", false, "enroll: make no app password (the user has some)")
 	timeout := fs.Duration("timeout", 15*time.Minute, "enroll: how long to wait for the user to approve")
+	code := fs.Bool("code", false, "enroll: the authorization-code flow (the address the browser ends at is pasted back on stdin) instead of the device flow; Google always takes it")
+	redirect := fs.String("redirect-url", grants.DefaultRedirectURL, "enroll -code: the registered loopback redirect URI")
 	add := fs.String("add", "", "passwords: make a new app password labelled with this device")
 	revoke := fs.String("revoke", "", "passwords: revoke the app password of this ID")
 	revokeAll := fs.Bool("revoke-all", false, "passwords: revoke every app password of the user")
@@ -70,6 +74,9 @@ func cmdOAuth2(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	case "enroll":
 		ctx, cancel := context.WithTimeout(ctx, *timeout)
 		defer cancel()
+		if *code || user.Provider.CheckDeviceFlow() != nil {
+			return oauth2EnrollCode(ctx, user, *redirect, *label, !*noPassword, stdin, stdout)
+		}
 		return oauth2Enroll(ctx, user, *label, !*noPassword, stdout)
 	case "passwords":
 		return oauth2Passwords(ctx, user, *add, *revoke, *revokeAll, stdout)
@@ -83,9 +90,6 @@ func cmdOAuth2(ctx context.Context, args []string, stdout, stderr io.Writer) err
 }
 
 func oauth2Enroll(ctx context.Context, u *oauth2user.User, label string, password bool, w io.Writer) error {
-	if err := u.Provider.CheckDeviceFlow(); err != nil {
-		return err
-	}
 	err := u.Grants.EnrollDevice(ctx, u.GrantKey(), func(da *oauth2.DeviceAuthResponse) error {
 		fmt.Fprintf(w, "To give popbridge access to the mailbox of %s on %s, sign in as that user at\n\n  %s\n\nand enter the code %s", u.Name, u.Upstream, da.VerificationURI, da.UserCode)
 		if !da.Expiry.IsZero() {
@@ -101,6 +105,29 @@ func oauth2Enroll(ctx context.Context, u *oauth2user.User, label string, passwor
 	if err != nil {
 		return err
 	}
+	return oauth2Enrolled(ctx, u, label, password, w)
+}
+
+// oauth2EnrollCode is enroll by the authorization-code flow: the person
+// opens the URL anywhere, approves, and pastes back the address the
+// browser was sent to (a loopback page that does not load).
+func oauth2EnrollCode(ctx context.Context, u *oauth2user.User, redirect, label string, password bool, stdin io.Reader, w io.Writer) error {
+	e := u.Grants.StartAuthCode(redirect)
+	fmt.Fprintf(w, "To give popbridge access to the mailbox of %s on %s, open in any browser\n\n  %s\n\n", u.Name, u.Upstream, e.URL)
+	fmt.Fprintf(w, "sign in as that user and approve. The browser then goes to %s..., which does not load:\n", redirect)
+	fmt.Fprintf(w, "copy that whole address from the address bar and paste it here:\n")
+	line, err := bufio.NewReader(stdin).ReadString('\n')
+	if err != nil && strings.TrimSpace(line) == "" {
+		return fmt.Errorf("reading the address: %w", err)
+	}
+	if err := u.Grants.FinishAuthCode(ctx, u.GrantKey(), e, strings.TrimSpace(line)); err != nil {
+		return err
+	}
+	return oauth2Enrolled(ctx, u, label, password, w)
+}
+
+// oauth2Enrolled reports a new grant and makes the first app password.
+func oauth2Enrolled(ctx context.Context, u *oauth2user.User, label string, password bool, w io.Writer) error {
 	g, err := u.Grants.Grant(ctx, u.GrantKey())
 	if err != nil {
 		return err

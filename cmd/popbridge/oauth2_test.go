@@ -212,3 +212,91 @@ state:
 		t.Fatalf("oauth2 status of a user not enrolled: exit %d: %s %s", rc, out.String(), errOut.String())
 	}
 }
+
+// TestOAuth2EnrollCode: enroll -code (what Google takes) against a generic
+// provider without a device endpoint: the URL is printed, the user signs in
+// on the provider's page, the address the browser was sent to is pasted on
+// stdin, and the grant logs in to Dovecot.
+func TestOAuth2EnrollCode(t *testing.T) {
+	t.Parallel()
+	as := oidc.Start(t)
+	imap := dovecot.Start(t, dovecot.WithOAuth2Introspection(as.IntrospectionURL, as.ResourceID, as.ResourceSecret))
+	user := dovecot.User(t) + "@example.org"
+	as.AddUser(user, "pw")
+	dir := t.TempDir()
+	secretFile := filepath.Join(dir, "secret")
+	os.WriteFile(secretFile, []byte("a test secret of at least 32 bytes, not a real one\n"), 0o600)
+	cfgPath := filepath.Join(dir, "config.yaml")
+	os.WriteFile(cfgPath, []byte(fmt.Sprintf(`upstream:
+  address: %q
+  tls: none
+  oauth2:
+    provider: generic
+    client_id: %q
+    auth_url: %q
+    token_url: %q
+    scopes: [%s]
+state:
+  path: %q
+  secret_file: %q
+`, imap.IMAPAddr, as.NativeClientID, as.AuthURL, as.TokenURL, strings.Join(oidc.Scopes, ", "), filepath.Join(dir, "state.db"), secretFile)), 0o600)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+
+	outR, outW := io.Pipe()
+	inR, inW := io.Pipe()
+	var out bytes.Buffer
+	read := make(chan error, 1)
+	go func() {
+		sc := bufio.NewScanner(outR)
+		sent := false
+		for sc.Scan() {
+			line := sc.Text()
+			out.WriteString(line + "\n")
+			if u, ok := strings.CutPrefix(line, "  "); ok && strings.HasPrefix(u, as.AuthURL) && !sent {
+				sent = true
+				// Approve and paste while the command goes on printing.
+				go func() {
+					redirected, err := as.ApproveAuthCode(ctx, u, user, "pw")
+					if err != nil {
+						inW.CloseWithError(err)
+						return
+					}
+					fmt.Fprintln(inW, redirected)
+				}()
+			}
+		}
+		read <- nil
+	}()
+	var stderr bytes.Buffer
+	err := cmdOAuth2(ctx, []string{"enroll", "-config", cfgPath, "-redirect-url", "http://127.0.0.1:1/callback", "-label", "scanner", user}, inR, outW, &stderr)
+	outW.Close()
+	if rerr := <-read; rerr != nil {
+		t.Fatalf("approving: %v", rerr)
+	}
+	if err != nil {
+		t.Fatalf("enroll -code: %v\n%s%s", err, out.String(), stderr.String())
+	}
+	if !strings.Contains(out.String(), "Enrolled "+user) || !strings.Contains(out.String(), `for "scanner"`) {
+		t.Fatalf("enroll -code printed:\n%s", out.String())
+	}
+	loaded, err := config.LoadForOAuth2(cfgPath, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := oauth2user.Open(loaded, user, oauth2user.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := u.Grants.AccessToken(ctx, u.GrantKey())
+	u.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, _ := imapupstream.NewDialer(imapupstream.Config{Address: imap.IMAPAddr, TLS: imapupstream.TLSNone}, nil)
+	c, err := d.Login(ctx, imapupstream.Credentials{Username: user, Token: tok, Mechanism: "XOAUTH2"})
+	if err != nil {
+		t.Fatalf("XOAUTH2 with the code flow's grant: %v", err)
+	}
+	c.Close()
+}

@@ -20,6 +20,7 @@ type OAuth2 struct {
 	Tenant           string   `yaml:"tenant"` // microsoft: directory (tenant) ID or domain; default "organizations"
 	TokenURL         string   `yaml:"token_url"`
 	DeviceAuthURL    string   `yaml:"device_auth_url"`
+	AuthURL          string   `yaml:"auth_url"` // generic: for enrolment by the authorization-code flow
 	Scopes           []string `yaml:"scopes"`
 	// Mechanism is the SASL mechanism of the upstream login: xoauth2
 	// (the default; Microsoft 365 and Gmail) or oauthbearer (RFC 7628).
@@ -56,14 +57,22 @@ func validateOAuth2(key string, o *OAuth2, bad func(key, format string, args ...
 	}
 	switch o.Provider {
 	case "microsoft", "google":
-		for _, f := range []struct{ name, value string }{{"token_url", o.TokenURL}, {"device_auth_url", o.DeviceAuthURL}} {
+		for _, f := range []struct{ name, value string }{{"token_url", o.TokenURL}, {"device_auth_url", o.DeviceAuthURL}, {"auth_url", o.AuthURL}} {
 			if f.value != "" {
 				bad(key+"."+f.name, "only for provider generic: %s's endpoints are built in", o.Provider)
 			}
 		}
 	case "generic":
 		endpoint(key+".token_url", o.TokenURL, bad)
-		endpoint(key+".device_auth_url", o.DeviceAuthURL, bad)
+		switch {
+		case o.DeviceAuthURL == "" && o.AuthURL == "":
+			bad(key+".device_auth_url", "required for provider generic (or auth_url, for the authorization-code flow)")
+		case o.DeviceAuthURL != "":
+			endpoint(key+".device_auth_url", o.DeviceAuthURL, bad)
+		}
+		if o.AuthURL != "" {
+			endpoint(key+".auth_url", o.AuthURL, bad)
+		}
 		if len(o.Scopes) == 0 {
 			bad(key+".scopes", "required for provider generic: the scopes that allow IMAP and a refresh token")
 		}

@@ -423,3 +423,33 @@ func TestDeadHolder(t *testing.T) {
 		t.Fatalf("login with the token refreshed after the takeover: %v", err)
 	}
 }
+
+// TestEnrollAuthCode: the authorization-code flow with PKCE and a loopback
+// redirect nobody listens on, the address pasted back; its grant refreshes
+// and logs in to Dovecot. A pasted address of another enrolment is refused.
+func TestEnrollAuthCode(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := context.Background()
+	store := openBolt(t, filepath.Join(t.TempDir(), "state.db"))
+	m := grants.NewManager(store, e.sealer, e.as.NativeClient(""), grants.Options{Margin: alwaysDue})
+	other := m.StartAuthCode("http://127.0.0.1:1/callback")
+	en := m.StartAuthCode("http://127.0.0.1:1/callback")
+	redirected, err := e.as.ApproveAuthCode(ctx, en.URL, e.key.User, password)
+	if err != nil {
+		t.Fatalf("ApproveAuthCode: %v", err)
+	}
+	if err := m.FinishAuthCode(ctx, e.key, other, redirected); !errors.Is(err, grants.ErrAuthCodeAnswer) {
+		t.Fatalf("another enrolment's answer: %v, want ErrAuthCodeAnswer", err)
+	}
+	if err := m.FinishAuthCode(ctx, e.key, en, redirected); err != nil {
+		t.Fatalf("FinishAuthCode: %v", err)
+	}
+	tok, err := m.AccessToken(ctx, e.key) // due: refreshed first
+	if err != nil {
+		t.Fatalf("AccessToken: %v", err)
+	}
+	if err := e.login(tok); err != nil {
+		t.Fatalf("login with the code flow's grant: %v", err)
+	}
+}

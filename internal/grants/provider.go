@@ -16,6 +16,7 @@ type Provider struct {
 	ClientID      string
 	ClientSecret  string // "" for a public client
 	Tenant        string // microsoft; "" is "organizations"
+	AuthURL       string // generic, for the authorization-code flow
 	TokenURL      string // generic
 	DeviceAuthURL string // generic
 	Scopes        []string
@@ -38,7 +39,7 @@ func DefaultScopes(provider string) []string {
 // ErrNoDeviceFlow means the provider does not allow the device flow for
 // IMAP access: Google's device flow ("TVs and Limited Input devices")
 // accepts a short list of scopes that leaves out Gmail's.
-var ErrNoDeviceFlow = errors.New("grants: Google's device flow does not allow the Gmail scope (https://mail.google.com/): enrolling Google users needs the authorization-code flow, which popbridge does not have yet")
+var ErrNoDeviceFlow = errors.New("grants: Google's device flow does not allow the Gmail scope (https://mail.google.com/): Google users are enrolled with the authorization-code flow")
 
 // OAuth2Config is the provider's x/oauth2 configuration.
 func (p Provider) OAuth2Config() (*oauth2.Config, error) {
@@ -59,10 +60,10 @@ func (p Provider) OAuth2Config() (*oauth2.Config, error) {
 		ep = oauth2.Endpoint{AuthURL: "https://accounts.google.com/o/oauth2/auth", TokenURL: "https://oauth2.googleapis.com/token",
 			DeviceAuthURL: "https://oauth2.googleapis.com/device/code", AuthStyle: oauth2.AuthStyleInParams}
 	case "generic":
-		if p.TokenURL == "" || p.DeviceAuthURL == "" {
-			return nil, errors.New("grants: provider generic needs token_url and device_auth_url")
+		if p.TokenURL == "" || (p.DeviceAuthURL == "" && p.AuthURL == "") {
+			return nil, errors.New("grants: provider generic needs token_url, and device_auth_url or auth_url")
 		}
-		ep = oauth2.Endpoint{TokenURL: p.TokenURL, DeviceAuthURL: p.DeviceAuthURL}
+		ep = oauth2.Endpoint{AuthURL: p.AuthURL, TokenURL: p.TokenURL, DeviceAuthURL: p.DeviceAuthURL}
 	default:
 		return nil, fmt.Errorf("grants: unknown provider %q", p.Name)
 	}
@@ -70,8 +71,13 @@ func (p Provider) OAuth2Config() (*oauth2.Config, error) {
 }
 
 // CheckDeviceFlow says whether users of the provider can be enrolled with
-// the device flow (EnrollDevice): ErrNoDeviceFlow for Google's mail scope.
+// the device flow (EnrollDevice): ErrNoDeviceFlow for Google's mail scope,
+// and for a generic provider without device_auth_url; those take the
+// authorization-code flow (StartAuthCode).
 func (p Provider) CheckDeviceFlow() error {
+	if p.Name == "generic" && p.DeviceAuthURL == "" {
+		return errors.New("grants: the provider has no device_auth_url: its users are enrolled with the authorization-code flow")
+	}
 	scopes := p.Scopes
 	if len(scopes) == 0 {
 		scopes = DefaultScopes(p.Name)

@@ -102,7 +102,7 @@ func provider(o config.OAuth2) (grants.Provider, *oauth2.Config, error) {
 	}
 	p := grants.Provider{
 		Name: o.Provider, ClientID: o.ClientID, ClientSecret: secret, Tenant: o.Tenant,
-		TokenURL: o.TokenURL, DeviceAuthURL: o.DeviceAuthURL, Scopes: o.Scopes,
+		AuthURL: o.AuthURL, TokenURL: o.TokenURL, DeviceAuthURL: o.DeviceAuthURL, Scopes: o.Scopes,
 	}
 	oc, err := p.OAuth2Config()
 	return p, oc, err

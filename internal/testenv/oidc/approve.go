@@ -18,10 +18,11 @@ import (
 var ErrPageChanged = errors.New("oidc: the provider's device page is not as expected")
 
 var (
-	formAction  = regexp.MustCompile(`<form method="POST" action="([^"]+)"`)
-	userCodeIn  = regexp.MustCompile(`name="user_code" value="([^"]*)"`)
-	buttonHref  = regexp.MustCompile(`location\.href='([^']+)'`)
-	pageMessage = regexp.MustCompile(`<p style="color:red[^"]*">([^<]*)</p>`)
+	formAction    = regexp.MustCompile(`<form method="POST" action="([^"]+)"`)
+	userCodeIn    = regexp.MustCompile(`name="user_code" value="([^"]*)"`)
+	authRequestIn = regexp.MustCompile(`name="id" value="([^"]*)"`)
+	buttonHref    = regexp.MustCompile(`location\.href='([^']+)'`)
+	pageMessage   = regexp.MustCompile(`<p style="color:red[^"]*">([^<]*)</p>`)
 )
 
 // ApproveDevice does what the user does with the URL and code that the
@@ -115,4 +116,55 @@ func get(ctx context.Context, c *http.Client, method, u string, form url.Values)
 		return "", nil, fmt.Errorf("oidc: %s %s: %s", method, u, resp.Status)
 	}
 	return string(b), resp.Request.URL, nil
+}
+
+// ApproveAuthCode does what a person does with an authorization URL of the
+// code flow: opens it, signs in as user with password on the provider's
+// login page, and is sent to the client's redirect URI with the code. The
+// browser goes no further: the redirect URI's address is returned, as the
+// person would copy it from the address bar (nothing needs to listen there).
+func (s *Server) ApproveAuthCode(ctx context.Context, authURL, user, password string) (string, error) {
+	jar, err := cookiejar.New(nil)
+	if err != nil {
+		return "", fmt.Errorf("oidc: cookie jar: %w", err)
+	}
+	issuer, err := url.Parse(s.Issuer)
+	if err != nil {
+		return "", err
+	}
+	var redirected string
+	browser := &http.Client{Jar: jar, CheckRedirect: func(req *http.Request, _ []*http.Request) error {
+		if req.URL.Host != issuer.Host {
+			redirected = req.URL.String()
+			return http.ErrUseLastResponse
+		}
+		return nil
+	}}
+	page, at, err := get(ctx, browser, http.MethodGet, authURL, nil)
+	if err != nil {
+		return "", err
+	}
+	action, id := formAction.FindStringSubmatch(page), authRequestIn.FindStringSubmatch(page)
+	if action == nil || id == nil {
+		return "", fmt.Errorf("%w: no login form at %s", ErrPageChanged, at)
+	}
+	loginURL, err := at.Parse(html.UnescapeString(action[1]))
+	if err != nil {
+		return "", fmt.Errorf("oidc: login form: %w", err)
+	}
+	form := url.Values{"id": {html.UnescapeString(id[1])}, "username": {user}, "password": {password}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, loginURL.String(), strings.NewReader(form.Encode()))
+	if err != nil {
+		return "", err
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err := browser.Do(req)
+	if err != nil {
+		return "", fmt.Errorf("oidc: sign in: %w", err)
+	}
+	resp.Body.Close()
+	if redirected == "" {
+		return "", fmt.Errorf("oidc: sign-in as %s was not sent back to the client (%s)", user, resp.Status)
+	}
+	return redirected, nil
 }

@@ -26,14 +26,19 @@
 // grant (the example's DeviceClient has the device grant only); a device
 // flow's refresh token records its client (the example records it for the
 // code flow only, so the first refresh would fail); and tokens issued by
-// the device flow also name the resource client in their audience, because
-// the example's introspection answers only clients in a token's audience,
-// as a real provider with a resource server would.
+// the device and code flows also name the resource client in their
+// audience, because the example's introspection answers only clients in a
+// token's audience, as a real provider with a resource server would.
 //
 // The example fixes a token's lifetime (access tokens 5 minutes, refresh
 // tokens 5 hours) and the device poll interval (5 s; it does not enforce
 // slow_down, so a test may poll faster). Tests that need an expired access
 // token revoke it (Server.Revoke) rather than wait.
+//
+// A third client, native and public (Server.NativeClient), takes the
+// authorization-code flow with PKCE and a loopback redirect, as Google's
+// "Desktop app" clients do; Server.ApproveAuthCode signs in on the
+// provider's login page and returns the address the browser is sent to.
 //
 // Nothing outside the Go module is needed, so unlike the Dovecot and
 // PostgreSQL harnesses this one is never unavailable.

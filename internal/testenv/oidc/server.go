@@ -34,9 +34,13 @@ type Server struct {
 	// ResourceID and ResourceSecret are the resource server's, the client
 	// Dovecot introspects tokens as.
 	ResourceID, ResourceSecret string
+	// NativeClientID is a public client of the authorization-code flow
+	// with PKCE and a loopback redirect (RFC 8252), as Google's "Desktop
+	// app" clients are: any port of http://127.0.0.1/callback.
+	NativeClientID string
 
 	// Endpoints as the provider's discovery document names them.
-	TokenURL, DeviceAuthURL, IntrospectionURL, RevocationURL string
+	AuthURL, TokenURL, DeviceAuthURL, IntrospectionURL, RevocationURL string
 
 	users *users
 	http  *http.Server
@@ -65,12 +69,14 @@ func Launch() (*Server, error) {
 		ClientSecret:   randomSecret(),
 		ResourceID:     "dovecot",
 		ResourceSecret: randomSecret(),
+		NativeClientID: "popbridge-native",
 		users:          &users{users: make(map[string]*storage.User)},
 	}
 	st := &providerStorage{
 		Storage: storage.NewStorageWithClients(s.users, map[string]*storage.Client{
-			s.ClientID:   storage.DeviceClient(s.ClientID, s.ClientSecret),
-			s.ResourceID: storage.WebClient(s.ResourceID, s.ResourceSecret),
+			s.ClientID:       storage.DeviceClient(s.ClientID, s.ClientSecret),
+			s.ResourceID:     storage.WebClient(s.ResourceID, s.ResourceSecret),
+			s.NativeClientID: storage.NativeClient(s.NativeClientID, "http://127.0.0.1/callback"),
 		}),
 		deviceClient:   s.ClientID,
 		resourceClient: s.ResourceID,
@@ -114,6 +120,7 @@ func (s *Server) discover(ctx context.Context) error {
 		return fmt.Errorf("oidc: discovery: %s", resp.Status)
 	}
 	var d struct {
+		Auth          string `json:"authorization_endpoint"`
 		Token         string `json:"token_endpoint"`
 		DeviceAuth    string `json:"device_authorization_endpoint"`
 		Introspection string `json:"introspection_endpoint"`
@@ -122,10 +129,10 @@ func (s *Server) discover(ctx context.Context) error {
 	if err := json.NewDecoder(resp.Body).Decode(&d); err != nil {
 		return fmt.Errorf("oidc: discovery: %w", err)
 	}
-	if d.Token == "" || d.DeviceAuth == "" || d.Introspection == "" || d.Revocation == "" {
-		return errors.New("oidc: discovery names no token, device, introspection or revocation endpoint")
+	if d.Auth == "" || d.Token == "" || d.DeviceAuth == "" || d.Introspection == "" || d.Revocation == "" {
+		return errors.New("oidc: discovery names no authorization, token, device, introspection or revocation endpoint")
 	}
-	s.TokenURL, s.DeviceAuthURL, s.IntrospectionURL, s.RevocationURL = d.Token, d.DeviceAuth, d.Introspection, d.Revocation
+	s.AuthURL, s.TokenURL, s.DeviceAuthURL, s.IntrospectionURL, s.RevocationURL = d.Auth, d.Token, d.DeviceAuth, d.Introspection, d.Revocation
 	return nil
 }
 
@@ -143,6 +150,17 @@ func (s *Server) DeviceClient() *oauth2.Config {
 			AuthStyle:     oauth2.AuthStyleInHeader,
 		},
 		Scopes: Scopes,
+	}
+}
+
+// NativeClient is the oauth2.Config of the native (public) client, with
+// Scopes and the given loopback redirect (http://127.0.0.1:PORT/callback).
+func (s *Server) NativeClient(redirectURL string) *oauth2.Config {
+	return &oauth2.Config{
+		ClientID:    s.NativeClientID,
+		Endpoint:    oauth2.Endpoint{AuthURL: s.AuthURL, TokenURL: s.TokenURL, AuthStyle: oauth2.AuthStyleInParams},
+		RedirectURL: redirectURL,
+		Scopes:      Scopes,
 	}
 }
 

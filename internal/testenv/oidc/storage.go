@@ -78,16 +78,36 @@ func (s *providerStorage) GetDeviceAuthorizatonState(ctx context.Context, client
 // refresh requests only, so a device flow's refresh token would belong to
 // no client and its first use fail with invalid_grant. The device state
 // is passed on as the equivalent refresh request.
+//
+// A code flow's first tokens (the native client's) go the same way, with
+// the resource client added to their audience, which the example fixes
+// to the client alone for the code flow.
 func (s *providerStorage) CreateAccessAndRefreshTokens(ctx context.Context, request op.TokenRequest, currentRefreshToken string) (string, string, time.Time, error) {
-	if dev, ok := request.(*op.DeviceAuthorizationState); ok && currentRefreshToken == "" {
-		request = &storage.RefreshTokenRequest{RefreshToken: &storage.RefreshToken{
-			ApplicationID: dev.ClientID,
-			UserID:        dev.Subject,
-			Audience:      dev.GetAudience(),
-			Scopes:        dev.Scopes,
-			AuthTime:      dev.AuthTime,
-			AMR:           dev.AMR,
-		}}
+	if currentRefreshToken == "" {
+		switch req := request.(type) {
+		case *op.DeviceAuthorizationState:
+			request = &storage.RefreshTokenRequest{RefreshToken: &storage.RefreshToken{
+				ApplicationID: req.ClientID,
+				UserID:        req.Subject,
+				Audience:      req.GetAudience(),
+				Scopes:        req.Scopes,
+				AuthTime:      req.AuthTime,
+				AMR:           req.AMR,
+			}}
+		case op.AuthRequest:
+			audience := req.GetAudience()
+			if !slices.Contains(audience, s.resourceClient) {
+				audience = append(slices.Clone(audience), s.resourceClient)
+			}
+			request = &storage.RefreshTokenRequest{RefreshToken: &storage.RefreshToken{
+				ApplicationID: req.GetClientID(),
+				UserID:        req.GetSubject(),
+				Audience:      audience,
+				Scopes:        req.GetScopes(),
+				AuthTime:      req.GetAuthTime(),
+				AMR:           req.GetAMR(),
+			}}
+		}
 	}
 	return s.Storage.CreateAccessAndRefreshTokens(ctx, request, currentRefreshToken)
 }
