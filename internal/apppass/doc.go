@@ -13,5 +13,7 @@
 // in clear: a login hashes once, against that password's hash, however
 // many devices the user has, and the ID names the device in lists and
 // logs. The rest is the secret. A wrong password costs the same hashing as
-// a right one, also when no password has that ID.
+// a right one, also when no password has that ID. At most GOMAXPROCS hashes
+// run at once: each takes the parameters' memory (19 MiB by default), and
+// devices tend to poll on the same minute.
 package apppass

@@ -1,6 +1,8 @@
 package apppass
 
 import (
+	"context"
+	"errors"
 	"strings"
 	"testing"
 )
@@ -44,5 +46,23 @@ func TestSplit(t *testing.T) {
 	}
 	if p := randomGroup(1000); strings.Trim(p, alphabet) != "" {
 		t.Fatal("randomGroup leaves the alphabet")
+	}
+}
+
+// A burst of logins hashes at most GOMAXPROCS at once; a login whose
+// context ends while it waits is refused, not hashed.
+func TestHashingBounded(t *testing.T) {
+	ps := New(nil, Params{Memory: 64, Time: 1, Threads: 1})
+	for range cap(ps.hashing) {
+		ps.hashing <- struct{}{}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := ps.check(ctx, "x", ps.dummy); !errors.Is(err, context.Canceled) {
+		t.Fatalf("check with every slot taken and the context done: %v", err)
+	}
+	<-ps.hashing
+	if ok, err := ps.check(context.Background(), "x", ps.dummy); ok || err != nil {
+		t.Fatalf("check with a free slot: %v %v", ok, err)
 	}
 }

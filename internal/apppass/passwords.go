@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
 	"time"
 )
@@ -29,6 +30,10 @@ type Passwords struct {
 	// dummy is a hash to check a password against when its ID is unknown,
 	// so that such a login costs what a wrong secret costs.
 	dummy string
+	// hashing bounds the hashes computed at once: each takes
+	// Params.Memory, and a burst of logins (devices polling on the same
+	// minute) would otherwise take it once per login.
+	hashing chan struct{}
 }
 
 // New returns the app passwords of store, hashed with params (the zero
@@ -37,7 +42,20 @@ func New(store Store, params Params) *Passwords {
 	if params == (Params{}) {
 		params = DefaultParams()
 	}
-	return &Passwords{store: store, params: params, now: time.Now, dummy: hash(randomGroup(groupLen), params)}
+	return &Passwords{store: store, params: params, now: time.Now, dummy: hash(randomGroup(groupLen), params),
+		hashing: make(chan struct{}, runtime.GOMAXPROCS(0))}
+}
+
+// check is the package's check, at most GOMAXPROCS at once; a login
+// whose context ends while it waits is refused.
+func (ps *Passwords) check(ctx context.Context, secret, phc string) (bool, error) {
+	select {
+	case ps.hashing <- struct{}{}:
+	case <-ctx.Done():
+		return false, ctx.Err()
+	}
+	defer func() { <-ps.hashing }()
+	return check(secret, phc)
 }
 
 func randomGroup(n int) string {
@@ -92,18 +110,18 @@ func (ps *Passwords) Create(ctx context.Context, k Key, label string) (string, P
 func (ps *Passwords) Verify(ctx context.Context, k Key, password string) (Password, error) {
 	id, secret, ok := split(password)
 	if !ok {
-		check(password, ps.dummy)
+		ps.check(ctx, password, ps.dummy)
 		return Password{}, ErrWrongPassword
 	}
 	p, err := ps.store.AppPassword(ctx, k, id)
 	if errors.Is(err, ErrNotFound) {
-		check(secret, ps.dummy)
+		ps.check(ctx, secret, ps.dummy)
 		return Password{}, ErrWrongPassword
 	}
 	if err != nil {
 		return Password{}, err
 	}
-	match, err := check(secret, p.Hash)
+	match, err := ps.check(ctx, secret, p.Hash)
 	if err != nil {
 		return Password{}, fmt.Errorf("apppass: %s's password %s: %w", k.User, id, err)
 	}
