@@ -31,6 +31,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -394,9 +395,19 @@ func clientDir(t *testing.T) string {
 // long fails the test.
 func runProgram(t *testing.T, dir string, extraEnv []string, name string, args ...string) (string, int) {
 	t.Helper()
+	return runProgramAs(t, dir, extraEnv, nil, name, args...)
+}
+
+// runProgramAs is runProgram as the user and group of cred (nil: this
+// process's).
+func runProgramAs(t *testing.T, dir string, extraEnv []string, cred *syscall.Credential, name string, args ...string) (string, int) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, name, args...)
+	if cred != nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	}
 	cmd.Dir = dir
 	cmd.Env = clientEnv(dir, extraEnv)
 	out, err := cmd.CombinedOutput()
@@ -541,8 +552,8 @@ func (f *fetchmail) uidlStore() string { return f.ids }
 // getmail runs with its own getmail directory (configuration and oldmail
 // file); read_all = false and delete = false make it leave mail on the
 // server and fetch only what its oldmail file does not list. Its Maildir
-// destination refuses to deliver as root, so it delivers as the system user
-// mail (destination "user"), into a maildir owned by mail. getmail stores
+// destination refuses to deliver as root, so getmail runs as the system user
+// mail, which owns the maildir (see newGetmail). getmail stores
 // the message with Unix line ends and always prepends a Return-Path: header
 // (from the message's Return-Path or Sender, else "<unknown>"; our messages
 // have neither); delivered_to and received = false stop the Delivered-To:
@@ -561,18 +572,20 @@ func newGetmail(t *testing.T, a clientAccount) popClient {
 		t.Fatal(err)
 	}
 	makeMaildir(t, g.maildir)
-	for _, d := range []string{g.maildir, g.maildir + "/new", g.maildir + "/cur", g.maildir + "/tmp"} {
-		if err := os.Chown(d, 8, 8); err != nil { // Debian's user and group mail
-			t.Fatal(err)
-		}
-	}
 	retriever := "SimplePOP3Retriever"
 	extra := ""
 	if a.Mode == modeImplicit {
 		// With ca_certs, getmail verifies the chain and matches the
-		// server name (an IP address here) against the certificate.
+		// server name (an IP address here) against the certificate. A
+		// copy the mail user can read.
+		ca := filepath.Join(a.Dir, "ca.pem")
+		b, err := os.ReadFile(a.CAFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		writeFile(t, ca, string(b), 0o644)
 		retriever = "SimplePOP3SSLRetriever"
-		extra = "ca_certs = " + a.CAFile + "\n"
+		extra = "ca_certs = " + ca + "\n"
 	}
 	rc := fmt.Sprintf(`[retriever]
 type = %s
@@ -584,7 +597,6 @@ password = %s
 [destination]
 type = Maildir
 path = %s/
-user = mail
 
 [options]
 read_all = false
@@ -594,12 +606,25 @@ received = false
 message_log_syslog = false
 `, retriever, a.Host, a.Port, a.User, a.Password, extra, g.maildir)
 	writeFile(t, filepath.Join(g.gmdir, "getmailrc"), rc, 0o600)
+	// getmail runs as the system user mail, which owns its files: as root
+	// it would fork a child per message to deliver as another user, and
+	// that child now and then deadlocks (Python forking a threaded
+	// process), hanging the run after "msg N delivered".
+	for _, p := range []string{g.gmdir, filepath.Join(g.gmdir, "getmailrc"), g.maildir, g.maildir + "/new", g.maildir + "/cur", g.maildir + "/tmp"} {
+		if err := os.Chown(p, mailUID, mailGID); err != nil {
+			t.Fatal(err)
+		}
+	}
 	return g
 }
 
+// mailUID and mailGID are Debian's user and group mail, which getmail runs
+// as.
+const mailUID, mailGID = 8, 8
+
 func (g *getmail) fetch(t *testing.T) [][]byte {
 	t.Helper()
-	out, code := runProgram(t, g.a.Dir, nil, requireCommand(t, "getmail"),
+	out, code := runProgramAs(t, g.a.Dir, nil, &syscall.Credential{Uid: mailUID, Gid: mailGID}, requireCommand(t, "getmail"),
 		"--getmaildir", g.gmdir, "--rcfile", "getmailrc")
 	if code != 0 {
 		t.Fatalf("getmail exited %d:\n%s", code, out)
