@@ -194,26 +194,36 @@ func TestNewDialerConfig(t *testing.T) {
 	}
 }
 
+// TestLoginMasterUser: both master-user forms log in to the user's
+// mailbox, SASL PLAIN with an authorization identity and Dovecot's
+// "user*master" LOGIN; a wrong master password is refused.
 func TestLoginMasterUser(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, dovecot.WithMasterUser("admin", "masterpw"))
 	e.append(t, msg("for the user", "x"))
-	cfg := e.config()
-	cfg.MasterUser, cfg.MasterPassword = "admin", "masterpw"
-	trace := &wire{}
-	c, mb := e.open(t, cfg, trace)
-	if mb.NumMessages != 1 {
-		t.Fatalf("master login sees %d messages, want the user's 1", mb.NumMessages)
-	}
-	if trace.countCommands("AUTHENTICATE PLAIN") != 1 || trace.countCommands("LOGIN") != 0 {
-		t.Fatalf("commands %q", trace.commands())
-	}
-	c.Close()
+	for _, tt := range []struct{ sep, sent, notSent string }{
+		{"", "AUTHENTICATE PLAIN", "LOGIN"},
+		{"*", "LOGIN", "AUTHENTICATE"},
+	} {
+		cfg := e.config()
+		cfg.MasterUser, cfg.MasterPassword, cfg.MasterSeparator = "admin", "masterpw", tt.sep
+		trace := &wire{}
+		c, mb := e.open(t, cfg, trace)
+		if mb.NumMessages != 1 {
+			t.Fatalf("separator %q: master login sees %d messages, want the user's 1", tt.sep, mb.NumMessages)
+		}
+		if trace.countCommands(tt.sent) != 1 || trace.countCommands(tt.notSent) != 0 {
+			t.Fatalf("separator %q: commands %q", tt.sep, trace.commands())
+		}
+		c.Close()
 
-	cfg.MasterPassword = "wrong"
-	_, err := e.dialer(t, cfg, nil).Login(context.Background(), Credentials{Username: e.user})
-	if !errors.Is(err, ErrAuthFailed) {
-		t.Fatalf("wrong master password: %v", err)
+		cfg.MasterPassword = "wrong"
+		if _, err := e.dialer(t, cfg, nil).Login(context.Background(), Credentials{Username: e.user}); !errors.Is(err, ErrAuthFailed) {
+			t.Fatalf("separator %q: wrong master password: %v", tt.sep, err)
+		}
+	}
+	if _, err := NewDialer(Config{Address: "x:1", MasterSeparator: "*"}, nil); !errors.Is(err, ErrConfig) {
+		t.Fatalf("separator without a master user: %v", err)
 	}
 }
 
@@ -240,28 +250,6 @@ func TestWithAddressKeepsTheTLSName(t *testing.T) {
 	other := e.dialer(t, Config{Address: "imap.example.test:" + port, TLS: TLSImplicit, CAFile: e.srv.CAFile}, nil).WithAddress(ip)
 	if _, err := other.Login(context.Background(), cred); !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("a certificate without the configured name was accepted: %v", err)
-	}
-}
-
-// TestLoginMasterSeparator: Dovecot's "user*master" LOGIN form, for servers
-// that take no SASL authorization identity.
-func TestLoginMasterSeparator(t *testing.T) {
-	t.Parallel()
-	e := newEnv(t, dovecot.WithMasterUser("admin", "masterpw"))
-	e.append(t, msg("for the user", "x"))
-	cfg := e.config()
-	cfg.MasterUser, cfg.MasterPassword, cfg.MasterSeparator = "admin", "masterpw", "*"
-	trace := &wire{}
-	c, mb := e.open(t, cfg, trace)
-	if mb.NumMessages != 1 {
-		t.Fatalf("master login sees %d messages, want the user's 1", mb.NumMessages)
-	}
-	if trace.countCommands("LOGIN") != 1 || trace.countCommands("AUTHENTICATE") != 0 {
-		t.Fatalf("commands %q", trace.commands())
-	}
-	c.Close()
-	if _, err := NewDialer(Config{Address: "x:1", MasterSeparator: "*"}, nil); !errors.Is(err, ErrConfig) {
-		t.Fatalf("separator without a master user: %v", err)
 	}
 }
 
