@@ -137,11 +137,11 @@ func (c *Client) Ask(ctx context.Context, req Request) (Answer, error) {
 		case status == "OK":
 			return answer(req, h)
 		case status == "WAIT":
-			wait, _ := strconv.Atoi(h.Get("Auth-Wait"))
+			wait := waitOf(h)
 			if waits == maxWaits {
 				return Answer{}, fmt.Errorf("%w: still WAIT after %d tries", ErrUnavailable, maxWaits)
 			}
-			t := time.NewTimer(time.Duration(max(wait, 0)) * time.Second)
+			t := time.NewTimer(wait)
 			select {
 			case <-ctx.Done():
 				t.Stop()
@@ -151,8 +151,7 @@ func (c *Client) Ask(ctx context.Context, req Request) (Answer, error) {
 		case status == "":
 			return Answer{}, fmt.Errorf("%w: answer without Auth-Status", ErrUnavailable)
 		default:
-			wait, _ := strconv.Atoi(h.Get("Auth-Wait"))
-			return Answer{}, &Refusal{Text: status, Wait: time.Duration(max(wait, 0)) * time.Second}
+			return Answer{}, &Refusal{Text: status, Wait: waitOf(h)}
 		}
 	}
 }
@@ -190,6 +189,19 @@ func (c *Client) ask(ctx context.Context, req Request) (http.Header, error) {
 	defer resp.Body.Close()
 	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // lets the connection be reused
 	return resp.Header, nil
+}
+
+// MaxWait bounds Auth-Wait: a client connection is held that long at most.
+const MaxWait = time.Minute
+
+// waitOf is the answer's Auth-Wait, whole seconds as nginx reads it, at
+// most MaxWait; 0 when there is none.
+func waitOf(h http.Header) time.Duration {
+	n, err := strconv.Atoi(strings.TrimSpace(h.Get("Auth-Wait")))
+	if err != nil || n <= 0 {
+		return 0
+	}
+	return min(time.Duration(n)*time.Second, MaxWait)
 }
 
 // answer reads an OK answer.

@@ -68,6 +68,8 @@ func TestAnswers(t *testing.T) {
 		{"rewritten", hdr("Auth-Status", "OK", "Auth-User", "real", "Auth-Pass", "upstream pw"), Answer{User: "real", Pass: "upstream pw"}, nil, false},
 		{"refused", hdr("Auth-Status", "Invalid login or password", "Auth-Wait", "3"), Answer{}, &Refusal{Text: "Invalid login or password", Wait: 3 * time.Second}, false},
 		{"refused closes", hdr("Auth-Status", "Go away"), Answer{}, &Refusal{Text: "Go away"}, false},
+		{"a wait is bounded", hdr("Auth-Status", "Slow down", "Auth-Wait", "86400"), Answer{}, &Refusal{Text: "Slow down", Wait: MaxWait}, false},
+		{"a bad wait is none", hdr("Auth-Status", "No", "Auth-Wait", "soon"), Answer{}, &Refusal{Text: "No"}, false},
 		{"no status", hdr("Auth-Server", "192.0.2.1"), Answer{}, nil, true},
 		{"server without port", hdr("Auth-Status", "OK", "Auth-Server", "192.0.2.1"), Answer{}, nil, true},
 		{"bad port", hdr("Auth-Status", "OK", "Auth-Server", "192.0.2.1", "Auth-Port", "99999"), Answer{}, nil, true},
