@@ -31,6 +31,9 @@ type OAuth2Upstream struct {
 // bearer token (AUTH XOAUTH2 or OAUTHBEARER) is passed through as before,
 // and the users of other upstreams are b's alone.
 //
+// An access token the upstream refuses (the provider revoked it before its
+// expiry) makes the grant refresh at once and the login try again, once.
+//
 // The app password is checked before anything is said about the grant,
 // so that only someone who knows it learns whether the user is enrolled.
 // The texts of the refusals after that tell the user what the
@@ -76,8 +79,20 @@ func (o *OAuth2Backend) Login(ctx context.Context, ci *pop3.ConnInfo, cred *pop3
 	upCred.Mechanism, upCred.Token, upCred.Password = mech, tok, ""
 	s, err := o.next.Login(ctx, ci, &upCred)
 	if errors.Is(err, imapupstream.ErrAuthFailed) {
-		// The app password was right: the provider revoked the token
-		// since its last refresh, or the mailbox does not take OAuth2.
+		// The app password was right: the provider may have revoked the
+		// access token before its expiry. One refresh, one more try.
+		next, rerr := up.Grants.Refused(ctx, grants.Key{Upstream: id, User: cred.Username}, tok)
+		if rerr != nil {
+			return nil, grantError(cred.Username, rerr)
+		}
+		if next != tok {
+			upCred.Token = next
+			s, err = o.next.Login(ctx, ci, &upCred)
+		}
+	}
+	if errors.Is(err, imapupstream.ErrAuthFailed) {
+		// Refused with a new token too: the mailbox does not take
+		// OAuth2, or the grant lacks its scope.
 		return nil, &pop3.Error{Code: pop3.CodeAuth, Err: err, Message: fmt.Sprintf(
 			"the mail server refused popbridge's OAuth2 access for %s: ask your administrator to run popbridge oauth2 enroll %s", cred.Username, cred.Username)}
 	}
@@ -95,16 +110,23 @@ func (up *OAuth2Upstream) token(ctx context.Context, upstreamID string, cred *po
 		return "", &pop3.Error{Code: pop3.CodeSysTemp, Message: "temporary server failure, try again later", Err: err}
 	}
 	tok, err := up.Grants.AccessToken(ctx, grants.Key{Upstream: upstreamID, User: user})
+	if err != nil {
+		return "", grantError(user, err)
+	}
+	return tok, nil
+}
+
+// grantError is what the client is told when the user's grant gives no
+// token.
+func grantError(user string, err error) error {
 	switch {
-	case err == nil:
-		return tok, nil
 	case errors.Is(err, grants.ErrNoGrant):
-		return "", &pop3.Error{Code: pop3.CodeAuth, Err: err, Message: fmt.Sprintf(
+		return &pop3.Error{Code: pop3.CodeAuth, Err: err, Message: fmt.Sprintf(
 			"%s is not enrolled for OAuth2: ask your administrator to run popbridge oauth2 enroll %s", user, user)}
 	case errors.Is(err, grants.ErrReauthorize):
-		return "", &pop3.Error{Code: pop3.CodeAuth, Err: err, Message: fmt.Sprintf(
+		return &pop3.Error{Code: pop3.CodeAuth, Err: err, Message: fmt.Sprintf(
 			"the mail provider no longer accepts popbridge's access for %s: ask your administrator to run popbridge oauth2 enroll %s", user, user)}
 	default:
-		return "", &pop3.Error{Code: pop3.CodeSysTemp, Err: err, Message: "the mail provider is temporarily unavailable, try again later"}
+		return &pop3.Error{Code: pop3.CodeSysTemp, Err: err, Message: "the mail provider is temporarily unavailable, try again later"}
 	}
 }

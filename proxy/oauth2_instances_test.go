@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/oauth2"
 
+	"github.com/popbridge/popbridge/imapupstream"
 	"github.com/popbridge/popbridge/internal/apppass"
 	"github.com/popbridge/popbridge/internal/grants"
 	"github.com/popbridge/popbridge/internal/testenv/dovecot"
@@ -44,7 +45,7 @@ func TestOAuth2TwoInstances(t *testing.T) {
 	dv := dovecot.Start(t, dovecot.WithOAuth2Introspection(as.IntrospectionURL, as.ResourceID, as.ResourceSecret))
 	user := dovecot.User(t) + "@example.org"
 	as.AddUser(user, "pw")
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	sealer, err := grants.NewSealer([]byte("a test secret of at least 32 bytes, not a real one"))
 	if err != nil {
@@ -91,9 +92,13 @@ func TestOAuth2TwoInstances(t *testing.T) {
 		}
 		noLock := defaultPolicy()
 		noLock.Exclusive = false // many sessions of one user at once
+		// Eight logins at once on a busy 2-core machine: Dovecot's login
+		// and auth processes (each introspecting at the provider) may
+		// take longer than the harness's 5 s to greet.
+		patient := func(_ *proxy.Options, u *imapupstream.Config, _ *pop3.Server) { u.ConnectTimeout = 30 * time.Second }
 		return startBridgeWith(t, dv, func(next pop3.Backend) pop3.Backend {
 			return proxy.WithOAuth2(next.(*proxy.Backend), map[string]*proxy.OAuth2Upstream{dv.IMAPAddr: up})
-		}, withPolicy(noLock))
+		}, withPolicy(noLock), patient)
 	}
 	bridges := []*bridge{instance(), instance()}
 
@@ -110,7 +115,7 @@ func TestOAuth2TwoInstances(t *testing.T) {
 				return
 			}
 			defer c.Close()
-			c.SetDeadline(time.Now().Add(30 * time.Second))
+			c.SetDeadline(time.Now().Add(60 * time.Second))
 			if errs[i] = c.Login(user, appPW); errs[i] == nil {
 				errs[i] = c.Quit()
 			}

@@ -177,3 +177,73 @@ func TestOAuth2Chain(t *testing.T) {
 		t.Fatalf("the logs do not say why a login failed:\n%s", all.String())
 	}
 }
+
+// TestOAuth2RevokedAccessToken: the provider revokes the access token
+// before its expiry (a password change, an administrator): the upstream
+// refuses it, popbridge refreshes the grant at once and the login goes
+// through. With the refresh token revoked too, the login is refused with
+// the command to run.
+func TestOAuth2RevokedAccessToken(t *testing.T) {
+	t.Parallel()
+	as := oidc.Start(t)
+	dv := dovecot.Start(t, dovecot.WithOAuth2Introspection(as.IntrospectionURL, as.ResourceID, as.ResourceSecret))
+	user := dovecot.User(t) + "@example.org"
+	as.AddUser(user, "pw")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	store, err := boltstore.Open(filepath.Join(t.TempDir(), "state.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	sealer, _ := grants.NewSealer([]byte("a test secret of at least 32 bytes, not a real one"))
+	gk := grants.Key{Upstream: dv.IMAPAddr, User: user}
+	gm := grants.NewManager(store, sealer, as.DeviceClient(), grants.Options{}) // tokens stay fresh
+	err = gm.EnrollDevice(ctx, gk, func(da *oauth2.DeviceAuthResponse) error {
+		da.Interval = 1
+		return as.ApproveDevice(ctx, da.VerificationURIComplete, user, "pw")
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps := apppass.New(store, apppass.Params{Memory: 64, Time: 1, Threads: 1})
+	appPW, _, err := ps.Create(ctx, apppass.Key{Upstream: dv.IMAPAddr, User: user}, "scanner")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := startBridgeWith(t, dv, func(next pop3.Backend) pop3.Backend {
+		return proxy.WithOAuth2(next.(*proxy.Backend), map[string]*proxy.OAuth2Upstream{dv.IMAPAddr: {Grants: gm, Passwords: ps}})
+	})
+	login := func() error {
+		c, err := pop3client.Dial(b.Addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(30 * time.Second))
+		if err := c.Login(user, appPW); err != nil {
+			return err
+		}
+		return c.Quit()
+	}
+
+	before, _ := gm.Grant(ctx, gk)
+	if err := as.Revoke(ctx, before.AccessToken); err != nil {
+		t.Fatal(err)
+	}
+	if err := login(); err != nil {
+		t.Fatalf("login after the access token was revoked: %v", err)
+	}
+	after, _ := gm.Grant(ctx, gk)
+	if after.AccessToken == before.AccessToken || after.RefreshToken == before.RefreshToken {
+		t.Fatal("the refused token did not make the grant refresh")
+	}
+
+	if err := as.Revoke(ctx, after.RefreshToken); err != nil { // takes its access token too
+		t.Fatal(err)
+	}
+	err = login()
+	if err == nil || errCode(err) != "AUTH" || !strings.Contains(err.Error(), "ask your administrator to run popbridge oauth2 enroll "+user) {
+		t.Fatalf("login with the whole grant revoked: %v", err)
+	}
+}

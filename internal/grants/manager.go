@@ -165,6 +165,21 @@ func (m *Manager) observe(k Key, o Outcome, err error) {
 // refreshed (one that is due but still valid is returned as it is when
 // the provider cannot be reached).
 func (m *Manager) AccessToken(ctx context.Context, k Key) (string, error) {
+	return m.token(ctx, k, "")
+}
+
+// Refused is AccessToken after the upstream refused token, one of the
+// grant's: the provider may have revoked it before its expiry (a password
+// change, an administrator), so the grant is refreshed now, unless another
+// login has replaced that token already. A token other than the refused
+// one is worth one more login.
+func (m *Manager) Refused(ctx context.Context, k Key, token string) (string, error) {
+	return m.token(ctx, k, token)
+}
+
+// token is AccessToken, refreshing also a fresh grant whose access token
+// is refused.
+func (m *Manager) token(ctx context.Context, k Key, refused string) (string, error) {
 	st, g, err := m.load(ctx, k)
 	if err != nil {
 		return "", err
@@ -173,7 +188,7 @@ func (m *Manager) AccessToken(ctx context.Context, k Key) (string, error) {
 		if g.Broken != "" {
 			return "", fmt.Errorf("%w (%s)", ErrReauthorize, g.Broken)
 		}
-		if m.fresh(g) {
+		if m.fresh(g) && (refused == "" || g.AccessToken != refused) {
 			return g.AccessToken, nil
 		}
 		// The holder is this call, not this Manager: two logins of one
