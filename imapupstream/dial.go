@@ -93,6 +93,15 @@ func (d *Dialer) WithAddress(address string) *Dialer {
 	return &nd
 }
 
+// WithMailbox returns a Dialer whose connections SELECT mailbox instead,
+// with everything else of d's configuration: one of several folders served
+// as one maildrop.
+func (d *Dialer) WithMailbox(mailbox string) *Dialer {
+	nd := *d
+	nd.cfg.Mailbox = mailbox
+	return &nd
+}
+
 func (d *Dialer) login(ctx context.Context, cred Credentials, asMaster bool) (_ *Conn, err error) {
 	start := time.Now()
 	if o := d.cfg.Observer; o != nil {

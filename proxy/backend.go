@@ -55,6 +55,10 @@ type Options struct {
 	// LoginDelay is the least time between two logins of one maildrop
 	// view (a user, or a device), limits.login_delay; 0 for none.
 	LoginDelay time.Duration
+	// Folders, when it names more than one mailbox, makes them one POP3
+	// maildrop, in this order, instead of Mailbox (policy.folders; see
+	// folders.go).
+	Folders []string
 }
 
 // Route is another upstream for the users of one mail domain: everything
@@ -211,36 +215,51 @@ func (b *Backend) Login(ctx context.Context, ci *pop3.ConnInfo, cred *pop3.Crede
 	if err != nil {
 		return nil, err
 	}
+	if len(a.opts.Folders) > 1 {
+		return b.loginFolders(ctx, ci, a, start)
+	}
 	conn, err := a.opts.Dialer.Login(ctx, a.upCred)
 	if err != nil {
 		return nil, clientError(err)
 	}
-	if a.opts.Map != nil {
-		// Which server is behind the address shows only now.
-		if err := a.opts.Map.Needs().Unmet(conn.Caps().Has); err != nil {
-			a.log.Warn("policy.uidl_format", zap.Error(err))
-		}
-	}
-	s := &session{
-		id:     ci.ID,
-		opts:   a.opts,
-		conn:   conn,
-		log:    a.log,
-		key:    a.opts.Key(a.upCred.Username),
-		device: a.device != "",
-		seen:   make(map[uint32]struct{}),
-	}
-	shared := s.key // the user's maildrop: UIDLs
-	if s.device {
-		// The device's own view: lock, hidden marks, login delay.
-		s.key = a.opts.DeviceKey(a.upCred.Username, a.device)
-		s.log = s.log.With(zap.String("device", a.device))
-	}
-	if err := b.open(ctx, s, shared, start); err != nil {
+	a.warnUnmet(conn)
+	s := newSession(ci.ID, a.opts, conn, a)
+	if err := b.open(ctx, s, a.opts.Key(a.upCred.Username), start); err != nil {
 		s.Close()
 		return nil, err
 	}
 	return s, nil
+}
+
+// newSession is the session of login a on conn, with opts (the login's, or
+// one folder's): its view is the user's maildrop, or its device's.
+func newSession(id string, opts *Options, conn *imapupstream.Conn, a *authenticated) *session {
+	s := &session{
+		id:     id,
+		opts:   opts,
+		conn:   conn,
+		log:    a.log,
+		key:    opts.Key(a.upCred.Username),
+		device: a.device != "",
+		seen:   make(map[uint32]struct{}),
+	}
+	if s.device {
+		// The device's own view: lock, hidden marks, login delay.
+		s.key = opts.DeviceKey(a.upCred.Username, a.device)
+		s.log = s.log.With(zap.String("device", a.device))
+	}
+	return s
+}
+
+// warnUnmet logs when the upstream behind conn cannot give what the UIDL
+// format needs: which server is behind an address shows only now.
+func (a *authenticated) warnUnmet(conn *imapupstream.Conn) {
+	if a.opts.Map == nil {
+		return
+	}
+	if err := a.opts.Map.Needs().Unmet(conn.Caps().Has); err != nil {
+		a.log.Warn("policy.uidl_format", zap.Error(err))
+	}
 }
 
 // Identifier lets uidmap fetch identities of new messages over conn; msgs

@@ -77,11 +77,28 @@ func (b *Backend) authenticate(ctx context.Context, ci *pop3.ConnInfo, cred *pop
 
 // open makes s, logged in upstream, a session: the login delay and the
 // maildrop lock of its view, the mailbox selected and snapshotted, every
-// message named in the shared maildrop, and its listing: what its view
-// does not hide and the window leaves.
+// message named in the shared maildrop, and its listing.
 func (b *Backend) open(ctx context.Context, s *session, shared uidmap.Key, start time.Time) error {
-	opts, log := s.opts, s.log
-	if opts.LoginDelay > 0 {
+	if err := b.claim(ctx, s, true); err != nil {
+		return err
+	}
+	md, err := OpenMaildrop(ctx, s.conn, s.opts.Map, shared)
+	if err != nil {
+		return clientError(err)
+	}
+	if err := s.view(ctx, md); err != nil {
+		return err
+	}
+	b.loggedIn(s, md, start)
+	return nil
+}
+
+// claim takes what a session of s's view must hold before it reads the
+// maildrop: the login delay (when delay is set: for a session of several
+// folders, once) and the maildrop lock.
+func (b *Backend) claim(ctx context.Context, s *session, delay bool) error {
+	opts := s.opts
+	if delay && opts.LoginDelay > 0 {
 		// After the credentials were checked: an unauthenticated client
 		// learns nothing from it.
 		if err := b.logins.check(s.key, opts.LoginDelay, time.Now()); err != nil {
@@ -98,10 +115,13 @@ func (b *Backend) open(ctx context.Context, s *session, shared uidmap.Key, start
 		}
 		s.lease = lease
 	}
-	md, err := OpenMaildrop(ctx, s.conn, opts.Map, shared)
-	if err != nil {
-		return clientError(err)
-	}
+	return nil
+}
+
+// view makes s's listing of the named maildrop md: what its view (the
+// user's marks, or its device's) does not hide and the window leaves.
+func (s *session) view(ctx context.Context, md *Maildrop) error {
+	opts, log := s.opts, s.log
 	metas, view := md.Metas, md.View
 	if opts.Observer != nil {
 		opts.Observer.Resolved(view)
@@ -141,11 +161,16 @@ func (b *Backend) open(ctx context.Context, s *session, shared uidmap.Key, start
 		s.uids[n] = metas[i].UID
 		s.messages[n] = pop3.Message{Size: metas[i].Size, UIDL: view.UIDLs[i]}
 	}
-	if opts.LoginDelay > 0 {
-		b.logins.done(s.key, opts.LoginDelay, time.Now())
-	}
-	log.Info("login", zap.Int("messages", len(s.messages)), zap.Int("hidden", len(metas)-len(idx)-outside),
-		zap.Int("outside_window", outside), zap.Int("new", view.Assigned), zap.Uint32("uidvalidity", md.UIDValidity),
-		zap.Duration("took", time.Since(start)))
+	s.outside = outside
 	return nil
+}
+
+// loggedIn records and logs a login whose view s made of md.
+func (b *Backend) loggedIn(s *session, md *Maildrop, start time.Time) {
+	if s.opts.LoginDelay > 0 {
+		b.logins.done(s.key, s.opts.LoginDelay, time.Now())
+	}
+	s.log.Info("login", zap.Int("messages", len(s.messages)), zap.Int("hidden", len(md.Metas)-len(s.messages)-s.outside),
+		zap.Int("outside_window", s.outside), zap.Int("new", md.View.Assigned), zap.Uint32("uidvalidity", md.UIDValidity),
+		zap.Duration("took", time.Since(start)))
 }

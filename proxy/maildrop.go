@@ -26,6 +26,21 @@ type Maildrop struct {
 // passes no Map: it matches the messages with the old server's UIDLs
 // instead. conn stays the caller's to close.
 func OpenMaildrop(ctx context.Context, conn *imapupstream.Conn, m *uidmap.Map, key uidmap.Key) (*Maildrop, error) {
+	md, err := SnapshotMaildrop(ctx, conn, key)
+	if err != nil {
+		return nil, err
+	}
+	if m != nil {
+		if err := md.Name(ctx, m, nil); err != nil {
+			return nil, err
+		}
+	}
+	return md, nil
+}
+
+// SnapshotMaildrop is the first half of OpenMaildrop: the mailbox selected
+// and snapshotted, its messages not yet named.
+func SnapshotMaildrop(ctx context.Context, conn *imapupstream.Conn, key uidmap.Key) (*Maildrop, error) {
 	mbox, err := conn.Select(ctx)
 	if err != nil {
 		return nil, err
@@ -39,12 +54,19 @@ func OpenMaildrop(ctx context.Context, conn *imapupstream.Conn, m *uidmap.Map, k
 	for i, meta := range metas {
 		md.Messages[i] = uidmap.Message{UID: meta.UID, Size: meta.Size}
 	}
-	if m != nil {
-		if md.View, err = m.Resolve(ctx, key, md.UIDValidity, md.Messages, Identifier(conn, md.Messages, m.Needs())); err != nil {
-			return nil, fmt.Errorf("proxy: %w", err)
-		}
-	}
 	return md, nil
+}
+
+// Name is the second half: every message named through m (md.View), new
+// ones by their identities, or as one of donors that left another folder
+// of the same POP3 maildrop (uidmap.Map.ResolveAdopting).
+func (md *Maildrop) Name(ctx context.Context, m *uidmap.Map, donors []uidmap.Record) error {
+	v, err := m.ResolveAdopting(ctx, md.Key, md.UIDValidity, md.Messages, Identifier(md.Conn, md.Messages, m.Needs()), donors)
+	if err != nil {
+		return fmt.Errorf("proxy: %w", err)
+	}
+	md.View = v
+	return nil
 }
 
 // ImportTarget is the maildrop as uidmap's importer matches an old

@@ -27,6 +27,7 @@ type session struct {
 	uidValidity uint32
 	uids        []uint32 // upstream UID of message n at uids[n-1]
 	messages    []pop3.Message
+	outside     int // messages the window left out, for the login's log
 	// seen holds RETRieved messages whose \Seen is not yet stored: it is
 	// written in one command at UPDATE or when the session ends, not one
 	// round trip per RETR.

@@ -72,12 +72,21 @@ type View struct {
 // Resolve returns, so a UIDL is never served that a later session could not
 // reproduce. UIDLs are unique within the maildrop.
 func (m *Map) Resolve(ctx context.Context, key Key, uidValidity uint32, msgs []Message, identify Identifier) (*View, error) {
+	return m.ResolveAdopting(ctx, key, uidValidity, msgs, identify, nil)
+}
+
+// ResolveAdopting is Resolve where a new message may also be one of
+// donors, records of messages that left another maildrop (a folder served
+// in the same POP3 maildrop, policy.folders): matched by fingerprint as
+// after a UIDVALIDITY change, it keeps the donor's UIDL and hidden mark, so
+// a message moved between folders is not downloaded again.
+func (m *Map) ResolveAdopting(ctx context.Context, key Key, uidValidity uint32, msgs []Message, identify Identifier, donors []Record) (*View, error) {
 	// A change computed from a state that another session (on this
 	// instance or another one sharing the store) changed in between is
 	// refused by the store: start again from the new state, where that
 	// session's names are known and kept.
 	for attempt := 1; ; attempt++ {
-		v, err := m.resolve(ctx, key, uidValidity, msgs, identify)
+		v, err := m.resolve(ctx, key, uidValidity, msgs, identify, donors)
 		if errors.Is(err, ErrStale) && attempt < 3 {
 			continue
 		}
@@ -87,7 +96,7 @@ func (m *Map) Resolve(ctx context.Context, key Key, uidValidity uint32, msgs []M
 
 func byUID(r Record, uid uint32) int { return cmp.Compare(r.UID, uid) }
 
-func (m *Map) resolve(ctx context.Context, key Key, uidValidity uint32, msgs []Message, identify Identifier) (*View, error) {
+func (m *Map) resolve(ctx context.Context, key Key, uidValidity uint32, msgs []Message, identify Identifier, donors []Record) (*View, error) {
 	drop, err := m.store.Load(ctx, key)
 	if err != nil {
 		return nil, fmt.Errorf("uidmap: load %s: %w", key.User, err)
@@ -163,6 +172,9 @@ func (m *Map) resolve(ctx context.Context, key Key, uidValidity uint32, msgs []M
 
 	if v.Reset {
 		unknown = m.reidentify(drop, msgs, unknown, fps, v, used, ch)
+	}
+	if len(donors) > 0 && len(unknown) > 0 {
+		unknown = m.reidentify(&Maildrop{Records: donors}, msgs, unknown, fps, v, used, ch)
 	}
 	for _, i := range unknown {
 		msg := msgs[i]

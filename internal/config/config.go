@@ -141,6 +141,9 @@ type Policy struct {
 	Window Window `yaml:"window"`
 	// AnnounceExpire announces in CAPA how long messages stay (EXPIRE).
 	AnnounceExpire bool `yaml:"announce_expire"`
+	// Folders, when set, are the mailboxes that make one POP3 maildrop,
+	// in this order, instead of upstream.mailbox.
+	Folders []string `yaml:"folders"`
 }
 
 // Window is policy.window; zero values limit nothing.

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"strconv"
 	"strings"
 	"time"
 )
@@ -38,6 +39,16 @@ func validateViews(cfg *Config, bad func(key, format string, args ...any)) {
 	}
 	if w.MaxSize < 0 {
 		bad("policy.window.max_size", "must not be negative")
+	}
+	seen := make(map[string]bool, len(p.Folders))
+	for i, f := range p.Folders {
+		switch {
+		case strings.TrimSpace(f) == "":
+			bad("policy.folders."+strconv.Itoa(i), "must name a mailbox")
+		case seen[f]:
+			bad("policy.folders."+strconv.Itoa(i), "%q is listed twice", f)
+		}
+		seen[f] = true
 	}
 	if cfg.Limits.LoginDelay < 0 {
 		bad("limits.login_delay", "must not be negative")

@@ -122,6 +122,7 @@ func backendOptions(cfg *config.Config, store uidmap.Store, log *zap.Logger, upO
 		Window: proxy.Window{Newest: cfg.Policy.Window.Newest, Since: time.Duration(cfg.Policy.Window.Since),
 			MaxSize: cfg.Policy.Window.MaxSize},
 		LoginDelay: cfg.Limits.LoginDelay,
+		Folders:    cfg.Policy.Folders,
 	}, nil
 }
 
