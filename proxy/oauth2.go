@@ -62,12 +62,15 @@ func (o *OAuth2Backend) Login(ctx context.Context, ci *pop3.ConnInfo, cred *pop3
 		return o.next.Login(ctx, ci, cred) // a client's own token; or refused there
 	}
 	opts := o.next.Options()
-	id := opts.ForUser(cred.Username).UpstreamID
+	// A device's login (user#phone) is its user's: grant, app passwords
+	// and upstream; the Backend gives the device its own view.
+	user, _ := opts.Device(cred.Username)
+	id := opts.ForUser(user).UpstreamID
 	up := (*o.ups.Load())[id]
 	if up == nil {
 		return o.next.Login(ctx, ci, cred)
 	}
-	tok, err := up.token(ctx, id, cred)
+	tok, err := up.token(ctx, id, user, cred.Password)
 	if err != nil {
 		return nil, err
 	}
@@ -81,9 +84,9 @@ func (o *OAuth2Backend) Login(ctx context.Context, ci *pop3.ConnInfo, cred *pop3
 	if errors.Is(err, imapupstream.ErrAuthFailed) {
 		// The app password was right: the provider may have revoked the
 		// access token before its expiry. One refresh, one more try.
-		next, rerr := up.Grants.Refused(ctx, grants.Key{Upstream: id, User: cred.Username}, tok)
+		next, rerr := up.Grants.Refused(ctx, grants.Key{Upstream: id, User: user}, tok)
 		if rerr != nil {
-			return nil, grantError(cred.Username, rerr)
+			return nil, grantError(user, rerr)
 		}
 		if next != tok {
 			upCred.Token = next
@@ -94,16 +97,15 @@ func (o *OAuth2Backend) Login(ctx context.Context, ci *pop3.ConnInfo, cred *pop3
 		// Refused with a new token too: the mailbox does not take
 		// OAuth2, or the grant lacks its scope.
 		return nil, &pop3.Error{Code: pop3.CodeAuth, Err: err, Message: fmt.Sprintf(
-			"the mail server refused popbridge's OAuth2 access for %s: ask your administrator to run popbridge oauth2 enroll %s", cred.Username, cred.Username)}
+			"the mail server refused popbridge's OAuth2 access for %s: ask your administrator to run popbridge oauth2 enroll %s", user, user)}
 	}
 	return s, err
 }
 
 // token checks the login's app password and returns the user's access
 // token, or what the client is to be told.
-func (up *OAuth2Upstream) token(ctx context.Context, upstreamID string, cred *pop3.Credentials) (string, error) {
-	user := cred.Username
-	if _, err := up.Passwords.Verify(ctx, apppass.Key{Upstream: upstreamID, User: user}, cred.Password); err != nil {
+func (up *OAuth2Upstream) token(ctx context.Context, upstreamID, user, password string) (string, error) {
+	if _, err := up.Passwords.Verify(ctx, apppass.Key{Upstream: upstreamID, User: user}, password); err != nil {
 		if errors.Is(err, apppass.ErrWrongPassword) {
 			return "", fmt.Errorf("%w: %w", pop3.ErrAuthFailed, err)
 		}

@@ -12,10 +12,12 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"go.uber.org/zap"
 	"golang.org/x/oauth2"
 
 	"github.com/popbridge/popbridge/internal/apppass"
 	"github.com/popbridge/popbridge/internal/config"
+	"github.com/popbridge/popbridge/internal/daemon"
 	"github.com/popbridge/popbridge/internal/grants"
 	"github.com/popbridge/popbridge/internal/oauth2user"
 	"github.com/popbridge/popbridge/uidmap"
@@ -57,11 +59,11 @@ func cmdOAuth2(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 		return fmt.Errorf("oauth2 %s: want exactly one USER\n%s", verb, oauth2Usage)
 	}
 	name := fs.Arg(0)
-	cfg, err := config.LoadForOAuth2(*path, os.Environ())
+	cfg, err := config.Load(*path, os.Environ())
 	if err != nil {
 		return err
 	}
-	user, err := oauth2user.Open(cfg, name, oauth2user.Options{})
+	user, err := openOAuth2User(cfg, name, oauth2user.Options{})
 	if errors.Is(err, boltstore.ErrBusy) {
 		return fmt.Errorf("%w: stop popbridge first (the bolt store belongs to one process)", err)
 	}
@@ -257,4 +259,23 @@ func migrateOAuth2(ctx context.Context, dst uidmap.Store, src *boltstore.Store, 
 		fmt.Fprintf(w, "OAuth2 grant not copied, PostgreSQL has one for it already: %s on %s\n", k.User, k.Upstream)
 	}
 	return nil
+}
+
+// openOAuth2User opens name's OAuth2 state in the configured store, on the
+// upstream a session of name would log in to (its route's).
+func openOAuth2User(cfg *config.Config, name string, opts oauth2user.Options) (*oauth2user.User, error) {
+	store, err := daemon.OpenStore(cfg.State)
+	if err != nil {
+		return nil, err
+	}
+	bo, err := daemon.BackendOptions(cfg, store, zap.NewNop())
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
+	if user, device := bo.Device(name); device != "" {
+		store.Close()
+		return nil, fmt.Errorf("%s is a device of %s: the OAuth2 grant and the app passwords are the user's (an app password per device: oauth2 passwords -add DEVICE %s)", name, user, user)
+	}
+	return oauth2user.Open(cfg, store, bo.ForUser(name).UpstreamID, name, opts)
 }

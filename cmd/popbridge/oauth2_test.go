@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -118,12 +119,12 @@ state:
 
 	// What was stored works: the grant logs in to Dovecot, the passwords
 	// are the user's.
-	loaded, err := config.LoadForOAuth2(cfgPath, nil)
+	loaded, err := config.Load(cfgPath, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	check := func() *oauth2user.User {
-		u, err := oauth2user.Open(loaded, user, oauth2user.Options{})
+		u, err := openOAuth2User(loaded, user, oauth2user.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -155,6 +156,24 @@ state:
 		t.Fatal("the output shows a token or the client secret")
 	}
 
+	// popbridge serve: a POP3 client logs in with an app password and gets
+	// the user's mail, through XOAUTH2 with the grant's token.
+	imap.Append(t, user, "INBOX", []byte("Subject: through OAuth2\r\n\r\nhello\r\n"))
+	addr := freeAddr(t)
+	serveCfg := filepath.Join(dir, "serve.yaml")
+	if err := os.WriteFile(serveCfg, []byte(fmt.Sprintf("listeners:\n  - address: %q\nshutdown_grace: 1s\n", addr)+cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	stop := serveUntil(t, serveCfg, addr)
+	if got := curl(t, "--user", user+":"+fetchPW, "pop3://"+addr+"/1"); !strings.Contains(string(got), "through OAuth2") {
+		t.Fatalf("curl RETR 1 with an app password = %q", got)
+	}
+	if b, err := exec.Command(requireCommand(t, "curl"), "-sS", "--max-time", "30", "--user", user+":not-an-app-password",
+		"pop3://"+addr+"/").CombinedOutput(); err == nil {
+		t.Fatalf("a wrong app password got in: %s", b)
+	}
+	stop()
+
 	// Revoking one password leaves the other.
 	if out := cmd("passwords", "-config", cfgPath, "-revoke", scannerID); !strings.Contains(out, "Revoked app password "+scannerID) {
 		t.Fatalf("passwords -revoke:\n%s", out)
@@ -182,16 +201,16 @@ state:
 	}
 }
 
-// serve still refuses a config with upstream.oauth2; the oauth2 commands
-// refuse a user whose upstream has none.
-func TestOAuth2NotServedYet(t *testing.T) {
+// check-config takes a config with upstream.oauth2 and hides its client
+// secret; the oauth2 commands refuse a user whose upstream has none.
+func TestOAuth2CheckConfigAndStatus(t *testing.T) {
 	dir := t.TempDir()
 	secretFile := filepath.Join(dir, "secret")
 	os.WriteFile(secretFile, []byte("a test secret of at least 32 bytes, not a real one\n"), 0o600)
 	cfgPath := filepath.Join(dir, "config.yaml")
 	os.WriteFile(cfgPath, []byte(fmt.Sprintf(`upstream:
   address: "127.0.0.1:1"
-  oauth2: {provider: microsoft, client_id: x}
+  oauth2: {provider: microsoft, client_id: x, client_secret: s3cret-client}
 routes:
   - domain: plain.example
     upstream: {address: "127.0.0.1:2"}
@@ -200,8 +219,9 @@ state:
   secret_file: %q
 `, filepath.Join(dir, "state.db"), secretFile)), 0o600)
 	var out, errOut bytes.Buffer
-	if rc := run(context.Background(), []string{"check-config", "-config", cfgPath}, &out, &errOut); rc == 0 || !strings.Contains(errOut.String(), "not supported yet by serve") {
-		t.Fatalf("check-config: exit %d: %s", rc, errOut.String())
+	if rc := run(context.Background(), []string{"check-config", "-config", cfgPath}, &out, &errOut); rc != 0 ||
+		!strings.Contains(out.String(), "provider: microsoft") || strings.Contains(out.String(), "s3cret-client") {
+		t.Fatalf("check-config: exit %d: %s%s", rc, out.String(), errOut.String())
 	}
 	errOut.Reset()
 	if rc := run(context.Background(), []string{"oauth2", "status", "-config", cfgPath, "bob@plain.example"}, &out, &errOut); rc == 0 || !strings.Contains(errOut.String(), "no oauth2 block") {
@@ -280,11 +300,11 @@ state:
 	if !strings.Contains(out.String(), "Enrolled "+user) || !strings.Contains(out.String(), `for "scanner"`) {
 		t.Fatalf("enroll -code printed:\n%s", out.String())
 	}
-	loaded, err := config.LoadForOAuth2(cfgPath, nil)
+	loaded, err := config.Load(cfgPath, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	u, err := oauth2user.Open(loaded, user, oauth2user.Options{})
+	u, err := openOAuth2User(loaded, user, oauth2user.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

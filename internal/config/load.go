@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"slices"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -24,10 +23,7 @@ func Load(path string, environ []string) (*Config, error) {
 }
 
 // Parse is Load for a file already in memory.
-func Parse(data []byte, environ []string) (*Config, error) { return parse(data, environ, nil) }
-
-// parse is Parse that lets the problems accepted reports pass (nil: none).
-func parse(data []byte, environ []string, accepted func(KeyError) bool) (*Config, error) {
+func Parse(data []byte, environ []string) (*Config, error) {
 	cfg := Default()
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
@@ -41,11 +37,7 @@ func parse(data []byte, environ []string, accepted func(KeyError) bool) (*Config
 	if err := applyEnv(cfg, environ); err != nil {
 		return nil, err
 	}
-	errs := cfg.validate()
-	if accepted != nil {
-		errs = slices.DeleteFunc(errs, accepted)
-	}
-	if len(errs) > 0 {
+	if errs := cfg.validate(); len(errs) > 0 {
 		for i := range errs {
 			if line := lineOf(&root, errs[i].Key); line > 0 {
 				errs[i].Line = line

@@ -45,11 +45,6 @@ func (o *OAuth2) Secret() (string, error) {
 	return strings.TrimSpace(line), nil
 }
 
-// oauth2NotServed is the refusal of an upstream.oauth2 block by Load: the
-// grants, app passwords and enrolment exist (internal/grants,
-// internal/apppass, `popbridge oauth2`), but no POP3 login uses them yet.
-const oauth2NotServed = "not supported yet by serve: POP3 logins do not use OAuth2 grants yet (popbridge oauth2 enroll and passwords work)"
-
 // validateOAuth2 checks an upstream's oauth2 block (key is its key).
 func validateOAuth2(key string, o *OAuth2, bad func(key, format string, args ...any)) {
 	if !o.Enabled() {
@@ -99,7 +94,6 @@ func validateOAuth2(key string, o *OAuth2, bad func(key, format string, args ...
 			bad(fmt.Sprintf("%s.scopes.%d", key, i), "must be one scope, without spaces")
 		}
 	}
-	bad(key+".provider", oauth2NotServed)
 }
 
 // endpoint checks an endpoint URL: https, or http to a loopback host.
@@ -116,17 +110,6 @@ func endpoint(key, u string, bad func(key, format string, args ...any)) {
 	if p.Scheme != "https" && !(p.Scheme == "http" && IsLoopbackAddress(net.JoinHostPort(p.Hostname(), "0"))) {
 		bad(key, "must be https (http only to a loopback address)")
 	}
-}
-
-// LoadForOAuth2 is Load for the `popbridge oauth2` subcommands: the same
-// file, environment and checks, but an upstream.oauth2 block is accepted,
-// as it must be to enrol users before serve uses their grants.
-func LoadForOAuth2(path string, environ []string) (*Config, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("config: %w", err)
-	}
-	return parse(data, environ, func(e KeyError) bool { return e.Problem == oauth2NotServed })
 }
 
 // UpstreamByAddress returns the upstream block (upstream: or a route's)

@@ -40,18 +40,12 @@ func writeConfig(t *testing.T, text string) string {
 	return p
 }
 
-// serve's Load refuses an oauth2 block, naming it; the oauth2 subcommands'
-// loader takes it.
-func TestOAuth2RefusedByLoadTakenByLoadForOAuth2(t *testing.T) {
-	_, err := Parse([]byte(withOAuth2), nil)
-	var errs Errors
-	if !errors.As(err, &errs) || len(errs) != 2 || errs[0].Key != "upstream.oauth2.provider" || errs[1].Key != "routes.0.upstream.oauth2.provider" ||
-		!strings.Contains(errs[0].Problem, "not supported yet") {
-		t.Fatalf("Parse: %v", err)
-	}
-	cfg, err := LoadForOAuth2(writeConfig(t, withOAuth2), []string{"POPBRIDGE_UPSTREAM_OAUTH2_CLIENT_SECRET=from-env"})
+// An oauth2 block loads, for serve and the oauth2 subcommands alike, with
+// its client secret from the environment and redacted.
+func TestOAuth2Loads(t *testing.T) {
+	cfg, err := Load(writeConfig(t, withOAuth2), []string{"POPBRIDGE_UPSTREAM_OAUTH2_CLIENT_SECRET=from-env"})
 	if err != nil {
-		t.Fatalf("LoadForOAuth2: %v", err)
+		t.Fatalf("Load: %v", err)
 	}
 	if s, _ := cfg.Upstream.OAuth2.Secret(); s != "from-env" {
 		t.Fatalf("the environment's client secret is %q", s)
@@ -68,9 +62,9 @@ func TestOAuth2RefusedByLoadTakenByLoadForOAuth2(t *testing.T) {
 		t.Fatalf("the redacted config shows the client secret (%v)", err)
 	}
 	// Other problems are still reported.
-	if _, err := LoadForOAuth2(writeConfig(t, strings.Replace(withOAuth2, "provider: generic", "provider: yahoo", 1)), nil); err == nil ||
+	if _, err := Load(writeConfig(t, strings.Replace(withOAuth2, "provider: generic", "provider: yahoo", 1)), nil); err == nil ||
 		!strings.Contains(err.Error(), "routes.0.upstream.oauth2.provider") {
-		t.Fatalf("LoadForOAuth2 of a bad provider: %v", err)
+		t.Fatalf("Load of a bad provider: %v", err)
 	}
 }
 
@@ -99,11 +93,7 @@ func TestOAuth2Validation(t *testing.T) {
 		{"bad mechanism", OAuth2{Provider: "microsoft", ClientID: "id", Mechanism: "plain"}, []string{"k.mechanism"}},
 	} {
 		var keys []string
-		validateOAuth2("k", &tc.block, func(key, format string, args ...any) {
-			if format != oauth2NotServed {
-				keys = append(keys, key)
-			}
-		})
+		validateOAuth2("k", &tc.block, func(key, format string, args ...any) { keys = append(keys, key) })
 		if strings.Join(keys, ",") != strings.Join(tc.keys, ",") {
 			t.Errorf("%s: problems at %v, want %v", tc.name, keys, tc.keys)
 		}

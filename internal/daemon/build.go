@@ -11,6 +11,8 @@ import (
 	"github.com/popbridge/popbridge/imapupstream"
 	"github.com/popbridge/popbridge/internal/authhook"
 	"github.com/popbridge/popbridge/internal/config"
+	"github.com/popbridge/popbridge/internal/grants"
+	"github.com/popbridge/popbridge/internal/oauth2user"
 	"github.com/popbridge/popbridge/pop3"
 	"github.com/popbridge/popbridge/proxy"
 	"github.com/popbridge/popbridge/uidmap"
@@ -126,6 +128,16 @@ func backendOptions(cfg *config.Config, store uidmap.Store, log *zap.Logger, upO
 	}, nil
 }
 
+// oauth2Upstreams are the OAuth2 upstreams of cfg (upstream.oauth2 blocks),
+// their refreshes logged and counted.
+func (d *daemon) oauth2Upstreams(cfg *config.Config) (map[string]*proxy.OAuth2Upstream, error) {
+	var count func(grants.Key, grants.Outcome, error)
+	if d.metrics != nil {
+		count = d.metrics.OAuth2Refresh
+	}
+	return oauth2user.Upstreams(cfg, d.store, oauth2user.ObserveRefreshes(d.log.Named("oauth2"), count))
+}
+
 // pop3Settings are the pop3.Server settings of cfg that a reload may
 // change.
 func pop3Settings(cfg *config.Config) pop3.Settings {
@@ -161,7 +173,7 @@ func (d *daemon) newPOP3Server(cfg *config.Config) *pop3.Server {
 	srv := &pop3.Server{
 		LoginDelay:     st.LoginDelay,
 		Expire:         st.Expire,
-		Backend:        d.backend,
+		Backend:        d.oauth2,
 		Logger:         d.log.Named("pop3"),
 		Implementation: "popbridge",
 		FailureDelay:   st.FailureDelay,

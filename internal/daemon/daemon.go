@@ -55,6 +55,7 @@ type daemon struct {
 	cfg     atomic.Pointer[config.Config] // in force; restart-only keys as at start
 	store   uidmap.Store
 	backend *proxy.Backend
+	oauth2  *proxy.OAuth2Backend // backend, with the logins of upstream.oauth2 upstreams through grants
 	srv     *pop3.Server
 	certs   *tlsCerts
 	lanes   map[string]*legacyLane // by listener address; fixed at start
@@ -94,6 +95,12 @@ func Run(ctx context.Context, cfg *config.Config, log *zap.Logger, o Options) er
 	if d.backend, err = proxy.New(opts); err != nil {
 		return err
 	}
+	ups, err := d.oauth2Upstreams(cfg)
+	if err != nil {
+		return err
+	}
+	// Always wrapped, even without OAuth2 upstreams: a reload may add some.
+	d.oauth2 = proxy.WithOAuth2(d.backend, ups)
 	if d.certs, err = newTLSCerts(cfg.TLS); err != nil {
 		return err
 	}

@@ -105,6 +105,10 @@ func (d *daemon) reload() (err error) {
 	if err != nil {
 		return reject(err)
 	}
+	ups, err := d.oauth2Upstreams(eff)
+	if err != nil {
+		return reject(err)
+	}
 	level, err := zapcore.ParseLevel(eff.Log.Level)
 	if err != nil {
 		return reject(err)
@@ -123,6 +127,7 @@ func (d *daemon) reload() (err error) {
 	if err := d.backend.Reconfigure(opts); err != nil {
 		return reject(err) // cannot happen: backendOptions sets Dialer and Map
 	}
+	d.oauth2.SetUpstreams(ups)
 	d.limiter.set(eff.Limits.AuthFailuresPerIP)
 	d.proxies.Store(&proxies)
 	if d.opts.Level != nil {

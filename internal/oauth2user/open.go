@@ -5,12 +5,10 @@ import (
 	"fmt"
 	"net/http"
 
-	"go.uber.org/zap"
 	"golang.org/x/oauth2"
 
 	"github.com/popbridge/popbridge/internal/apppass"
 	"github.com/popbridge/popbridge/internal/config"
-	"github.com/popbridge/popbridge/internal/daemon"
 	"github.com/popbridge/popbridge/internal/grants"
 	"github.com/popbridge/popbridge/uidmap"
 )
@@ -39,22 +37,11 @@ type Options struct {
 	HTTPClient *http.Client // for the provider (nil: http.DefaultClient)
 }
 
-// Open opens the state of user under cfg (loaded with
-// config.LoadForOAuth2). The store is opened as serve opens it: the bolt
-// file must not be in use by a running serve.
-func Open(cfg *config.Config, user string, opts Options) (*User, error) {
-	if cfg.State.SecretFile == "" {
-		return nil, errors.New("state.secret_file is not set: it holds the key that encrypts the grants (e.g. head -c 32 /dev/urandom | base64 > FILE; chmod 600 FILE)")
-	}
-	sealer, err := grants.LoadSealer(cfg.State.SecretFile)
-	if err != nil {
-		return nil, err
-	}
-	store, err := daemon.OpenStore(cfg.State)
-	if err != nil {
-		return nil, err
-	}
-	u, err := open(cfg, store, sealer, user, opts)
+// Open opens the state of user, whose maildrops are on the upstream of
+// address upstream (the user's route's, as a session takes it), in store,
+// which the User owns from then on: Close closes it.
+func Open(cfg *config.Config, store uidmap.Store, upstream, user string, opts Options) (*User, error) {
+	u, err := open(cfg, store, upstream, user, opts)
 	if err != nil {
 		store.Close()
 		return nil, err
@@ -62,17 +49,18 @@ func Open(cfg *config.Config, user string, opts Options) (*User, error) {
 	return u, nil
 }
 
-func open(cfg *config.Config, store uidmap.Store, sealer *grants.Sealer, user string, opts Options) (*User, error) {
+func open(cfg *config.Config, store uidmap.Store, addr, user string, opts Options) (*User, error) {
+	if cfg.State.SecretFile == "" {
+		return nil, errors.New("state.secret_file is not set: it holds the key that encrypts the grants (e.g. head -c 32 /dev/urandom | base64 > FILE; chmod 600 FILE)")
+	}
+	sealer, err := grants.LoadSealer(cfg.State.SecretFile)
+	if err != nil {
+		return nil, err
+	}
 	gs, ps, err := stores(cfg, store)
 	if err != nil {
 		return nil, err
 	}
-	// The user's upstream as a session takes it: its route's, or upstream:.
-	bo, err := daemon.BackendOptions(cfg, store, zap.NewNop())
-	if err != nil {
-		return nil, err
-	}
-	addr := bo.ForUser(user).UpstreamID
 	up, err := cfg.UpstreamByAddress(addr)
 	if err != nil {
 		return nil, err

@@ -17,7 +17,7 @@ func load(t *testing.T, text string) *config.Config {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "config.yaml")
 	os.WriteFile(p, []byte(text), 0o600)
-	cfg, err := config.LoadForOAuth2(p, nil)
+	cfg, err := config.Load(p, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
