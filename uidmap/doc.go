@@ -13,6 +13,10 @@
 // must then write nothing more (Lease.Bound gives writes a context that ends
 // with the lease).
 //
+// A device of a user (Map.DeviceView) has hidden marks of its own over the
+// user's UIDLs; a message that moves between folders served as one maildrop
+// keeps its UIDL (Map.ResolveAdopting, Map.Vanished).
+//
 // Copy copies maildrops from one Store into another (popbridge state
 // migrate). Importer seeds a maildrop with the UIDLs of a previous POP3
 // server (popbridge import-uidl); uidmap/maildir reads them from a Dovecot
