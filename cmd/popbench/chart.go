@@ -199,6 +199,11 @@ func (r *report) writeChart(path string) error {
 		if g.higherBetter {
 			better = "higher is better"
 		}
+		if textWidth(better) > groupW-4 {
+			// Seven groups or more: the short form, so that neighbours' do
+			// not run into each other.
+			better = strings.Replace(better, " is ", " ", 1)
+		}
 		c.centered(cx, bottom+26, better, colGray, false)
 	}
 	c.hline(left, right, y(1), colText, 0)
