@@ -142,6 +142,7 @@ type Backend struct {
 	live   atomic.Pointer[Options] // the options of new sessions
 	log    *zap.Logger
 	logins loginTimes // for Options.LoginDelay
+	snaps  snapshots  // the last snapshot of each maildrop
 }
 
 var _ pop3.Backend = (*Backend)(nil)

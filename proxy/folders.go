@@ -73,7 +73,7 @@ func (b *Backend) loginFolders(ctx context.Context, ci *pop3.ConnInfo, a *authen
 		if err := b.claim(ctx, s, i == 0); err != nil {
 			return nil, err
 		}
-		if mds[i], err = SnapshotMaildrop(ctx, conn, fo.Key(a.upCred.Username)); err != nil {
+		if mds[i], err = snapshotMaildrop(ctx, conn, fo.Key(a.upCred.Username), &b.snaps); err != nil {
 			return nil, clientError(err)
 		}
 	}

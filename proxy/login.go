@@ -82,8 +82,11 @@ func (b *Backend) open(ctx context.Context, s *session, shared uidmap.Key, start
 	if err := b.claim(ctx, s, true); err != nil {
 		return err
 	}
-	md, err := OpenMaildrop(ctx, s.conn, s.opts.Map, shared)
+	md, err := snapshotMaildrop(ctx, s.conn, shared, &b.snaps)
 	if err != nil {
+		return clientError(err)
+	}
+	if err := md.Name(ctx, s.opts.Map, nil); err != nil {
 		return clientError(err)
 	}
 	if err := s.view(ctx, md); err != nil {
@@ -172,5 +175,6 @@ func (b *Backend) loggedIn(s *session, md *Maildrop, start time.Time) {
 	}
 	s.log.Info("login", zap.Int("messages", len(s.messages)), zap.Int("hidden", len(md.Metas)-len(s.messages)-s.outside),
 		zap.Int("outside_window", s.outside), zap.Int("new", md.View.Assigned), zap.Uint32("uidvalidity", md.UIDValidity),
+		zap.Bool("snapshot_cached", md.Cached),
 		zap.Duration("took", time.Since(start)))
 }

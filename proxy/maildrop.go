@@ -17,6 +17,9 @@ type Maildrop struct {
 	Metas       []imapupstream.MessageMeta // the snapshot, in UID order
 	Messages    []uidmap.Message           // the same, as uidmap takes them
 	View        *uidmap.View               // the names Map gave them; nil without a Map
+	// Cached: the mailbox was as at the last snapshot, whose copy Metas is
+	// (no UID FETCH 1:* was sent).
+	Cached bool
 }
 
 // OpenMaildrop selects the mailbox on conn (logged in as key.User),
@@ -41,15 +44,29 @@ func OpenMaildrop(ctx context.Context, conn *imapupstream.Conn, m *uidmap.Map, k
 // SnapshotMaildrop is the first half of OpenMaildrop: the mailbox selected
 // and snapshotted, its messages not yet named.
 func SnapshotMaildrop(ctx context.Context, conn *imapupstream.Conn, key uidmap.Key) (*Maildrop, error) {
+	return snapshotMaildrop(ctx, conn, key, nil)
+}
+
+// snapshotMaildrop is SnapshotMaildrop that takes the snapshot from cache
+// when the mailbox is as it was at the last one (nil: always fetched).
+func snapshotMaildrop(ctx context.Context, conn *imapupstream.Conn, key uidmap.Key, cache *snapshots) (*Maildrop, error) {
 	mbox, err := conn.Select(ctx)
 	if err != nil {
 		return nil, err
 	}
-	metas, err := conn.Snapshot(ctx)
-	if err != nil {
-		return nil, err
+	metas, cached := []imapupstream.MessageMeta(nil), false
+	if cache != nil {
+		metas, cached = cache.get(key, mbox)
 	}
-	md := &Maildrop{Conn: conn, Key: key, UIDValidity: mbox.UIDValidity, Metas: metas,
+	if !cached {
+		if metas, err = conn.Snapshot(ctx); err != nil {
+			return nil, err
+		}
+		if cache != nil {
+			cache.put(key, mbox, metas)
+		}
+	}
+	md := &Maildrop{Conn: conn, Key: key, UIDValidity: mbox.UIDValidity, Metas: metas, Cached: cached,
 		Messages: make([]uidmap.Message, len(metas))}
 	for i, meta := range metas {
 		md.Messages[i] = uidmap.Message{UID: meta.UID, Size: meta.Size}
