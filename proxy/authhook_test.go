@@ -15,7 +15,6 @@ import (
 	"github.com/popbridge/popbridge/internal/testenv/dovecot"
 	"github.com/popbridge/popbridge/internal/testenv/nginxauth"
 	"github.com/popbridge/popbridge/pop3"
-	"github.com/popbridge/popbridge/pop3/pop3client"
 	"github.com/popbridge/popbridge/proxy"
 	"github.com/popbridge/popbridge/uidmap"
 )
@@ -50,17 +49,6 @@ func (o *hookObserver) count(result string) int {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	return o.counts[result]
-}
-
-func dialPOP3(t *testing.T, addr string) *pop3client.Client {
-	t.Helper()
-	c, err := pop3client.Dial(addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	c.SetDeadline(time.Now().Add(30 * time.Second))
-	return c
 }
 
 // TestAuthHook: popbridge in front of two Dovecots, with an nginx auth_http
@@ -98,7 +86,7 @@ func TestAuthHook(t *testing.T) {
 	dv2.Append(t, mailbox, "INBOX", message("on dovecot 2", "two\r\n"))
 
 	t.Run("routes and rewrites", func(t *testing.T) {
-		c := dialPOP3(t, b.Addr)
+		c := b.dial(t)
 		if err := c.Login(alias, devicePass); err != nil {
 			t.Fatalf("login with the device password: %v", err)
 		}
@@ -131,7 +119,7 @@ func TestAuthHook(t *testing.T) {
 	})
 
 	t.Run("Auth-Wait delays and keeps the connection", func(t *testing.T) {
-		c := dialPOP3(t, b.Addr)
+		c := b.dial(t)
 		start := time.Now()
 		err := c.Login(local, "wrong")
 		if errCode(err) != "AUTH" || !strings.Contains(err.Error(), "Invalid login or password") {
@@ -155,7 +143,7 @@ func TestAuthHook(t *testing.T) {
 
 	t.Run("refusal without Auth-Wait closes", func(t *testing.T) {
 		defer counted(t, proxy.HookRefused, obs.count(proxy.HookRefused))
-		c := dialPOP3(t, b.Addr)
+		c := b.dial(t)
 		err := c.Login("disabled-"+base, "whatever")
 		if errCode(err) != "AUTH" || !strings.Contains(err.Error(), "Account disabled, call the help desk") {
 			t.Fatalf("got %v, want the service's text as -ERR [AUTH]", err)
@@ -168,7 +156,7 @@ func TestAuthHook(t *testing.T) {
 	t.Run("WAIT asks again", func(t *testing.T) {
 		defer counted(t, proxy.HookOK, obs.count(proxy.HookOK))
 		before := len(hook.Requests(t))
-		c := dialPOP3(t, b.Addr)
+		c := b.dial(t)
 		if err := c.Login("waiter-"+base, dv1.Password); err != nil {
 			t.Fatalf("login after WAIT: %v", err)
 		}
@@ -181,7 +169,7 @@ func TestAuthHook(t *testing.T) {
 	// Everything below must end in [SYS/TEMP] and never reach an upstream.
 	sysTemp := func(t *testing.T, b *bridge, user string) {
 		t.Helper()
-		c := dialPOP3(t, b.Addr)
+		c := b.dial(t)
 		err := c.Login(user, dv1.Password)
 		if errCode(err) != "SYS/TEMP" {
 			t.Fatalf("got %v, want -ERR [SYS/TEMP]", err)

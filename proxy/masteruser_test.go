@@ -54,7 +54,7 @@ func TestMasterUser(t *testing.T) {
 
 	t.Run("verified upstream", func(t *testing.T) {
 		b := startBridge(t, dv, withMaster("", true))
-		c := dialPOP3(t, b.Addr)
+		c := b.dial(t)
 		if err := c.Login(user, dv.Password); err != nil {
 			t.Fatalf("login: %v", err)
 		}
@@ -65,7 +65,7 @@ func TestMasterUser(t *testing.T) {
 		if got := b.upstreamLogins(); len(got) != 2 || got[0] != "LOGIN" || got[1] != "PLAIN (master user)" {
 			t.Fatalf("upstream logins %q, want the user's own LOGIN (the check), then the master's", got)
 		}
-		c = dialPOP3(t, b.Addr)
+		c = b.dial(t)
 		if err := c.Login(user, "wrong"); errCode(err) != "AUTH" {
 			t.Fatalf("wrong user password with a master user configured: %v", err)
 		}
@@ -80,7 +80,7 @@ func TestMasterUser(t *testing.T) {
 		// master user can open the mailbox with it.
 		hook := nginxauth.Start(t, map[string]nginxauth.User{user: {Pass: "device-pw"}})
 		b := startBridge(t, dv, withMaster("*", false), withHook(t, hook.URL, 2*time.Second))
-		c := dialPOP3(t, b.Addr)
+		c := b.dial(t)
 		if err := c.Login(user, "device-pw"); err != nil {
 			t.Fatalf("login: %v", err)
 		}
@@ -91,7 +91,7 @@ func TestMasterUser(t *testing.T) {
 		if got := b.upstreamLogins(); len(got) != 1 || got[0] != "LOGIN (master user)" {
 			t.Fatalf("upstream logins %q, want one as user*admin", got)
 		}
-		c = dialPOP3(t, b.Addr)
+		c = b.dial(t)
 		if err := c.Login(user, dv.Password); errCode(err) != "AUTH" {
 			t.Fatalf("a password the hook refuses: %v", err)
 		}
@@ -103,7 +103,7 @@ func TestMasterUser(t *testing.T) {
 
 	t.Run("nothing checks", func(t *testing.T) {
 		b := startBridge(t, dv, withMaster("", false))
-		c := dialPOP3(t, b.Addr)
+		c := b.dial(t)
 		if err := c.Login(user, "anything"); errCode(err) != "SYS/PERM" {
 			t.Fatalf("a master user with nothing checking passwords logged in: %v", err)
 		}

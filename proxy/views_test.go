@@ -99,7 +99,7 @@ func TestDeviceLocksAreSeparate(t *testing.T) {
 	user := dovecot.User(t)
 	b.login(t, user+"#phone")
 	b.login(t, user+"#laptop")
-	c := dialPOP3(t, b.Addr)
+	c := b.dial(t)
 	if err := c.Login(user+"#phone", b.Password); errCode(err) != "IN-USE" {
 		t.Fatalf("a second session of the phone: %v", err)
 	}
@@ -160,28 +160,6 @@ func TestWindow(t *testing.T) {
 	for i := range 5 {
 		appendAt(t, dv, user, message(fmt.Sprint("recent ", i), "r\r\n"), now.Add(-time.Duration(i)*time.Hour))
 	}
-	subjects := func(t *testing.T, b *bridge) []string {
-		t.Helper()
-		c := b.loginEventually(t, user)
-		defer c.Quit()
-		n, _, err := c.Stat()
-		if err != nil {
-			t.Fatal(err)
-		}
-		var out []string
-		for i := 1; i <= n; i++ {
-			h, err := c.Top(i, 0)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, line := range strings.Split(string(h), "\r\n") {
-				if s, ok := strings.CutPrefix(line, "Subject: "); ok {
-					out = append(out, s)
-				}
-			}
-		}
-		return out
-	}
 	for _, tt := range []struct {
 		name string
 		w    proxy.Window
@@ -194,7 +172,7 @@ func TestWindow(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			b := startBridge(t, dv, withViews(func(o *proxy.Options) { o.Window = tt.w }))
-			if got := subjects(t, b); !slices.Equal(got, tt.want) {
+			if got := subjectsOf(t, b, user); !slices.Equal(got, tt.want) {
 				t.Fatalf("listed %q, want %q", got, tt.want)
 			}
 		})
@@ -244,7 +222,7 @@ func TestLoginDelay(t *testing.T) {
 	user := dovecot.User(t)
 	first := time.Now()
 	b.login(t, user).Quit()
-	c := dialPOP3(t, b.Addr)
+	c := b.dial(t)
 	err := c.Login(user, b.Password)
 	if errCode(err) != "LOGIN-DELAY" {
 		t.Fatalf("a second login at once: %v, want -ERR [LOGIN-DELAY]", err)
