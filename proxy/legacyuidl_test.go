@@ -12,9 +12,9 @@ import (
 	"github.com/emersion/go-imap/v2"
 
 	"github.com/popbridge/popbridge/imapupstream"
+	"github.com/popbridge/popbridge/internal/testenv"
 	"github.com/popbridge/popbridge/internal/testenv/cyrus"
 	"github.com/popbridge/popbridge/pop3"
-	"github.com/popbridge/popbridge/pop3/pop3client"
 	"github.com/popbridge/popbridge/proxy"
 	"github.com/popbridge/popbridge/uidmap"
 )
@@ -29,27 +29,6 @@ func withUIDLFormat(t testing.TB, spec string) bridgeOption {
 	return func(o *proxy.Options, _ *imapupstream.Config, _ *pop3.Server) {
 		o.Map = uidmap.New(uidmap.NewMemoryStore(), uidmap.Options{Format: f})
 	}
-}
-
-// popListing returns the UIDL listing of the POP3 server at addr for user.
-func popListing(t *testing.T, addr, user, password string) []pop3client.Entry {
-	t.Helper()
-	c, err := pop3client.Dial(addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if err := c.Login(user, password); err != nil {
-		t.Fatalf("login %s on %s: %v", user, addr, err)
-	}
-	list, err := c.Listing("UIDL")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Quit(); err != nil {
-		t.Fatal(err)
-	}
-	return list
 }
 
 // TestCyrusUIDLFormats: for each of Cyrus 3.6's uidl_format settings
@@ -85,9 +64,9 @@ func TestCyrusUIDLFormats(t *testing.T) {
 			up.Append(t, user, "INBOX", []byte("From: x@example.org\r\nSubject: no message-id\r\n\r\n4\r\n"))
 			expunge(t, up, user, gone)
 
-			want := popListing(t, up.POP3Addr, user, up.Password)
+			want := testenv.POP3Listing(t, up.POP3Addr, user, up.Password)
 			b := startBridge(t, up, withUIDLFormat(t, c.popbridge))
-			got := popListing(t, b.Addr, user, b.Password)
+			got := testenv.POP3Listing(t, b.Addr, user, b.Password)
 			if len(want) != 3 {
 				t.Fatalf("Cyrus's pop3d lists %+v, want 3 messages", want)
 			}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 
+	"github.com/popbridge/popbridge/internal/testenv"
 	"github.com/popbridge/popbridge/internal/testenv/courier"
 	"github.com/popbridge/popbridge/pop3/pop3client"
 	"github.com/popbridge/popbridge/uidmap"
@@ -96,32 +97,23 @@ func TestImportUIDLFromCourierPOP3(t *testing.T) {
 // of its message (TOP n 0).
 func uidlSubjects(t *testing.T, addr, user, password string) map[string]string {
 	t.Helper()
-	c, err := pop3client.Dial(addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if err := c.Login(user, password); err != nil {
-		t.Fatalf("login on %s: %v", addr, err)
-	}
-	list, err := c.Listing("UIDL")
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := make(map[string]string, len(list))
-	for _, e := range list {
-		hdr, err := c.Top(e.N, 0)
+	out := map[string]string{}
+	testenv.POP3Session(t, addr, user, password, func(c *pop3client.Client) {
+		list, err := c.Listing("UIDL")
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, line := range strings.Split(string(hdr), "\r\n") {
-			if s, ok := strings.CutPrefix(line, "Subject: "); ok {
-				out[e.Value] = s
+		for _, e := range list {
+			hdr, err := c.Top(e.N, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, line := range strings.Split(string(hdr), "\r\n") {
+				if s, ok := strings.CutPrefix(line, "Subject: "); ok {
+					out[e.Value] = s
+				}
 			}
 		}
-	}
-	if err := c.Quit(); err != nil {
-		t.Fatal(err)
-	}
+	})
 	return out
 }

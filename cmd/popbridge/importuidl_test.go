@@ -13,6 +13,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/popbridge/popbridge/internal/testenv"
 	"github.com/popbridge/popbridge/internal/testenv/dovecot"
 	"github.com/popbridge/popbridge/pop3/pop3client"
 	"github.com/popbridge/popbridge/uidmap"
@@ -99,30 +100,21 @@ func (e *impEnv) serve(t *testing.T) {
 // with retrieve, it downloads every message too, as a client would.
 func popUIDLs(t *testing.T, addr, user, password string, retrieve bool) []string {
 	t.Helper()
-	c, err := pop3client.Dial(addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if err := c.Login(user, password); err != nil {
-		t.Fatalf("login on %s: %v", addr, err)
-	}
-	list, err := c.Listing("UIDL")
-	if err != nil {
-		t.Fatal(err)
-	}
 	var out []string
-	for _, e := range list {
-		out = append(out, e.Value)
-		if retrieve {
-			if _, err := c.Retr(e.N); err != nil {
-				t.Fatal(err)
+	testenv.POP3Session(t, addr, user, password, func(c *pop3client.Client) {
+		list, err := c.Listing("UIDL")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range list {
+			out = append(out, e.Value)
+			if retrieve {
+				if _, err := c.Retr(e.N); err != nil {
+					t.Fatal(err)
+				}
 			}
 		}
-	}
-	if err := c.Quit(); err != nil {
-		t.Fatal(err)
-	}
+	})
 	return out
 }
 

@@ -7,8 +7,8 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 
+	"github.com/popbridge/popbridge/internal/testenv"
 	"github.com/popbridge/popbridge/internal/testenv/courier"
-	"github.com/popbridge/popbridge/pop3/pop3client"
 )
 
 // TestCourierPOP3: WithPOP3 starts Courier's own pop3d beside imapd, on the
@@ -27,22 +27,7 @@ func TestCourierPOP3(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	c, err := pop3client.Dial(srv.POP3Addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	t.Logf("greeting: %s", c.Greeting())
-	if err := c.Login(user, srv.Password); err != nil {
-		t.Fatalf("POP3 login: %v", err)
-	}
-	list, err := c.Listing("UIDL")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Quit(); err != nil {
-		t.Fatal(err)
-	}
+	list := testenv.POP3Listing(t, srv.POP3Addr, user, srv.Password)
 	if len(list) != 2 {
 		t.Fatalf("UIDL %+v, want 2 messages", list)
 	}

@@ -6,8 +6,8 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 
+	"github.com/popbridge/popbridge/internal/testenv"
 	"github.com/popbridge/popbridge/internal/testenv/cyrus"
-	"github.com/popbridge/popbridge/pop3/pop3client"
 )
 
 // TestCyrusPOP3: WithPOP3 starts Cyrus's own pop3d beside imapd, on the
@@ -22,23 +22,8 @@ func TestCyrusPOP3(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	c, err := pop3client.Dial(srv.POP3Addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	t.Logf("greeting: %s", c.Greeting())
-	if err := c.Login(user, srv.Password); err != nil {
-		t.Fatalf("POP3 login: %v", err)
-	}
-	list, err := c.Listing("UIDL")
-	if err != nil {
-		t.Fatal(err)
-	}
+	list := testenv.POP3Listing(t, srv.POP3Addr, user, srv.Password)
 	if want := fmt.Sprintf("%d.%d", st.UIDValidity, uid); len(list) != 1 || list[0].Value != want {
 		t.Fatalf("UIDL %+v, want one message %s", list, want)
-	}
-	if err := c.Quit(); err != nil {
-		t.Fatal(err)
 	}
 }
