@@ -203,7 +203,13 @@ func (b *Backend) Options() Options { return *b.live.Load() }
 //
 // A failed login is logged once, by the pop3 server, with the error chain
 // returned here.
-func (b *Backend) Login(ctx context.Context, ci *pop3.ConnInfo, cred *pop3.Credentials) (_ pop3.Session, err error) {
+func (b *Backend) Login(ctx context.Context, ci *pop3.ConnInfo, cred *pop3.Credentials) (pop3.Session, error) {
+	return b.login(ctx, ci, cred, nil)
+}
+
+// login is Login, with popbridge's OAuth2 access to the upstreams that
+// bearers names (OAuth2Backend).
+func (b *Backend) login(ctx context.Context, ci *pop3.ConnInfo, cred *pop3.Credentials, bearers bearerFor) (_ pop3.Session, err error) {
 	start := time.Now()
 	if cred.AuthzID != "" && cred.AuthzID != cred.Username {
 		// Logging in as someone else needs the upstream's master-user
@@ -212,14 +218,14 @@ func (b *Backend) Login(ctx context.Context, ci *pop3.ConnInfo, cred *pop3.Crede
 		return nil, &pop3.Error{Code: pop3.CodeAuth, Message: "authorization identity not allowed"}
 	}
 	log := b.log.With(zap.String("session", ci.ID), zap.String("user", cred.Username), zap.String("mechanism", cred.Mechanism))
-	a, err := b.authenticate(ctx, ci, cred, log)
+	a, err := b.authenticate(ctx, ci, cred, log, bearers)
 	if err != nil {
 		return nil, err
 	}
 	if len(a.opts.Folders) > 1 {
 		return b.loginFolders(ctx, ci, a, start)
 	}
-	conn, err := a.opts.Dialer.Login(ctx, a.upCred)
+	conn, err := a.dial(ctx, a.opts.Dialer)
 	if err != nil {
 		return nil, clientError(err)
 	}

@@ -14,8 +14,9 @@ import (
 // response code and a fixed text, never upstream wording that might carry
 // account details.
 func clientError(err error) error {
-	if err == nil {
-		return nil
+	var said *pop3.Error
+	if err == nil || errors.As(err, &said) {
+		return err // nil, or what the client is to be told already
 	}
 	e := &pop3.Error{Err: err}
 	switch {

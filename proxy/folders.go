@@ -60,7 +60,7 @@ func (b *Backend) loginFolders(ctx context.Context, ci *pop3.ConnInfo, a *authen
 	mds := make([]*Maildrop, len(folders))
 	for i, f := range folders {
 		fo := a.opts.forFolder(i, f)
-		conn, err := fo.Dialer.Login(ctx, a.upCred)
+		conn, err := a.dial(ctx, fo.Dialer)
 		if err != nil {
 			return nil, clientError(err)
 		}

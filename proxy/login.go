@@ -20,12 +20,39 @@ type authenticated struct {
 	upCred imapupstream.Credentials
 	device string
 	log    *zap.Logger
+	// bearer, when set, gives upCred's token: the login goes upstream
+	// with popbridge's OAuth2 access for the user (OAuth2Backend).
+	bearer *bearer
+}
+
+// bearerFor is how a login finds popbridge's OAuth2 access to an upstream
+// (by its UpstreamID): nil where the client's own credentials go upstream.
+type bearerFor func(upstreamID string) tokenSource
+
+// A tokenSource gives the access token of a user's upstream login, and
+// another one when the upstream refused that one.
+type tokenSource interface {
+	token(ctx context.Context, upstreamID, user string) (string, error)
+	refused(ctx context.Context, upstreamID, user, token string) (string, error)
+	mechanism() string
+	appOnly() bool // the tokens are popbridge's own, not the user's grant
+}
+
+// bearer is one login's token source and what it names.
+type bearer struct {
+	src              tokenSource
+	upstreamID, user string
 }
 
 // authenticate checks what can be checked before the upstream login: the
 // hook's verdict (which may rewrite the login and choose its server), and
 // with a master user the user's own credentials.
-func (b *Backend) authenticate(ctx context.Context, ci *pop3.ConnInfo, cred *pop3.Credentials, log *zap.Logger) (*authenticated, error) {
+//
+// With bearers, a login whose upstream (chosen after the hook) takes
+// popbridge's OAuth2 access goes there with the user's access token
+// instead of the client's credentials, which the hook, or the caller, has
+// verified.
+func (b *Backend) authenticate(ctx context.Context, ci *pop3.ConnInfo, cred *pop3.Credentials, log *zap.Logger, bearers bearerFor) (*authenticated, error) {
 	live := b.live.Load()
 	// A device's login ("user#phone") is the user's upstream.
 	user, device := splitDevice(cred.Username, live.DeviceSeparator)
@@ -58,6 +85,17 @@ func (b *Backend) authenticate(ctx context.Context, ci *pop3.ConnInfo, cred *pop
 	// One set of options for the whole session: its route's, if any, and
 	// the server the hook chose.
 	opts := live.ForUser(upCred.Username)
+	var bt *bearer
+	if bearers != nil && upCred.Token == "" {
+		if src := bearers(opts.UpstreamID); src != nil {
+			bt = &bearer{src: src, upstreamID: opts.UpstreamID, user: upCred.Username}
+			tok, err := src.token(ctx, bt.upstreamID, bt.user)
+			if err != nil {
+				return nil, err
+			}
+			upCred.Password, upCred.Token, upCred.Mechanism = "", tok, src.mechanism()
+		}
+	}
 	if server != "" {
 		opts = opts.withServer(server)
 		log = log.With(zap.String("upstream", server))
@@ -72,7 +110,32 @@ func (b *Backend) authenticate(ctx context.Context, ci *pop3.ConnInfo, cred *pop
 			return nil, clientError(err)
 		}
 	}
-	return &authenticated{opts: opts, upCred: upCred, device: device, log: log}, nil
+	return &authenticated{opts: opts, upCred: upCred, device: device, log: log, bearer: bt}, nil
+}
+
+// dial logs in upstream through d as a says. An access token of popbridge's that
+// the upstream refuses (the provider revoked it before its expiry) is
+// replaced once, and the login tried again.
+func (a *authenticated) dial(ctx context.Context, d *imapupstream.Dialer) (*imapupstream.Conn, error) {
+	conn, err := d.Login(ctx, a.upCred)
+	if a.bearer == nil || !errors.Is(err, imapupstream.ErrAuthFailed) {
+		return conn, err
+	}
+	bt := a.bearer
+	next, rerr := bt.src.refused(ctx, bt.upstreamID, bt.user, a.upCred.Token)
+	if rerr != nil {
+		return nil, rerr
+	}
+	if next != a.upCred.Token {
+		a.upCred.Token = next
+		conn, err = d.Login(ctx, a.upCred)
+	}
+	if errors.Is(err, imapupstream.ErrAuthFailed) {
+		// Refused with a new token too: the mailbox does not take
+		// popbridge's access, or the grant lacks its scope.
+		return nil, &pop3.Error{Code: pop3.CodeAuth, Err: err, Message: refusedText(bt)}
+	}
+	return conn, err
 }
 
 // open makes s, logged in upstream, a session: the login delay and the

@@ -6,15 +6,15 @@ import (
 	"fmt"
 	"sync/atomic"
 
-	"github.com/popbridge/popbridge/imapupstream"
 	"github.com/popbridge/popbridge/internal/apppass"
 	"github.com/popbridge/popbridge/internal/grants"
 	"github.com/popbridge/popbridge/pop3"
 )
 
 // OAuth2Upstream is how the users of an upstream that takes OAuth2
-// (upstream.oauth2) log in: with one of their app passwords at popbridge,
-// and with their grant's access token upstream.
+// (upstream.oauth2) log in: with one of their app passwords at popbridge
+// (or the password the auth hook accepts), and upstream with the access
+// token of their grant, or of popbridge's own app-only access.
 type OAuth2Upstream struct {
 	Grants    *grants.Manager
 	Passwords *apppass.Passwords
@@ -24,12 +24,18 @@ type OAuth2Upstream struct {
 }
 
 // WithOAuth2 returns b with logins to the upstreams in ups (by UpstreamID,
-// after routes: Options.ForUser) going through their users' grants: a
-// login with a password (USER/PASS, PLAIN, LOGIN) must give one of the
+// after routes: Options.ForUser) going through popbridge's OAuth2 access:
+// a login with a password (USER/PASS, PLAIN, LOGIN) must give one of the
 // user's app passwords, and b then logs in upstream with the current
-// access token of the user's grant instead. A client that brings its own
-// bearer token (AUTH XOAUTH2 or OAUTHBEARER) is passed through as before,
-// and the users of other upstreams are b's alone.
+// access token of the user's grant (or the app's, Grants.App) instead. A
+// client that brings its own bearer token (AUTH XOAUTH2 or OAUTHBEARER) is
+// passed through as before, and the users of other upstreams are b's
+// alone.
+//
+// With an auth hook (auth.http_hook) the hook checks the password instead
+// of the app passwords, and the upstream, and the user whose token is
+// taken, are the ones the hook's answer leads to: an ISP's users then
+// need nothing at popbridge, with app-only access not even an enrolment.
 //
 // An access token the upstream refuses (the provider revoked it before its
 // expiry) makes the grant refresh at once and the login try again, once.
@@ -61,61 +67,77 @@ func (o *OAuth2Backend) Login(ctx context.Context, ci *pop3.ConnInfo, cred *pop3
 	if cred.Token != "" || (cred.AuthzID != "" && cred.AuthzID != cred.Username) {
 		return o.next.Login(ctx, ci, cred) // a client's own token; or refused there
 	}
+	ups := *o.ups.Load()
+	bearers := func(id string) tokenSource {
+		if up := ups[id]; up != nil {
+			return up
+		}
+		return nil
+	}
+	if o.next.live.Load().Hook != nil {
+		return o.next.login(ctx, ci, cred, bearers) // the hook checks the password
+	}
 	opts := o.next.Options()
-	// A device's login (user#phone) is its user's: grant, app passwords
-	// and upstream; the Backend gives the device its own view.
+	// A device's login (user#phone) is its user's: app passwords and
+	// upstream; the Backend gives the device its own view.
 	user, _ := opts.Device(cred.Username)
 	id := opts.ForUser(user).UpstreamID
-	up := (*o.ups.Load())[id]
+	up := ups[id]
 	if up == nil {
 		return o.next.Login(ctx, ci, cred)
 	}
-	tok, err := up.token(ctx, id, user, cred.Password)
-	if err != nil {
+	if err := up.verify(ctx, id, user, cred.Password); err != nil {
 		return nil, err
 	}
-	mech := up.Mechanism
-	if mech == "" {
-		mech = "XOAUTH2"
-	}
-	upCred := *cred
-	upCred.Mechanism, upCred.Token, upCred.Password = mech, tok, ""
-	s, err := o.next.Login(ctx, ci, &upCred)
-	if errors.Is(err, imapupstream.ErrAuthFailed) {
-		// The app password was right: the provider may have revoked the
-		// access token before its expiry. One refresh, one more try.
-		next, rerr := up.Grants.Refused(ctx, grants.Key{Upstream: id, User: user}, tok)
-		if rerr != nil {
-			return nil, grantError(user, rerr)
-		}
-		if next != tok {
-			upCred.Token = next
-			s, err = o.next.Login(ctx, ci, &upCred)
-		}
-	}
-	if errors.Is(err, imapupstream.ErrAuthFailed) {
-		// Refused with a new token too: the mailbox does not take
-		// OAuth2, or the grant lacks its scope.
-		return nil, &pop3.Error{Code: pop3.CodeAuth, Err: err, Message: fmt.Sprintf(
-			"the mail server refused popbridge's OAuth2 access for %s: ask your administrator to run popbridge oauth2 enroll %s", user, user)}
-	}
-	return s, err
+	return o.next.login(ctx, ci, cred, bearers)
 }
 
-// token checks the login's app password and returns the user's access
-// token, or what the client is to be told.
-func (up *OAuth2Upstream) token(ctx context.Context, upstreamID, user, password string) (string, error) {
+// verify checks a login's app password.
+func (up *OAuth2Upstream) verify(ctx context.Context, upstreamID, user, password string) error {
 	if _, err := up.Passwords.Verify(ctx, apppass.Key{Upstream: upstreamID, User: user}, password); err != nil {
 		if errors.Is(err, apppass.ErrWrongPassword) {
-			return "", fmt.Errorf("%w: %w", pop3.ErrAuthFailed, err)
+			return fmt.Errorf("%w: %w", pop3.ErrAuthFailed, err)
 		}
-		return "", &pop3.Error{Code: pop3.CodeSysTemp, Message: "temporary server failure, try again later", Err: err}
+		return &pop3.Error{Code: pop3.CodeSysTemp, Message: "temporary server failure, try again later", Err: err}
 	}
+	return nil
+}
+
+// token implements tokenSource: the user's current access token, or what
+// the client is to be told.
+func (up *OAuth2Upstream) token(ctx context.Context, upstreamID, user string) (string, error) {
 	tok, err := up.Grants.AccessToken(ctx, grants.Key{Upstream: upstreamID, User: user})
 	if err != nil {
 		return "", grantError(user, err)
 	}
 	return tok, nil
+}
+
+// refused implements tokenSource.
+func (up *OAuth2Upstream) refused(ctx context.Context, upstreamID, user, token string) (string, error) {
+	tok, err := up.Grants.Refused(ctx, grants.Key{Upstream: upstreamID, User: user}, token)
+	if err != nil {
+		return "", grantError(user, err)
+	}
+	return tok, nil
+}
+
+func (up *OAuth2Upstream) mechanism() string {
+	if up.Mechanism == "" {
+		return "XOAUTH2"
+	}
+	return up.Mechanism
+}
+
+func (up *OAuth2Upstream) appOnly() bool { return up.Grants.App() }
+
+// refusedText is what the client is told when the upstream refused even a
+// new token of bt.
+func refusedText(bt *bearer) string {
+	if bt.src.appOnly() {
+		return fmt.Sprintf("the mail server refused popbridge's application access to the mailbox of %s: ask your administrator to allow popbridge's application into it", bt.user)
+	}
+	return fmt.Sprintf("the mail server refused popbridge's OAuth2 access for %s: ask your administrator to run popbridge oauth2 enroll %s", bt.user, bt.user)
 }
 
 // grantError is what the client is told when the user's grant gives no
@@ -128,6 +150,9 @@ func grantError(user string, err error) error {
 	case errors.Is(err, grants.ErrReauthorize):
 		return &pop3.Error{Code: pop3.CodeAuth, Err: err, Message: fmt.Sprintf(
 			"the mail provider no longer accepts popbridge's access for %s: ask your administrator to run popbridge oauth2 enroll %s", user, user)}
+	case errors.Is(err, grants.ErrAppRefused):
+		return &pop3.Error{Code: pop3.CodeAuth, Err: err, Message: fmt.Sprintf(
+			"the mail provider refused popbridge's application access for %s: ask your administrator to check popbridge's app registration (popbridge oauth2 status %s)", user, user)}
 	default:
 		return &pop3.Error{Code: pop3.CodeSysTemp, Err: err, Message: "the mail provider is temporarily unavailable, try again later"}
 	}

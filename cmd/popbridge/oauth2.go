@@ -76,6 +76,9 @@ func cmdOAuth2(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	case "enroll":
 		ctx, cancel := context.WithTimeout(ctx, *timeout)
 		defer cancel()
+		if user.Grants.App() {
+			return oauth2EnrollApp(ctx, user, *label, !*noPassword, stdout)
+		}
 		if *code || user.Provider.CheckDeviceFlow() != nil {
 			return oauth2EnrollCode(ctx, user, *redirect, *label, !*noPassword, stdin, stdout)
 		}
@@ -108,6 +111,21 @@ func oauth2Enroll(ctx context.Context, u *oauth2user.User, label string, passwor
 		return err
 	}
 	return oauth2Enrolled(ctx, u, label, password, w)
+}
+
+// oauth2EnrollApp is enroll where popbridge has app-only access: nobody
+// approves anything, so enroll checks that the provider gives the app a
+// token for the user and makes the user's first app password.
+func oauth2EnrollApp(ctx context.Context, u *oauth2user.User, label string, password bool, w io.Writer) error {
+	if _, err := u.Grants.AccessToken(ctx, u.GrantKey()); err != nil {
+		return fmt.Errorf("%s on %s: %w", u.Name, u.Upstream, err)
+	}
+	fmt.Fprintf(w, "popbridge has app-only access to %s (%s): the provider issued a token, no approval needed.\n", u.Upstream, u.Provider.Name)
+	fmt.Fprintf(w, "Whether the mailbox of %s admits the app is the mail server's decision: the first POP3 login will tell.\n", u.Name)
+	if !password {
+		return nil
+	}
+	return oauth2AddPassword(ctx, u, label, w)
 }
 
 // oauth2EnrollCode is enroll by the authorization-code flow: the person
@@ -194,6 +212,9 @@ func oauth2Passwords(ctx context.Context, u *oauth2user.User, add, revoke string
 }
 
 func oauth2Status(ctx context.Context, u *oauth2user.User, w io.Writer) error {
+	if u.Grants.App() {
+		return oauth2StatusApp(ctx, u, w)
+	}
 	g, err := u.Grants.Grant(ctx, u.GrantKey())
 	if errors.Is(err, grants.ErrNoGrant) {
 		fmt.Fprintf(w, "%s is not enrolled on %s: popbridge oauth2 enroll %s\n", u.Name, u.Upstream, u.Name)
@@ -213,12 +234,39 @@ func oauth2Status(ctx context.Context, u *oauth2user.User, w io.Writer) error {
 	return nil
 }
 
+// oauth2StatusApp is status with app-only access: the app's token (the
+// user's own, for a service account) and the user's app passwords.
+func oauth2StatusApp(ctx context.Context, u *oauth2user.User, w io.Writer) error {
+	fmt.Fprintf(w, "%s on %s (%s): app-only access, no enrolment; ", u.Name, u.Upstream, u.Provider.Name)
+	g, err := u.Grants.Grant(ctx, u.GrantKey())
+	switch {
+	case err != nil:
+		return err
+	case g.AccessToken == "":
+		fmt.Fprintln(w, "no token fetched yet.")
+	default:
+		fmt.Fprintf(w, "token: %v, fetched %s.\n", g, g.Refreshed.Format(time.RFC3339))
+	}
+	list, err := u.Passwords.List(ctx, u.PasswordKey())
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "%d app passwords (popbridge oauth2 passwords %s).\n", len(list), u.Name)
+	return nil
+}
+
 // oauth2Forget removes the user's grant and app passwords (offboarding):
 // the provider's side of the grant is revoked at the provider.
 func oauth2Forget(ctx context.Context, u *oauth2user.User, w io.Writer) error {
 	n, err := u.Passwords.RevokeAll(ctx, u.PasswordKey())
 	if err != nil {
 		return err
+	}
+	if u.Grants.App() {
+		// The app's access is not the user's to forget: the mail
+		// server's permissions say whose mailbox it opens.
+		fmt.Fprintf(w, "Revoked the %d app passwords of %s on %s (popbridge's app-only access stays: remove the user's mailbox from the app's permissions at the provider).\n", n, u.Name, u.Upstream)
+		return nil
 	}
 	if err := u.Grants.Delete(ctx, u.GrantKey()); err != nil {
 		return err

@@ -25,6 +25,27 @@ type OAuth2 struct {
 	// Mechanism is the SASL mechanism of the upstream login: xoauth2
 	// (the default; Microsoft 365 and Gmail) or oauthbearer (RFC 7628).
 	Mechanism string `yaml:"mechanism"`
+	// Grant is whose access popbridge logs in with: user (the default:
+	// each user enrolled, popbridge oauth2 enroll), client_credentials
+	// (the app's own token for every mailbox: Microsoft 365's app-only
+	// access, or a generic provider's) or service_account (Google
+	// Workspace: a token signed for each user by a service account with
+	// domain-wide delegation, its JSON key in service_account_file).
+	Grant              string `yaml:"grant"`
+	ServiceAccountFile string `yaml:"service_account_file"`
+}
+
+// The values of OAuth2.Grant.
+const (
+	GrantUser              = "user"
+	GrantClientCredentials = "client_credentials"
+	GrantServiceAccount    = "service_account"
+)
+
+// AppOnly reports whether the block's tokens are popbridge's own
+// (client_credentials or service_account): nobody is enrolled.
+func (o *OAuth2) AppOnly() bool {
+	return o.Grant == GrantClientCredentials || o.Grant == GrantServiceAccount
 }
 
 // Enabled reports whether the block configures anything.
@@ -60,6 +81,8 @@ func validateOAuth2(key string, o *OAuth2, bad func(key, format string, args ...
 	case "generic":
 		endpoint(key+".token_url", o.TokenURL, bad)
 		switch {
+		case o.AppOnly():
+			// No user takes a flow.
 		case o.DeviceAuthURL == "" && o.AuthURL == "":
 			bad(key+".device_auth_url", "required for provider generic (or auth_url, for the authorization-code flow)")
 		case o.DeviceAuthURL != "":
@@ -69,7 +92,7 @@ func validateOAuth2(key string, o *OAuth2, bad func(key, format string, args ...
 			endpoint(key+".auth_url", o.AuthURL, bad)
 		}
 		if len(o.Scopes) == 0 {
-			bad(key+".scopes", "required for provider generic: the scopes that allow IMAP and a refresh token")
+			bad(key+".scopes", "required for provider generic: the scopes that allow IMAP (and a refresh token, for grant: user)")
 		}
 	default:
 		bad(key+".provider", "must be one of microsoft, google, generic")
@@ -80,12 +103,13 @@ func validateOAuth2(key string, o *OAuth2, bad func(key, format string, args ...
 	if strings.ContainsAny(o.Tenant, "/?#") {
 		bad(key+".tenant", "must be a directory (tenant) ID, a domain, organizations or common")
 	}
-	if o.ClientID == "" {
+	if o.ClientID == "" && o.Grant != GrantServiceAccount {
 		bad(key+".client_id", "required: the application (client) ID of popbridge's registration at the provider")
 	}
 	if o.ClientSecret != "" && o.ClientSecretFile != "" {
 		bad(key+".client_secret", "set client_secret or client_secret_file, not both")
 	}
+	validateGrant(key, o, bad)
 	if o.Mechanism != "" && !strings.EqualFold(o.Mechanism, "xoauth2") && !strings.EqualFold(o.Mechanism, "oauthbearer") {
 		bad(key+".mechanism", "must be xoauth2 or oauthbearer")
 	}
@@ -94,6 +118,53 @@ func validateOAuth2(key string, o *OAuth2, bad func(key, format string, args ...
 			bad(fmt.Sprintf("%s.scopes.%d", key, i), "must be one scope, without spaces")
 		}
 	}
+}
+
+// validateGrant checks grant and what each grant needs.
+func validateGrant(key string, o *OAuth2, bad func(key, format string, args ...any)) {
+	switch o.Grant {
+	case "", GrantUser:
+		if o.ServiceAccountFile != "" {
+			bad(key+".service_account_file", "only with grant: service_account")
+		}
+	case GrantClientCredentials:
+		switch o.Provider {
+		case "google":
+			bad(key+".grant", "Google gives no client-credentials access to Gmail: use grant: service_account (Workspace, domain-wide delegation)")
+		case "microsoft":
+			switch o.Tenant {
+			case "", "organizations", "common", "consumers":
+				bad(key+".tenant", "required with grant: client_credentials: the directory (tenant) ID or domain whose mailboxes the app may open")
+			}
+		}
+		if o.ClientSecret == "" && o.ClientSecretFile == "" {
+			bad(key+".client_secret", "required with grant: client_credentials (or client_secret_file)")
+		}
+		if o.ServiceAccountFile != "" {
+			bad(key+".service_account_file", "only with grant: service_account")
+		}
+	case GrantServiceAccount:
+		if o.Provider != "google" {
+			bad(key+".grant", "service_account is Google's: provider %s takes grant: client_credentials", o.Provider)
+		}
+		if o.ServiceAccountFile == "" {
+			bad(key+".service_account_file", "required with grant: service_account: the service account's JSON key")
+		}
+		if o.ClientSecret != "" || o.ClientSecretFile != "" {
+			bad(key+".client_secret", "not with grant: service_account: its key file is its credential")
+		}
+	default:
+		bad(key+".grant", "must be one of user, client_credentials, service_account")
+	}
+}
+
+// ServiceAccountKey reads service_account_file.
+func (o *OAuth2) ServiceAccountKey() ([]byte, error) {
+	b, err := os.ReadFile(o.ServiceAccountFile)
+	if err != nil {
+		return nil, fmt.Errorf("config: service_account_file: %w", err)
+	}
+	return b, nil
 }
 
 // endpoint checks an endpoint URL: https, or http to a loopback host.

@@ -91,6 +91,16 @@ func TestOAuth2Validation(t *testing.T) {
 		{"bad scope", OAuth2{Provider: "microsoft", ClientID: "id", Scopes: []string{"a b"}}, []string{"k.scopes.0"}},
 		{"oauthbearer", OAuth2{Provider: "generic", ClientID: "id", TokenURL: "https://i/t", DeviceAuthURL: "https://i/d", Scopes: []string{"a"}, Mechanism: "OAUTHBEARER"}, nil},
 		{"bad mechanism", OAuth2{Provider: "microsoft", ClientID: "id", Mechanism: "plain"}, []string{"k.mechanism"}},
+		{"microsoft app-only", OAuth2{Provider: "microsoft", Grant: "client_credentials", ClientID: "id", ClientSecretFile: "/f", Tenant: "contoso.onmicrosoft.com"}, nil},
+		{"app-only without tenant", OAuth2{Provider: "microsoft", Grant: "client_credentials", ClientID: "id", ClientSecret: "s", Tenant: "organizations"}, []string{"k.tenant"}},
+		{"app-only without secret", OAuth2{Provider: "microsoft", Grant: "client_credentials", ClientID: "id", Tenant: "t"}, []string{"k.client_secret"}},
+		{"generic app-only, no flows", OAuth2{Provider: "generic", Grant: "client_credentials", ClientID: "id", ClientSecret: "s", TokenURL: "https://i/t", Scopes: []string{"a"}}, nil},
+		{"google client credentials", OAuth2{Provider: "google", Grant: "client_credentials", ClientID: "id", ClientSecret: "s"}, []string{"k.grant"}},
+		{"google service account", OAuth2{Provider: "google", Grant: "service_account", ServiceAccountFile: "/sa.json"}, nil},
+		{"service account without key", OAuth2{Provider: "google", Grant: "service_account", ClientSecret: "s"}, []string{"k.service_account_file", "k.client_secret"}},
+		{"service account elsewhere", OAuth2{Provider: "microsoft", Grant: "service_account", ClientID: "id", ServiceAccountFile: "/sa.json"}, []string{"k.grant"}},
+		{"key file without service account", OAuth2{Provider: "google", ClientID: "id", ServiceAccountFile: "/sa.json"}, []string{"k.service_account_file"}},
+		{"unknown grant", OAuth2{Provider: "microsoft", ClientID: "id", Grant: "password"}, []string{"k.grant"}},
 	} {
 		var keys []string
 		validateOAuth2("k", &tc.block, func(key, format string, args ...any) { keys = append(keys, key) })

@@ -70,6 +70,7 @@ type Manager struct {
 	store  Store
 	sealer *Sealer
 	oauth  *oauth2.Config
+	app    *App // app-only: tokens without users' grants
 	opts   Options
 	holder string // this Manager's name in refresh leases
 	calls  atomic.Uint64
@@ -101,6 +102,26 @@ func NewManager(store Store, sealer *Sealer, oauth *oauth2.Config, opts Options)
 	return &Manager{store: store, sealer: sealer, oauth: oauth, opts: opts, holder: hex.EncodeToString(b[:])}
 }
 
+// NewAppManager returns a Manager of app-only tokens (App): nobody is
+// enrolled, and AccessToken fetches a token when there is none or it is
+// due.
+func NewAppManager(store Store, sealer *Sealer, app App, opts Options) *Manager {
+	m := NewManager(store, sealer, nil, opts)
+	m.app = &app
+	return m
+}
+
+// App reports whether m hands out app-only tokens (NewAppManager).
+func (m *Manager) App() bool { return m.app != nil }
+
+// key is where k's token is kept: an app's shared token under no user.
+func (m *Manager) key(k Key) Key {
+	if m.app != nil && m.app.Shared {
+		k.User = ""
+	}
+	return k
+}
+
 // Enroll stores the token of a new enrolment as the user's grant,
 // replacing any earlier one (a broken one included).
 func (m *Manager) Enroll(ctx context.Context, k Key, tok *oauth2.Token) error {
@@ -126,16 +147,21 @@ func (m *Manager) Enroll(ctx context.Context, k Key, tok *oauth2.Token) error {
 // Grant returns the user's grant, to show its state (print it: its
 // String holds no token).
 func (m *Manager) Grant(ctx context.Context, k Key) (Grant, error) {
-	_, g, err := m.load(ctx, k)
+	_, g, err := m.load(ctx, m.key(k))
 	return g, err
 }
 
 // Delete forgets the user's grant (at popbridge only: revoking it at the
 // provider is the provider's business).
-func (m *Manager) Delete(ctx context.Context, k Key) error { return m.store.DeleteGrant(ctx, k) }
+func (m *Manager) Delete(ctx context.Context, k Key) error {
+	return m.store.DeleteGrant(ctx, m.key(k))
+}
 
 func (m *Manager) load(ctx context.Context, k Key) (Sealed, Grant, error) {
 	st, err := m.store.LoadGrant(ctx, k)
+	if errors.Is(err, ErrNoGrant) && m.app != nil {
+		return Sealed{}, Grant{}, nil // none yet: the first call fetches one
+	}
 	if err != nil {
 		return Sealed{}, Grant{}, err
 	}
@@ -144,12 +170,13 @@ func (m *Manager) load(ctx context.Context, k Key) (Sealed, Grant, error) {
 }
 
 // fresh: the access token outlasts Margin; usable: it has not expired.
+// (An app's grant before its first token has none.)
 func (m *Manager) fresh(g Grant) bool {
-	return g.Expiry.IsZero() || m.opts.Now().Add(m.opts.Margin).Before(g.Expiry)
+	return g.AccessToken != "" && (g.Expiry.IsZero() || m.opts.Now().Add(m.opts.Margin).Before(g.Expiry))
 }
 
 func (m *Manager) usable(g Grant) bool {
-	return g.Broken == "" && (g.Expiry.IsZero() || m.opts.Now().Before(g.Expiry))
+	return g.AccessToken != "" && g.Broken == "" && (g.Expiry.IsZero() || m.opts.Now().Before(g.Expiry))
 }
 
 func (m *Manager) observe(k Key, o Outcome, err error) {
@@ -165,7 +192,7 @@ func (m *Manager) observe(k Key, o Outcome, err error) {
 // refreshed (one that is due but still valid is returned as it is when
 // the provider cannot be reached).
 func (m *Manager) AccessToken(ctx context.Context, k Key) (string, error) {
-	return m.token(ctx, k, "")
+	return m.token(ctx, m.key(k), "")
 }
 
 // Refused is AccessToken after the upstream refused token, one of the
@@ -174,7 +201,7 @@ func (m *Manager) AccessToken(ctx context.Context, k Key) (string, error) {
 // login has replaced that token already. A token other than the refused
 // one is worth one more login.
 func (m *Manager) Refused(ctx context.Context, k Key, token string) (string, error) {
-	return m.token(ctx, k, token)
+	return m.token(ctx, m.key(k), token)
 }
 
 // token is AccessToken, refreshing also a fresh grant whose access token

@@ -47,7 +47,18 @@ func (p Provider) OAuth2Config() (*oauth2.Config, error) {
 	if len(scopes) == 0 {
 		scopes = DefaultScopes(p.Name)
 	}
-	var ep oauth2.Endpoint
+	if p.Name == "generic" && p.DeviceAuthURL == "" && p.AuthURL == "" {
+		return nil, errors.New("grants: provider generic needs device_auth_url or auth_url")
+	}
+	ep, err := p.endpoint()
+	if err != nil {
+		return nil, err
+	}
+	return &oauth2.Config{ClientID: p.ClientID, ClientSecret: p.ClientSecret, Endpoint: ep, Scopes: slices.Clone(scopes)}, nil
+}
+
+// endpoint is the provider's: built in, or a generic provider's.
+func (p Provider) endpoint() (oauth2.Endpoint, error) {
 	switch p.Name {
 	case "microsoft":
 		tenant := p.Tenant
@@ -55,19 +66,17 @@ func (p Provider) OAuth2Config() (*oauth2.Config, error) {
 			tenant = "organizations"
 		}
 		base := "https://login.microsoftonline.com/" + url.PathEscape(tenant) + "/oauth2/v2.0/"
-		ep = oauth2.Endpoint{AuthURL: base + "authorize", TokenURL: base + "token", DeviceAuthURL: base + "devicecode"}
+		return oauth2.Endpoint{AuthURL: base + "authorize", TokenURL: base + "token", DeviceAuthURL: base + "devicecode"}, nil
 	case "google":
-		ep = oauth2.Endpoint{AuthURL: "https://accounts.google.com/o/oauth2/auth", TokenURL: "https://oauth2.googleapis.com/token",
-			DeviceAuthURL: "https://oauth2.googleapis.com/device/code", AuthStyle: oauth2.AuthStyleInParams}
+		return oauth2.Endpoint{AuthURL: "https://accounts.google.com/o/oauth2/auth", TokenURL: "https://oauth2.googleapis.com/token",
+			DeviceAuthURL: "https://oauth2.googleapis.com/device/code", AuthStyle: oauth2.AuthStyleInParams}, nil
 	case "generic":
-		if p.TokenURL == "" || (p.DeviceAuthURL == "" && p.AuthURL == "") {
-			return nil, errors.New("grants: provider generic needs token_url, and device_auth_url or auth_url")
+		if p.TokenURL == "" {
+			return oauth2.Endpoint{}, errors.New("grants: provider generic needs token_url")
 		}
-		ep = oauth2.Endpoint{AuthURL: p.AuthURL, TokenURL: p.TokenURL, DeviceAuthURL: p.DeviceAuthURL}
-	default:
-		return nil, fmt.Errorf("grants: unknown provider %q", p.Name)
+		return oauth2.Endpoint{AuthURL: p.AuthURL, TokenURL: p.TokenURL, DeviceAuthURL: p.DeviceAuthURL}, nil
 	}
-	return &oauth2.Config{ClientID: p.ClientID, ClientSecret: p.ClientSecret, Endpoint: ep, Scopes: slices.Clone(scopes)}, nil
+	return oauth2.Endpoint{}, fmt.Errorf("grants: unknown provider %q", p.Name)
 }
 
 // CheckDeviceFlow says whether users of the provider can be enrolled with

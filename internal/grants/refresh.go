@@ -33,13 +33,16 @@ func (m *Manager) refreshLeased(ctx context.Context, k Key, holder string, seen 
 		return "", fmt.Errorf("%w (%s)", ErrReauthorize, g.Broken)
 	}
 
-	tok, err := m.callTokenEndpoint(ctx, g.RefreshToken)
+	tok, err := m.callTokenEndpoint(ctx, k, g.RefreshToken)
 	if err != nil {
 		return m.refreshFailed(ctx, k, cur, g, err)
 	}
 	ng := g
 	ng.AccessToken, ng.RefreshToken, ng.TokenType, ng.Expiry = tok.AccessToken, tok.RefreshToken, tok.TokenType, tok.Expiry
 	ng.Refreshed = m.opts.Now()
+	if ng.Enrolled.IsZero() {
+		ng.Enrolled = ng.Refreshed // an app's first token
+	}
 	if err := m.write(ctx, k, cur.Version, ng); err != nil {
 		m.observe(k, Failed, err)
 		// The new access token is good whatever became of the write.
@@ -49,12 +52,16 @@ func (m *Manager) refreshLeased(ctx context.Context, k Key, holder string, seen 
 	return ng.AccessToken, nil
 }
 
-// callTokenEndpoint runs the refresh_token grant. x/oauth2 keeps the old
-// refresh token when the provider sends no new one (no rotation).
-func (m *Manager) callTokenEndpoint(ctx context.Context, refreshToken string) (*oauth2.Token, error) {
+// callTokenEndpoint runs the refresh_token grant, or an app's grant. x/oauth2
+// keeps the old refresh token when the provider sends no new one (no
+// rotation).
+func (m *Manager) callTokenEndpoint(ctx context.Context, k Key, refreshToken string) (*oauth2.Token, error) {
 	ctx, cancel := context.WithTimeout(ctx, m.opts.RefreshTimeout)
 	defer cancel()
 	ctx = context.WithValue(ctx, oauth2.HTTPClient, m.opts.HTTPClient)
+	if m.app != nil {
+		return m.app.Token(ctx, k.User)
+	}
 	return m.oauth.TokenSource(ctx, &oauth2.Token{RefreshToken: refreshToken}).Token()
 }
 
@@ -83,6 +90,14 @@ func (m *Manager) write(ctx context.Context, k Key, prev int64, g Grant) error {
 // refreshFailed handles a refused or failed refresh of cur.
 func (m *Manager) refreshFailed(ctx context.Context, k Key, cur Sealed, g Grant, err error) (string, error) {
 	var re *oauth2.RetrieveError
+	if m.app != nil && errors.As(err, &re) && refusal(re) {
+		// The provider's answer to popbridge itself: nothing to mark, as
+		// there is no user's grant to spend; every login asks again
+		// (under the lease), so a fixed secret works at once.
+		err = fmt.Errorf("%w: %s", ErrAppRefused, describe(re))
+		m.observe(k, Revoked, err)
+		return "", err
+	}
 	if !errors.As(err, &re) || re.ErrorCode != "invalid_grant" {
 		err = fmt.Errorf("%w: %w", ErrRefreshFailed, err)
 		m.observe(k, Failed, err)
@@ -109,4 +124,26 @@ func (m *Manager) refreshFailed(ctx context.Context, k Key, cur Sealed, g Grant,
 	err = fmt.Errorf("%w (%s)", ErrReauthorize, g.Broken)
 	m.observe(k, Revoked, err)
 	return "", err
+}
+
+// refusal: the provider answered the request with an OAuth2 error or a
+// client error status (x/oauth2/jwt parses no error code), rather than
+// failing to answer.
+func refusal(re *oauth2.RetrieveError) bool {
+	return re.ErrorCode != "" || (re.Response != nil && re.Response.StatusCode >= 400 && re.Response.StatusCode < 500)
+}
+
+// describe is the provider's refusal in a few words: its error code and
+// description, else the HTTP status. Never the body: it may echo the
+// request.
+func describe(re *oauth2.RetrieveError) string {
+	switch {
+	case re.ErrorCode != "" && re.ErrorDescription != "":
+		return re.ErrorCode + ": " + re.ErrorDescription
+	case re.ErrorCode != "":
+		return re.ErrorCode
+	case re.Response != nil:
+		return re.Response.Status
+	}
+	return "refused"
 }

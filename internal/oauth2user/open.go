@@ -68,7 +68,7 @@ func open(cfg *config.Config, store uidmap.Store, addr, user string, opts Option
 	if !up.OAuth2.Enabled() {
 		return nil, fmt.Errorf("%s on %s: %w", user, addr, ErrNoOAuth2)
 	}
-	p, oc, err := provider(up.OAuth2)
+	p, m, err := manager(up.OAuth2, gs, sealer, grants.Options{HTTPClient: opts.HTTPClient})
 	if err != nil {
 		return nil, err
 	}
@@ -76,14 +76,17 @@ func open(cfg *config.Config, store uidmap.Store, addr, user string, opts Option
 		Name:      user,
 		Upstream:  addr,
 		Provider:  p,
-		Grants:    grants.NewManager(gs, sealer, oc, grants.Options{HTTPClient: opts.HTTPClient}),
+		Grants:    m,
 		Passwords: apppass.New(ps, apppass.Params{}),
 		store:     store,
 	}, nil
 }
 
-// provider is an oauth2 block's provider, its client secret read.
-func provider(o config.OAuth2) (grants.Provider, *oauth2.Config, error) {
+// manager is the grants.Manager of an oauth2 block's upstream, and its
+// provider, the client secret (or the service account's key) read: the
+// users' grants, or with grant client_credentials or service_account the
+// app's tokens.
+func manager(o config.OAuth2, gs grants.Store, sealer *grants.Sealer, opts grants.Options) (grants.Provider, *grants.Manager, error) {
 	secret, err := o.Secret()
 	if err != nil {
 		return grants.Provider{}, nil, err
@@ -92,8 +95,26 @@ func provider(o config.OAuth2) (grants.Provider, *oauth2.Config, error) {
 		Name: o.Provider, ClientID: o.ClientID, ClientSecret: secret, Tenant: o.Tenant,
 		AuthURL: o.AuthURL, TokenURL: o.TokenURL, DeviceAuthURL: o.DeviceAuthURL, Scopes: o.Scopes,
 	}
-	oc, err := p.OAuth2Config()
-	return p, oc, err
+	var app grants.App
+	switch o.Grant {
+	case config.GrantClientCredentials:
+		app, err = p.ClientCredentials()
+	case config.GrantServiceAccount:
+		var key []byte
+		if key, err = o.ServiceAccountKey(); err == nil {
+			app, err = p.ServiceAccount(key)
+		}
+	default:
+		var oc *oauth2.Config
+		if oc, err = p.OAuth2Config(); err != nil {
+			return p, nil, err
+		}
+		return p, grants.NewManager(gs, sealer, oc, opts), nil
+	}
+	if err != nil {
+		return p, nil, err
+	}
+	return p, grants.NewAppManager(gs, sealer, app, opts), nil
 }
 
 // Close closes the store.

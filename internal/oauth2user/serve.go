@@ -55,12 +55,12 @@ func Upstreams(cfg *config.Config, store uidmap.Store, observe func(grants.Key, 
 	passwords := apppass.New(ps, apppass.Params{})
 	ups := make(map[string]*proxy.OAuth2Upstream, len(blocks))
 	for addr, o := range blocks {
-		_, oc, err := provider(o)
+		_, m, err := manager(o, gs, sealer, grants.Options{Observe: observe})
 		if err != nil {
 			return nil, fmt.Errorf("oauth2 of %s: %w", addr, err)
 		}
 		ups[addr] = &proxy.OAuth2Upstream{
-			Grants:    grants.NewManager(gs, sealer, oc, grants.Options{Observe: observe}),
+			Grants:    m,
 			Passwords: passwords,
 			Mechanism: strings.ToUpper(o.Mechanism),
 		}

@@ -140,3 +140,36 @@ func TestDeviceFlowRefusals(t *testing.T) {
 		t.Fatalf("denied device: %v, want access_denied", err)
 	}
 }
+
+// TestAppTokenLogsInToAnyMailbox: a client-credentials token of the app
+// client, with the app scope, logs in to Dovecot as any user; a user's own
+// token, without it, only as that user; a revoked app token not at all.
+func TestAppTokenLogsInToAnyMailbox(t *testing.T) {
+	as := oidc.Start(t)
+	as.AddUser("carol@example.org", "pw")
+	srv := dovecot.Start(t, dovecot.WithOAuth2AppAccess(as.IntrospectionURL, as.ResourceID, as.ResourceSecret, oidc.AppScope))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	tok, err := as.AppClient().Token(ctx)
+	if err != nil {
+		t.Fatalf("client credentials: %v", err)
+	}
+	if tok.RefreshToken != "" {
+		t.Errorf("client credentials gave a refresh token")
+	}
+	for _, user := range []string{"alice@example.org", "bob@example.org"} {
+		if err := login(ctx, srv, user, tok.AccessToken); err != nil {
+			t.Errorf("app token as %s: %v", user, err)
+		}
+	}
+	userTok := enroll(t, as, "carol@example.org", "pw")
+	if err := login(ctx, srv, "carol@example.org", userTok.AccessToken); !errors.Is(err, imapupstream.ErrAuthFailed) {
+		t.Errorf("a user's own token where only the app's are admitted: %v, want ErrAuthFailed", err)
+	}
+	if err := as.RevokeApp(ctx, tok.AccessToken); err != nil {
+		t.Fatal(err)
+	}
+	if err := login(ctx, srv, "alice@example.org", tok.AccessToken); !errors.Is(err, imapupstream.ErrAuthFailed) {
+		t.Errorf("a revoked app token: %v, want ErrAuthFailed", err)
+	}
+}

@@ -17,6 +17,7 @@ import (
 	"github.com/zitadel/oidc/v3/example/server/exampleop"
 	"github.com/zitadel/oidc/v3/example/server/storage"
 	"golang.org/x/oauth2"
+	"golang.org/x/oauth2/clientcredentials"
 )
 
 // Scopes are what the device client asks for: the user's name in the
@@ -38,6 +39,12 @@ type Server struct {
 	// with PKCE and a loopback redirect (RFC 8252), as Google's "Desktop
 	// app" clients are: any port of http://127.0.0.1/callback.
 	NativeClientID string
+	// AppClientID and AppClientSecret are a confidential client of the
+	// client-credentials grant (RFC 6749 4.4): popbridge registered for
+	// app-only access, as Microsoft 365's service principals are. Its
+	// tokens name the app itself (subject and username AppClientID) and
+	// the resource client in their audience.
+	AppClientID, AppClientSecret string
 
 	// Endpoints as the provider's discovery document names them.
 	AuthURL, TokenURL, DeviceAuthURL, IntrospectionURL, RevocationURL string
@@ -64,23 +71,34 @@ func Launch() (*Server, error) {
 		return nil, fmt.Errorf("oidc: listen: %w", err)
 	}
 	s := &Server{
-		Issuer:         "http://" + ln.Addr().String() + "/",
-		ClientID:       "popbridge",
-		ClientSecret:   randomSecret(),
-		ResourceID:     "dovecot",
-		ResourceSecret: randomSecret(),
-		NativeClientID: "popbridge-native",
-		users:          &users{users: make(map[string]*storage.User)},
+		Issuer:          "http://" + ln.Addr().String() + "/",
+		ClientID:        "popbridge",
+		ClientSecret:    randomSecret(),
+		ResourceID:      "dovecot",
+		ResourceSecret:  randomSecret(),
+		NativeClientID:  "popbridge-native",
+		AppClientID:     "popbridge-app",
+		AppClientSecret: randomSecret(),
+		users:           &users{users: make(map[string]*storage.User)},
 	}
 	st := &providerStorage{
 		Storage: storage.NewStorageWithClients(s.users, map[string]*storage.Client{
 			s.ClientID:       storage.DeviceClient(s.ClientID, s.ClientSecret),
 			s.ResourceID:     storage.WebClient(s.ResourceID, s.ResourceSecret),
 			s.NativeClientID: storage.NativeClient(s.NativeClientID, "http://127.0.0.1/callback"),
+			// For the revocation endpoint's client authentication; its
+			// tokens come from ClientCredentials (providerStorage).
+			s.AppClientID: storage.WebClient(s.AppClientID, s.AppClientSecret),
 		}),
 		deviceClient:   s.ClientID,
 		resourceClient: s.ResourceID,
+		appClient:      s.AppClientID,
+		appSecret:      s.AppClientSecret,
 	}
+	// The app is a user too, so that introspection names it (the
+	// example looks a token's subject up among the users); nobody signs
+	// in as it.
+	s.users.add(s.AppClientID, randomSecret())
 	// A nil logger: the example would otherwise replace slog's default
 	// logger for the whole test process.
 	router := exampleop.SetupServer(s.Issuer, st, nil, false)
@@ -153,6 +171,20 @@ func (s *Server) DeviceClient() *oauth2.Config {
 	}
 }
 
+// AppScope is the scope an app's token must carry for Dovecot to admit it
+// to every mailbox (dovecot.WithOAuth2AppAccess), as Microsoft 365's
+// IMAP.AccessAsApp role does; AppScopes are what the app asks for, with
+// the app's name in the introspection (profile).
+const AppScope = "imap.app"
+
+var AppScopes = []string{"openid", "profile", AppScope}
+
+// AppClient is the client-credentials configuration of the app client,
+// with AppScopes.
+func (s *Server) AppClient() *clientcredentials.Config {
+	return &clientcredentials.Config{ClientID: s.AppClientID, ClientSecret: s.AppClientSecret, TokenURL: s.TokenURL, Scopes: AppScopes}
+}
+
 // NativeClient is the oauth2.Config of the native (public) client, with
 // Scopes and the given loopback redirect (http://127.0.0.1:PORT/callback).
 func (s *Server) NativeClient(redirectURL string) *oauth2.Config {
@@ -168,13 +200,22 @@ func (s *Server) NativeClient(redirectURL string) *oauth2.Config {
 // endpoint, as the device client: a revoked access token no longer
 // introspects as active, a revoked refresh token no longer refreshes.
 func (s *Server) Revoke(ctx context.Context, token string) error {
+	return s.revoke(ctx, token, s.ClientID, s.ClientSecret)
+}
+
+// RevokeApp revokes an access token of the app client, as the app.
+func (s *Server) RevokeApp(ctx context.Context, token string) error {
+	return s.revoke(ctx, token, s.AppClientID, s.AppClientSecret)
+}
+
+func (s *Server) revoke(ctx context.Context, token, clientID, clientSecret string) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.RevocationURL,
 		strings.NewReader(url.Values{"token": {token}}.Encode()))
 	if err != nil {
 		return fmt.Errorf("oidc: revoke: %w", err)
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.SetBasicAuth(url.QueryEscape(s.ClientID), url.QueryEscape(s.ClientSecret))
+	req.SetBasicAuth(url.QueryEscape(clientID), url.QueryEscape(clientSecret))
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return fmt.Errorf("oidc: revoke: %w", err)

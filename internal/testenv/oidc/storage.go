@@ -2,6 +2,8 @@ package oidc
 
 import (
 	"context"
+	"crypto/subtle"
+	"errors"
 	"slices"
 	"sync"
 	"time"
@@ -48,6 +50,55 @@ type providerStorage struct {
 	*storage.Storage
 	deviceClient   string
 	resourceClient string
+	// The client-credentials client (the example's own service user,
+	// "sid1", has a fixed secret and tokens no resource server may
+	// introspect).
+	appClient, appSecret string
+	appTokens            sync.Map // the IDs of the app's access tokens
+}
+
+// ClientCredentials authenticates the app client.
+func (s *providerStorage) ClientCredentials(ctx context.Context, id, secret string) (op.Client, error) {
+	if id != s.appClient || subtle.ConstantTimeCompare([]byte(secret), []byte(s.appSecret)) != 1 {
+		return nil, errors.New("wrong client or secret")
+	}
+	return appClient{storage.WebClient(id, secret)}, nil
+}
+
+// ClientCredentialsTokenRequest makes the app's tokens: the app is their
+// subject, and the resource client is in their audience.
+func (s *providerStorage) ClientCredentialsTokenRequest(ctx context.Context, id string, scopes []string) (op.TokenRequest, error) {
+	if id != s.appClient {
+		return nil, errors.New("wrong client")
+	}
+	return &oidc.JWTTokenRequest{Subject: id, Audience: []string{id, s.resourceClient}, Scopes: scopes}, nil
+}
+
+// CreateAccessToken records the app's tokens: the example files a
+// client-credentials token under no client, so that no client could
+// revoke it.
+func (s *providerStorage) CreateAccessToken(ctx context.Context, request op.TokenRequest) (string, time.Time, error) {
+	id, exp, err := s.Storage.CreateAccessToken(ctx, request)
+	if _, ok := request.(*oidc.JWTTokenRequest); ok && err == nil && request.GetSubject() == s.appClient {
+		s.appTokens.Store(id, struct{}{})
+	}
+	return id, exp, err
+}
+
+// RevokeToken lets the app revoke its own tokens.
+func (s *providerStorage) RevokeToken(ctx context.Context, token, userID, clientID string) *oidc.Error {
+	if _, ok := s.appTokens.Load(token); ok && clientID == s.appClient {
+		s.appTokens.Delete(token)
+		return s.Storage.RevokeToken(ctx, token, userID, "")
+	}
+	return s.Storage.RevokeToken(ctx, token, userID, clientID)
+}
+
+// appClient is a client allowed the client_credentials grant alone.
+type appClient struct{ op.Client }
+
+func (appClient) GrantTypes() []oidc.GrantType {
+	return []oidc.GrantType{oidc.GrantTypeClientCredentials}
 }
 
 // GetClientByClientID lets the device client use refresh tokens too.
