@@ -158,8 +158,17 @@ func validateGrant(key string, o *OAuth2, bad func(key, format string, args ...a
 	}
 }
 
-// ServiceAccountKey reads service_account_file.
+// ServiceAccountKey reads service_account_file. A file that others than
+// its owner may read is refused: whoever reads it opens every mailbox of
+// the domain.
 func (o *OAuth2) ServiceAccountKey() ([]byte, error) {
+	fi, err := os.Stat(o.ServiceAccountFile)
+	if err != nil {
+		return nil, fmt.Errorf("config: service_account_file: %w", err)
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("config: service_account_file %s is readable by others (mode %v): chmod 600 it", o.ServiceAccountFile, fi.Mode().Perm())
+	}
 	b, err := os.ReadFile(o.ServiceAccountFile)
 	if err != nil {
 		return nil, fmt.Errorf("config: service_account_file: %w", err)

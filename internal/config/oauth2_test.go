@@ -125,3 +125,15 @@ func TestOAuth2SecretFile(t *testing.T) {
 		t.Fatalf("missing file: %v", err)
 	}
 }
+
+func TestServiceAccountKeyFile(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "sa.json")
+	os.WriteFile(p, []byte(`{"type":"service_account"}`), 0o600)
+	if b, err := (&OAuth2{ServiceAccountFile: p}).ServiceAccountKey(); err != nil || !strings.Contains(string(b), "service_account") {
+		t.Fatalf("ServiceAccountKey: %q %v", b, err)
+	}
+	os.Chmod(p, 0o644)
+	if _, err := (&OAuth2{ServiceAccountFile: p}).ServiceAccountKey(); err == nil || !strings.Contains(err.Error(), "chmod 600") {
+		t.Fatalf("a key others may read: %v", err)
+	}
+}

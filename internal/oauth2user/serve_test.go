@@ -83,3 +83,46 @@ state:
 		t.Fatalf("no oauth2: %v %v", ups, err)
 	}
 }
+
+// App-only blocks give app managers: client_credentials for Microsoft,
+// service_account for Google with its key file read.
+func TestUpstreamsAppOnly(t *testing.T) {
+	dir := t.TempDir()
+	secret := filepath.Join(dir, "secret")
+	os.WriteFile(secret, []byte("a test secret of at least 32 bytes, not a real one"), 0o600)
+	key := filepath.Join(dir, "sa.json")
+	os.WriteFile(key, []byte(`{"type": "service_account", "client_email": "pb@p.iam.gserviceaccount.com", "private_key": "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIA==\n-----END PRIVATE KEY-----\n", "token_uri": "https://oauth2.googleapis.com/token"}`), 0o600)
+	store, err := boltstore.Open(filepath.Join(dir, "state.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	cfg := load(t, fmt.Sprintf(`upstream:
+  address: "outlook.office365.com:993"
+  oauth2: {provider: microsoft, grant: client_credentials, tenant: contoso.onmicrosoft.com, client_id: m, client_secret: s}
+routes:
+  - domain: g.example
+    upstream:
+      address: "imap.gmail.com:993"
+      oauth2: {provider: google, grant: service_account, service_account_file: %q}
+  - domain: u.example
+    upstream:
+      address: "imap.u.example:993"
+      oauth2: {provider: microsoft, client_id: u}
+state:
+  path: %q
+  secret_file: %q
+`, key, filepath.Join(dir, "x.db"), secret))
+	ups, err := oauth2user.Upstreams(cfg, store, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !ups["outlook.office365.com:993"].Grants.App() || !ups["imap.gmail.com:993"].Grants.App() || ups["imap.u.example:993"].Grants.App() {
+		t.Fatalf("app-only: microsoft %v, google %v, user grants %v", ups["outlook.office365.com:993"].Grants.App(),
+			ups["imap.gmail.com:993"].Grants.App(), ups["imap.u.example:993"].Grants.App())
+	}
+	os.Remove(key)
+	if _, err := oauth2user.Upstreams(cfg, store, nil); err == nil || !strings.Contains(err.Error(), "service_account_file") {
+		t.Fatalf("a missing key file: %v", err)
+	}
+}
