@@ -247,3 +247,86 @@ func TestOAuth2RevokedAccessToken(t *testing.T) {
 		t.Fatalf("login with the whole grant revoked: %v", err)
 	}
 }
+
+// TestOAuth2TokenDiesDuringSession: the access token a session logged in
+// with stops being valid while the session runs (revoked at the provider,
+// as it would expire): Dovecot, like most IMAP servers, checked it once,
+// at login, so the session goes on, its DELE is carried out at QUIT, and
+// the next login refreshes the grant. (Exchange Online instead ends the
+// IMAP session when its token expires: docs/oauth2.md.)
+func TestOAuth2TokenDiesDuringSession(t *testing.T) {
+	t.Parallel()
+	as := oidc.Start(t)
+	dv := dovecot.Start(t, dovecot.WithOAuth2Introspection(as.IntrospectionURL, as.ResourceID, as.ResourceSecret))
+	user := dovecot.User(t) + "@example.org"
+	as.AddUser(user, "pw")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	store, err := boltstore.Open(filepath.Join(t.TempDir(), "state.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	sealer, _ := grants.NewSealer([]byte("a test secret of at least 32 bytes, not a real one"))
+	gk := grants.Key{Upstream: dv.IMAPAddr, User: user}
+	gm := grants.NewManager(store, sealer, as.DeviceClient(), grants.Options{})
+	err = gm.EnrollDevice(ctx, gk, func(da *oauth2.DeviceAuthResponse) error {
+		da.Interval = 1
+		return as.ApproveDevice(ctx, da.VerificationURIComplete, user, "pw")
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps := apppass.New(store, apppass.Params{Memory: 64, Time: 1, Threads: 1})
+	appPW, _, err := ps.Create(ctx, apppass.Key{Upstream: dv.IMAPAddr, User: user}, "scanner")
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, second := message("first", "one"), message("second", "two")
+	dv.Append(t, user, "INBOX", first)
+	dv.Append(t, user, "INBOX", second)
+	b := startBridgeWith(t, dv, func(next pop3.Backend) pop3.Backend {
+		return proxy.WithOAuth2(next.(*proxy.Backend), map[string]*proxy.OAuth2Upstream{dv.IMAPAddr: {Grants: gm, Passwords: ps}})
+	})
+
+	c, err := pop3client.Dial(b.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	if err := c.Login(user, appPW); err != nil {
+		t.Fatal(err)
+	}
+	during, _ := gm.Grant(ctx, gk)
+	if err := as.Revoke(ctx, during.AccessToken); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := c.Retr(1); err != nil || !bytes.Equal(got, wantRETR(first)) {
+		t.Fatalf("RETR after the token died: %v", err)
+	}
+	if _, err := c.Cmd("DELE 1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Quit(); err != nil {
+		t.Fatalf("QUIT after the token died: %v", err)
+	}
+	_, msgs := imapState(t, dv, user, "INBOX")
+	if len(msgs) != 1 || !bytes.Equal(msgs[0].Body, second) {
+		t.Fatalf("upstream after DELE 1 + QUIT: %d messages", len(msgs))
+	}
+
+	next, err := pop3client.Dial(b.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer next.Close()
+	next.SetDeadline(time.Now().Add(30 * time.Second))
+	if err := next.Login(user, appPW); err != nil {
+		t.Fatalf("the next login: %v", err)
+	}
+	next.Quit()
+	if g, _ := gm.Grant(ctx, gk); g.AccessToken == during.AccessToken {
+		t.Fatal("the next login did not refresh the dead token")
+	}
+}

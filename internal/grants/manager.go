@@ -111,6 +111,9 @@ func NewAppManager(store Store, sealer *Sealer, app App, opts Options) *Manager 
 	return m
 }
 
+// Margin is how long before its expiry m replaces an access token.
+func (m *Manager) Margin() time.Duration { return m.opts.Margin }
+
 // App reports whether m hands out app-only tokens (NewAppManager).
 func (m *Manager) App() bool { return m.app != nil }
 

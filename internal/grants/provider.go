@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/url"
 	"slices"
+	"time"
 
 	"golang.org/x/oauth2"
 )
@@ -77,6 +78,23 @@ func (p Provider) endpoint() (oauth2.Endpoint, error) {
 		return oauth2.Endpoint{AuthURL: p.AuthURL, TokenURL: p.TokenURL, DeviceAuthURL: p.DeviceAuthURL}, nil
 	}
 	return oauth2.Endpoint{}, fmt.Errorf("grants: unknown provider %q", p.Name)
+}
+
+// MicrosoftMargin is Options.Margin for Microsoft: Exchange Online ends an
+// IMAP session when the access token it logged in with expires ("BYE
+// Session invalidated - AccessTokenExpired"), so a login's token must
+// outlast a long POP3 session, not just the login. Its tokens live 60 to
+// 90 minutes: refreshing a quarter of an hour early costs little.
+const MicrosoftMargin = 15 * time.Minute
+
+// Margin is how long before its expiry an access token of the provider is
+// replaced: MicrosoftMargin for Microsoft, DefaultMargin for the others,
+// whose IMAP servers check a token at login only.
+func (p Provider) Margin() time.Duration {
+	if p.Name == "microsoft" {
+		return MicrosoftMargin
+	}
+	return DefaultMargin
 }
 
 // CheckDeviceFlow says whether users of the provider can be enrolled with

@@ -28,4 +28,7 @@ func TestProviderConfig(t *testing.T) {
 	if err := (Provider{Name: "microsoft"}).CheckDeviceFlow(); err != nil {
 		t.Fatal(err)
 	}
+	if (Provider{Name: "microsoft"}).Margin() != MicrosoftMargin || (Provider{Name: "generic"}).Margin() != DefaultMargin {
+		t.Fatal("Microsoft's tokens must outlast a session")
+	}
 }

@@ -1,6 +1,8 @@
 package oauth2user
 
 import (
+	"errors"
+
 	"go.uber.org/zap"
 
 	"github.com/popbridge/popbridge/internal/grants"
@@ -18,10 +20,12 @@ func ObserveRefreshes(log *zap.Logger, count func(grants.Key, grants.Outcome, er
 			count(k, o, err)
 		}
 		fields := []zap.Field{zap.String("user", k.User), zap.String("upstream", k.Upstream), zap.String("outcome", string(o))}
-		switch o {
-		case grants.Revoked:
+		switch {
+		case o == grants.Revoked && errors.Is(err, grants.ErrAppRefused):
+			log.Error("oauth2 app-only access refused by the provider: check client_id, the client secret or service account key, and the app's permissions", append(fields, zap.Error(err))...)
+		case o == grants.Revoked:
 			log.Warn("oauth2 grant refused by the provider: run popbridge oauth2 enroll "+k.User, append(fields, zap.Error(err))...)
-		case grants.Failed:
+		case o == grants.Failed:
 			log.Warn("oauth2 refresh failed", append(fields, zap.Error(err))...)
 		default:
 			log.Debug("oauth2 access token refreshed", fields...)

@@ -2,6 +2,8 @@ package oauth2user_test
 
 import (
 	"errors"
+	"fmt"
+	"strings"
 	"testing"
 
 	"go.uber.org/zap"
@@ -29,5 +31,12 @@ func TestObserveRefreshes(t *testing.T) {
 	}
 	if logs.FilterLevelExact(zapcore.DebugLevel).Len() != 1 {
 		t.Fatal("the refresh was not logged at debug level")
+	}
+	// App-only access refused: the administrator's configuration, not the
+	// user's enrolment.
+	observe(grants.Key{Upstream: k.Upstream}, grants.Revoked, fmt.Errorf("%w: invalid_client", grants.ErrAppRefused))
+	errs := logs.FilterLevelExact(zapcore.ErrorLevel).All()
+	if len(errs) != 1 || !strings.Contains(errs[0].Message, "app-only access refused") || strings.Contains(errs[0].Message, "enroll") {
+		t.Fatalf("errors %+v", errs)
 	}
 }

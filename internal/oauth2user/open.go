@@ -95,6 +95,9 @@ func manager(o config.OAuth2, gs grants.Store, sealer *grants.Sealer, opts grant
 		Name: o.Provider, ClientID: o.ClientID, ClientSecret: secret, Tenant: o.Tenant,
 		AuthURL: o.AuthURL, TokenURL: o.TokenURL, DeviceAuthURL: o.DeviceAuthURL, Scopes: o.Scopes,
 	}
+	if opts.Margin == 0 {
+		opts.Margin = p.Margin()
+	}
 	var app grants.App
 	switch o.Grant {
 	case config.GrantClientCredentials:

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/popbridge/popbridge/internal/config"
+	"github.com/popbridge/popbridge/internal/grants"
 	"github.com/popbridge/popbridge/internal/oauth2user"
 	"github.com/popbridge/popbridge/uidmap"
 	"github.com/popbridge/popbridge/uidmap/boltstore"
@@ -58,6 +59,11 @@ state:
 	}
 	if ups["imap.a.example:993"].Mechanism != "OAUTHBEARER" || ups["outlook.office365.com:993"].Mechanism != "" {
 		t.Fatalf("mechanisms %q %q", ups["imap.a.example:993"].Mechanism, ups["outlook.office365.com:993"].Mechanism)
+	}
+	// Exchange Online ends a session when its token expires: Microsoft's
+	// tokens are renewed long before.
+	if ups["outlook.office365.com:993"].Grants.Margin() != grants.MicrosoftMargin || ups["imap.a.example:993"].Grants.Margin() != grants.DefaultMargin {
+		t.Fatalf("margins %v %v", ups["outlook.office365.com:993"].Grants.Margin(), ups["imap.a.example:993"].Grants.Margin())
 	}
 
 	// A second route to one upstream with another provider is refused.
