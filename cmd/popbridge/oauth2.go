@@ -31,6 +31,9 @@ const oauth2Usage = `usage: popbridge oauth2 enroll [-config FILE] [-label DEVIC
 
 // cmdOAuth2 is `popbridge oauth2 enroll|passwords|status|forget USER`: a
 // user's upstream OAuth2 grant and the app passwords of their POP3 devices.
+// With app-only access (upstream.oauth2.grant client_credentials or
+// service_account) there is no grant to approve: enroll checks that the
+// provider gives the app a token and makes the first app password.
 func cmdOAuth2(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		return errors.New(oauth2Usage)
