@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -32,15 +31,7 @@ type appAccess struct {
 func newAppAccess(t *testing.T) *appAccess {
 	t.Helper()
 	as := oidc.Start(t)
-	store, err := boltstore.Open(filepath.Join(t.TempDir(), "state.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-	sealer, err := grants.NewSealer([]byte("a test secret of at least 32 bytes, not a real one"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	store, sealer := grantStore(t)
 	return &appAccess{
 		as:     as,
 		dv:     dovecot.Start(t, dovecot.WithOAuth2AppAccess(as.IntrospectionURL, as.ResourceID, as.ResourceSecret, oidc.AppScope)),

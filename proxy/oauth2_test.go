@@ -42,19 +42,11 @@ func TestOAuth2Chain(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 
-	store, err := boltstore.Open(filepath.Join(t.TempDir(), "state.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-	sealer, err := grants.NewSealer([]byte("a test secret of at least 32 bytes, not a real one"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	store, sealer := grantStore(t)
 	// An access token due for a refresh at every login (the example's
 	// last 5 minutes): every login below refreshes and rotates.
 	gm := grants.NewManager(store, sealer, as.DeviceClient(), grants.Options{Margin: 10 * time.Minute})
-	err = gm.EnrollDevice(ctx, grants.Key{Upstream: dv.IMAPAddr, User: user}, func(da *oauth2.DeviceAuthResponse) error {
+	err := gm.EnrollDevice(ctx, grants.Key{Upstream: dv.IMAPAddr, User: user}, func(da *oauth2.DeviceAuthResponse) error {
 		da.Interval = 1
 		return as.ApproveDevice(ctx, da.VerificationURIComplete, user, "pw")
 	})
@@ -185,35 +177,11 @@ func TestOAuth2Chain(t *testing.T) {
 // the command to run.
 func TestOAuth2RevokedAccessToken(t *testing.T) {
 	t.Parallel()
-	as := oidc.Start(t)
-	dv := dovecot.Start(t, dovecot.WithOAuth2Introspection(as.IntrospectionURL, as.ResourceID, as.ResourceSecret))
-	user := dovecot.User(t) + "@example.org"
-	as.AddUser(user, "pw")
+	e := newEnrolled(t)
+	as, gm, gk, user, appPW := e.as, e.gm, e.gk, e.user, e.appPW
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	store, err := boltstore.Open(filepath.Join(t.TempDir(), "state.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-	sealer, _ := grants.NewSealer([]byte("a test secret of at least 32 bytes, not a real one"))
-	gk := grants.Key{Upstream: dv.IMAPAddr, User: user}
-	gm := grants.NewManager(store, sealer, as.DeviceClient(), grants.Options{}) // tokens stay fresh
-	err = gm.EnrollDevice(ctx, gk, func(da *oauth2.DeviceAuthResponse) error {
-		da.Interval = 1
-		return as.ApproveDevice(ctx, da.VerificationURIComplete, user, "pw")
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ps := apppass.New(store, apppass.Params{Memory: 64, Time: 1, Threads: 1})
-	appPW, _, err := ps.Create(ctx, apppass.Key{Upstream: dv.IMAPAddr, User: user}, "scanner")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := startBridgeWith(t, dv, func(next pop3.Backend) pop3.Backend {
-		return proxy.WithOAuth2(next.(*proxy.Backend), map[string]*proxy.OAuth2Upstream{dv.IMAPAddr: {Grants: gm, Passwords: ps}})
-	})
+	b := e.bridge(t)
 	login := func() error {
 		c, err := pop3client.Dial(b.Addr)
 		if err != nil {
@@ -242,8 +210,7 @@ func TestOAuth2RevokedAccessToken(t *testing.T) {
 	if err := as.Revoke(ctx, after.RefreshToken); err != nil { // takes its access token too
 		t.Fatal(err)
 	}
-	err = login()
-	if err == nil || errCode(err) != "AUTH" || !strings.Contains(err.Error(), "ask your administrator to run popbridge oauth2 enroll "+user) {
+	if err := login(); err == nil || errCode(err) != "AUTH" || !strings.Contains(err.Error(), "ask your administrator to run popbridge oauth2 enroll "+user) {
 		t.Fatalf("login with the whole grant revoked: %v", err)
 	}
 }
@@ -256,38 +223,14 @@ func TestOAuth2RevokedAccessToken(t *testing.T) {
 // IMAP session when its token expires: docs/oauth2.md.)
 func TestOAuth2TokenDiesDuringSession(t *testing.T) {
 	t.Parallel()
-	as := oidc.Start(t)
-	dv := dovecot.Start(t, dovecot.WithOAuth2Introspection(as.IntrospectionURL, as.ResourceID, as.ResourceSecret))
-	user := dovecot.User(t) + "@example.org"
-	as.AddUser(user, "pw")
+	e := newEnrolled(t)
+	as, dv, gm, gk, user, appPW := e.as, e.dv, e.gm, e.gk, e.user, e.appPW
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	store, err := boltstore.Open(filepath.Join(t.TempDir(), "state.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-	sealer, _ := grants.NewSealer([]byte("a test secret of at least 32 bytes, not a real one"))
-	gk := grants.Key{Upstream: dv.IMAPAddr, User: user}
-	gm := grants.NewManager(store, sealer, as.DeviceClient(), grants.Options{})
-	err = gm.EnrollDevice(ctx, gk, func(da *oauth2.DeviceAuthResponse) error {
-		da.Interval = 1
-		return as.ApproveDevice(ctx, da.VerificationURIComplete, user, "pw")
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ps := apppass.New(store, apppass.Params{Memory: 64, Time: 1, Threads: 1})
-	appPW, _, err := ps.Create(ctx, apppass.Key{Upstream: dv.IMAPAddr, User: user}, "scanner")
-	if err != nil {
-		t.Fatal(err)
-	}
 	first, second := message("first", "one"), message("second", "two")
 	dv.Append(t, user, "INBOX", first)
 	dv.Append(t, user, "INBOX", second)
-	b := startBridgeWith(t, dv, func(next pop3.Backend) pop3.Backend {
-		return proxy.WithOAuth2(next.(*proxy.Backend), map[string]*proxy.OAuth2Upstream{dv.IMAPAddr: {Grants: gm, Passwords: ps}})
-	})
+	b := e.bridge(t)
 
 	c, err := pop3client.Dial(b.Addr)
 	if err != nil {
@@ -329,4 +272,63 @@ func TestOAuth2TokenDiesDuringSession(t *testing.T) {
 	if g, _ := gm.Grant(ctx, gk); g.AccessToken == during.AccessToken {
 		t.Fatal("the next login did not refresh the dead token")
 	}
+}
+
+// enrolled is a user enrolled by the device flow at a provider that a
+// Dovecot checks tokens at, with one app password; its grant's tokens stay
+// fresh (the default Margin).
+type enrolled struct {
+	as          *oidc.Server
+	dv          *dovecot.Server
+	gm          *grants.Manager
+	ps          *apppass.Passwords
+	gk          grants.Key
+	user, appPW string
+}
+
+func newEnrolled(t *testing.T) *enrolled {
+	t.Helper()
+	as := oidc.Start(t)
+	e := &enrolled{as: as, dv: dovecot.Start(t, dovecot.WithOAuth2Introspection(as.IntrospectionURL, as.ResourceID, as.ResourceSecret))}
+	e.user = dovecot.User(t) + "@example.org"
+	as.AddUser(e.user, "pw")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	store, sealer := grantStore(t)
+	e.gk = grants.Key{Upstream: e.dv.IMAPAddr, User: e.user}
+	e.gm = grants.NewManager(store, sealer, as.DeviceClient(), grants.Options{})
+	err := e.gm.EnrollDevice(ctx, e.gk, func(da *oauth2.DeviceAuthResponse) error {
+		da.Interval = 1
+		return as.ApproveDevice(ctx, da.VerificationURIComplete, e.user, "pw")
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.ps = apppass.New(store, apppass.Params{Memory: 64, Time: 1, Threads: 1}) // cheap: -race slows argon2 a hundredfold
+	if e.appPW, _, err = e.ps.Create(ctx, apppass.Key{Upstream: e.dv.IMAPAddr, User: e.user}, "scanner"); err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// bridge is popbridge in front of the Dovecot with the user's grant.
+func (e *enrolled) bridge(t *testing.T) *bridge {
+	return startBridgeWith(t, e.dv, func(next pop3.Backend) pop3.Backend {
+		return proxy.WithOAuth2(next.(*proxy.Backend), map[string]*proxy.OAuth2Upstream{e.dv.IMAPAddr: {Grants: e.gm, Passwords: e.ps}})
+	})
+}
+
+// grantStore is a bolt store and a sealer for a test's grants.
+func grantStore(t *testing.T) (*boltstore.Store, *grants.Sealer) {
+	t.Helper()
+	store, err := boltstore.Open(filepath.Join(t.TempDir(), "state.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	sealer, err := grants.NewSealer([]byte("a test secret of at least 32 bytes, not a real one"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return store, sealer
 }

@@ -183,30 +183,10 @@ func TestClientCredentialsOnceAcrossInstances(t *testing.T) {
 		e.manager(t, openPG(t, dsn), e.as.AppClientSecret, &calls, grants.Options{PollInterval: 20 * time.Millisecond}),
 		e.manager(t, openPG(t, dsn), e.as.AppClientSecret, &calls, grants.Options{PollInterval: 20 * time.Millisecond}),
 	}
-	const logins = 12
-	tokens := make([]string, logins)
-	errs := make([]error, logins)
-	var wg sync.WaitGroup
-	start := make(chan struct{})
-	for i := range logins {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-start
-			k := grants.Key{Upstream: e.imap.IMAPAddr, User: []string{"alice@example.org", "bob@example.org", "carol@example.org"}[i%3]}
-			tokens[i], errs[i] = instances[i%2].AccessToken(context.Background(), k)
-		}()
-	}
-	close(start)
-	wg.Wait()
-	for i, err := range errs {
-		if err != nil {
-			t.Fatalf("login %d: %v", i, err)
-		}
-		if tokens[i] != tokens[0] {
-			t.Fatalf("login %d got another token than login 0", i)
-		}
-	}
+	users := []string{"alice@example.org", "bob@example.org", "carol@example.org"}
+	oneToken(t, 12, func(i int) (string, error) {
+		return instances[i%2].AccessToken(context.Background(), grants.Key{Upstream: e.imap.IMAPAddr, User: users[i%3]})
+	})
 	if n := calls.n.Load(); n != 1 {
 		t.Fatalf("the provider saw %d token requests, want 1", n)
 	}

@@ -296,33 +296,13 @@ func TestRefreshOnceAcrossInstances(t *testing.T) {
 		e.manager(openPG(t, dsn), &calls, grants.Options{Now: clock, PollInterval: 20 * time.Millisecond}),
 	}
 
-	const logins = 12
-	tokens := make([]string, logins)
-	errs := make([]error, logins)
-	var wg sync.WaitGroup
-	start := make(chan struct{})
-	for i := range logins {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-start
-			tokens[i], errs[i] = instances[i%2].AccessToken(context.Background(), e.key)
-		}()
-	}
-	close(start)
-	wg.Wait()
-	for i, err := range errs {
-		if err != nil {
-			t.Fatalf("login %d: %v", i, err)
-		}
-		if tokens[i] != tokens[0] {
-			t.Fatalf("login %d got another token than login 0", i)
-		}
-	}
+	token := oneToken(t, 12, func(i int) (string, error) {
+		return instances[i%2].AccessToken(context.Background(), e.key)
+	})
 	if n := calls.n.Load(); n != 1 {
 		t.Fatalf("the provider saw %d refreshes, want 1", n)
 	}
-	if err := e.login(tokens[0]); err != nil {
+	if err := e.login(token); err != nil {
 		t.Fatalf("login with the shared token: %v", err)
 	}
 }
@@ -452,4 +432,33 @@ func TestEnrollAuthCode(t *testing.T) {
 	if err := e.login(tok); err != nil {
 		t.Fatalf("login with the code flow's grant: %v", err)
 	}
+}
+
+// oneToken runs n logins at once and returns their token, which must be
+// the same for all.
+func oneToken(t *testing.T, n int, login func(i int) (string, error)) string {
+	t.Helper()
+	tokens := make([]string, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			tokens[i], errs[i] = login(i)
+		}()
+	}
+	close(start)
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("login %d: %v", i, err)
+		}
+		if tokens[i] != tokens[0] {
+			t.Fatalf("login %d got another token than login 0", i)
+		}
+	}
+	return tokens[0]
 }
