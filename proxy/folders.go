@@ -110,7 +110,7 @@ func (b *Backend) loginFolders(ctx context.Context, ci *pop3.ConnInfo, a *authen
 	}
 	fs.number(a.log)
 	if a.opts.LoginDelay > 0 {
-		b.logins.done(fs.parts[0].key, a.opts.LoginDelay, time.Now())
+		b.recordLogin(ctx, fs.parts[0].opts, fs.parts[0].key, a.log)
 	}
 	a.log.Info("login", zap.Strings("folders", folders), zap.Int("messages", len(fs.msgs)), zap.Duration("took", time.Since(start)))
 	return fs, nil

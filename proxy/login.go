@@ -155,7 +155,7 @@ func (b *Backend) open(ctx context.Context, s *session, shared uidmap.Key, start
 	if err := s.view(ctx, md); err != nil {
 		return err
 	}
-	b.loggedIn(s, md, start)
+	b.loggedIn(ctx, s, md, start)
 	return nil
 }
 
@@ -167,7 +167,7 @@ func (b *Backend) claim(ctx context.Context, s *session, delay bool) error {
 	if delay && opts.LoginDelay > 0 {
 		// After the credentials were checked: an unauthenticated client
 		// learns nothing from it.
-		if err := b.logins.check(s.key, opts.LoginDelay, time.Now()); err != nil {
+		if err := b.checkLoginDelay(ctx, opts, s.key); err != nil {
 			return err
 		}
 	}
@@ -232,9 +232,9 @@ func (s *session) view(ctx context.Context, md *Maildrop) error {
 }
 
 // loggedIn records and logs a login whose view s made of md.
-func (b *Backend) loggedIn(s *session, md *Maildrop, start time.Time) {
+func (b *Backend) loggedIn(ctx context.Context, s *session, md *Maildrop, start time.Time) {
 	if s.opts.LoginDelay > 0 {
-		b.logins.done(s.key, s.opts.LoginDelay, time.Now())
+		b.recordLogin(ctx, s.opts, s.key, s.log)
 	}
 	s.log.Info("login", zap.Int("messages", len(s.messages)), zap.Int("hidden", len(md.Metas)-len(s.messages)-s.outside),
 		zap.Int("outside_window", s.outside), zap.Int("new", md.View.Assigned), zap.Uint32("uidvalidity", md.UIDValidity),

@@ -14,6 +14,7 @@
 //	popbridge_grants        (upstream, username, version, sealed)   primary key (upstream, username); version from popbridge_grant_versions
 //	popbridge_grant_leases  (upstream, username, holder, expires_at)   primary key (upstream, username)
 //	popbridge_app_passwords (upstream, username, id, label, hash, created_at, last_used)   primary key (upstream, username, id)
+//	popbridge_logins    (upstream, username, mailbox, at)   primary key (upstream, username, mailbox)
 //
 // It is also the shared internal/grants.Store (grants.go): a user's upstream
 // OAuth2 grant, sealed by popbridge, swapped by version in one statement,

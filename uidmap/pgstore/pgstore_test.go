@@ -150,3 +150,33 @@ func TestLogins(t *testing.T) {
 	s := open(t, postgres.DSN(t), pgstore.Options{})
 	storetest.Logins(t, s, s.Logins)
 }
+
+// TestLastLogin: a login recorded by one instance is seen by another, by
+// the database's clock; views are apart.
+func TestLastLogin(t *testing.T) {
+	dsn := postgres.DSN(t)
+	a, b := open(t, dsn, pgstore.Options{}), open(t, dsn, pgstore.Options{})
+	ctx := context.Background()
+	alice := uidmap.Key{Upstream: "imap.example:993", User: "alice", Mailbox: "INBOX"}
+	phone := uidmap.Key{Upstream: "imap.example:993", User: "alice#phone", Mailbox: "INBOX"}
+	if _, ok, err := b.LastLogin(ctx, alice); ok || err != nil {
+		t.Fatalf("before any login: %v %v", ok, err)
+	}
+	if err := a.RecordLogin(ctx, alice); err != nil {
+		t.Fatal(err)
+	}
+	ago, ok, err := b.LastLogin(ctx, alice)
+	if err != nil || !ok || ago < 0 || ago > 10*time.Second {
+		t.Fatalf("the other instance sees the login %v ago (%v, %v)", ago, ok, err)
+	}
+	if _, ok, _ := b.LastLogin(ctx, phone); ok {
+		t.Fatal("a device's view shares its user's login time")
+	}
+	time.Sleep(200 * time.Millisecond)
+	if err := b.RecordLogin(ctx, alice); err != nil {
+		t.Fatal(err)
+	}
+	if again, _, _ := a.LastLogin(ctx, alice); again >= ago+200*time.Millisecond {
+		t.Fatalf("a second login was not recorded: %v ago, the first %v", again, ago)
+	}
+}

@@ -80,6 +80,15 @@ var migrations = []string{
 		last_used  timestamptz,
 		PRIMARY KEY (upstream, username, id)
 	);`,
+	// 3: when each maildrop view last logged in (limits.login_delay), by
+	// the database's clock, so that every instance holds a client back.
+	`CREATE TABLE popbridge_logins (
+		upstream text        NOT NULL,
+		username text        NOT NULL,
+		mailbox  text        NOT NULL,
+		at       timestamptz NOT NULL,
+		PRIMARY KEY (upstream, username, mailbox)
+	);`,
 }
 
 // SchemaVersion is the schema this version of popbridge creates and uses.
