@@ -237,7 +237,8 @@ func checkMessages(msgs []Message) error {
 // cmdQUIT ends the session. In TRANSACTION it enters UPDATE: the backend
 // applies the deletions, then the session is closed (releasing the maildrop
 // lock) before the client gets +OK, so a client that reconnects at once
-// does not find its maildrop still in use.
+// does not find its maildrop still in use. A Releaser gives the maildrop up
+// in Release instead, and is closed after the +OK.
 func (c *conn) cmdQUIT(string) {
 	// Arguments are ignored: refusing "QUIT x" would leave a client that
 	// wants to leave stuck in the session.
@@ -251,6 +252,13 @@ func (c *conn) cmdQUIT(string) {
 	deleted := c.drop.deleted()
 	c.flush()
 	err := c.sess.Update(c.ctx, deleted)
+	if r, ok := c.sess.(Releaser); ok && err == nil {
+		r.Release()
+		c.quitOK(len(deleted))
+		c.flush()
+		c.closeSession()
+		return
+	}
 	c.closeSession()
 	if err != nil {
 		c.setEnd(EndUpdateFailed)
@@ -258,7 +266,12 @@ func (c *conn) cmdQUIT(string) {
 		c.failError(asError(err))
 		return
 	}
+	c.quitOK(len(deleted))
+}
+
+// quitOK answers a QUIT whose UPDATE removed deleted messages.
+func (c *conn) quitOK(deleted int) {
 	c.setEnd(EndUpdateOK)
-	c.sum.Deleted = len(deleted)
+	c.sum.Deleted = deleted
 	c.ok("bye")
 }

@@ -38,6 +38,7 @@ type session struct {
 	drain, drainOf context.Context
 	closed         bool
 	leaseLost      bool // the loss of the lease was logged
+	released       bool // Release ran: UPDATE is done, nothing more is written
 	// checked is set once checkMailbox has run; checkErr is its verdict.
 	checked  bool
 	checkErr error
@@ -292,6 +293,18 @@ func (s *session) writeFailed(err error) error {
 	return clientError(err)
 }
 
+// Release gives the maildrop lock up once Update has succeeded
+// (pop3.Releaser): UPDATE's writes are confirmed by then, and the client
+// gets its +OK without waiting for Close's LOGOUT. Close releases nothing
+// more.
+func (s *session) Release() {
+	s.released = true
+	if s.lease != nil {
+		s.lease.Release()
+		s.lease = nil
+	}
+}
+
 func (s *session) Close() error {
 	if s.closed {
 		return nil
@@ -300,7 +313,7 @@ func (s *session) Close() error {
 	// A session that ends without QUIT changes nothing but \Seen, which
 	// Dovecot's own POP3 writes in that case too: the client did get those
 	// messages whole. Not once the maildrop lock is lost.
-	if len(s.seen) > 0 && s.checkLease() == nil {
+	if len(s.seen) > 0 && !s.released && s.checkLease() == nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		if s.lease != nil {
 			var done func()

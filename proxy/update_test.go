@@ -269,3 +269,53 @@ func TestLostLeaseWritesNothing(t *testing.T) {
 		t.Error("the lost lease was not logged")
 	}
 }
+
+// TestQuitAnsweredBeforeLogout: the client gets QUIT's +OK once UPDATE's
+// EXPUNGE is done, without waiting for the upstream's answer to LOGOUT,
+// and the maildrop lock is free by then: a new session logs in and finds
+// the deletion done while the first one's LOGOUT is still held back.
+func TestQuitAnsweredBeforeLogout(t *testing.T) {
+	t.Parallel()
+	b, r := relayedBridge(t, nil)
+	user := dovecot.User(t)
+	for i := range 2 {
+		b.DV.Append(t, user, "INBOX", message(fmt.Sprintf("m%d", i), "body\r\n"))
+	}
+	answered := make(chan struct{})
+	var heldTooLong atomic.Bool
+	f := r.BeforeCommand("LOGOUT", "", func() {
+		select {
+		case <-answered:
+		case <-time.After(10 * time.Second):
+			heldTooLong.Store(true)
+		}
+	})
+	c := b.dial(t)
+	if err := c.Login(user, b.DV.Password); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Cmd("DELE 1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Quit(); err != nil {
+		t.Fatalf("QUIT: %v", err)
+	}
+	if heldTooLong.Load() || b.logged("upstream LOGOUT failed") {
+		t.Fatal("QUIT's +OK waited for the upstream's LOGOUT (and its timeout)")
+	}
+	c2 := b.dial(t)
+	if err := c2.Login(user, b.DV.Password); err != nil {
+		t.Fatalf("login right after QUIT's +OK: %v", err)
+	}
+	n, _, err := c2.Stat()
+	close(answered)
+	if err != nil || n != 1 {
+		t.Fatalf("STAT after the first session's UPDATE: %d messages, %v; want 1", n, err)
+	}
+	if err := c2.Quit(); err != nil {
+		t.Fatal(err)
+	}
+	if !f.HasFired() {
+		t.Fatalf("no LOGOUT went upstream; commands %q", r.Commands())
+	}
+}
