@@ -9,17 +9,24 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
+	"github.com/popbridge/popbridge/imapupstream"
 	"github.com/popbridge/popbridge/internal/testenv/dovecot"
 	"github.com/popbridge/popbridge/pop3"
+	"github.com/popbridge/popbridge/proxy"
 )
 
 // BenchmarkRetr is popbench's retr scenario in-process, for profiles
 // (-cpuprofile): one POP3 session RETRs 100 KB messages one after the other
 // from a real Dovecot through the bridge, as fast as a lean client reads
 // them. Each op is one RETR. "ahead" is the bridge as it is; "no-ahead" hides
-// pop3.RetrieveAheader, so each RETR waits for its own UID FETCH.
+// pop3.RetrieveAheader, so each RETR waits for its own UID FETCH. Besides
+// the time, it reports how long the upstream fetch waited for its message
+// to start on average (wait-µs/op), and the share of RETRs that waited
+// longer than 50 µs, i.e. found their message not yet under way (waited-%).
 func BenchmarkRetr(b *testing.B) {
 	const n, size = 200, 100 << 10
 	dv := dovecot.Start(b)
@@ -40,7 +47,10 @@ func BenchmarkRetr(b *testing.B) {
 		{"no-ahead", func(be pop3.Backend) pop3.Backend { return plainBackend{be} }},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
-			br := startBridgeWith(b, dv, bc.wrap)
+			waits := &fetchWaits{}
+			br := startBridgeWith(b, dv, bc.wrap, func(_ *proxy.Options, ucfg *imapupstream.Config, _ *pop3.Server) {
+				ucfg.Observer = waits
+			})
 			c := dialLeanPOP3(b, br.Addr)
 			defer c.Close()
 			c.cmd(b, "USER "+user)
@@ -55,8 +65,42 @@ func BenchmarkRetr(b *testing.B) {
 			}
 			b.StopTimer()
 			c.cmd(b, "QUIT")
+			waits.report(b)
 		})
 	}
+}
+
+// fetchWaits collects how long each upstream fetch waited for its message
+// to start (imapupstream.Observer's CommandDone for "fetch").
+type fetchWaits struct {
+	mu      sync.Mutex
+	n, long int
+	total   time.Duration
+}
+
+func (w *fetchWaits) LoginDone(time.Duration, error) {}
+func (w *fetchWaits) StreamFailed(error)             {}
+func (w *fetchWaits) CommandDone(op string, d time.Duration, _ error) {
+	if op != "fetch" {
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.n++
+	w.total += d
+	if d > 50*time.Microsecond {
+		w.long++
+	}
+}
+
+func (w *fetchWaits) report(b *testing.B) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.n == 0 {
+		return
+	}
+	b.ReportMetric(float64(w.total.Microseconds())/float64(w.n), "wait-µs/op")
+	b.ReportMetric(100*float64(w.long)/float64(w.n), "waited-%")
 }
 
 // plainBackend hides optional interfaces of its sessions.
