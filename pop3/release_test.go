@@ -81,4 +81,3 @@ func (w wrapBackend) Login(ctx context.Context, ci *ConnInfo, cred *Credentials)
 	}
 	return w.wrap(s), nil
 }
-
