@@ -50,14 +50,7 @@ func Open(cfg *config.Config, store uidmap.Store, upstream, user string, opts Op
 }
 
 func open(cfg *config.Config, store uidmap.Store, addr, user string, opts Options) (*User, error) {
-	if cfg.State.SecretFile == "" {
-		return nil, errors.New("state.secret_file is not set: it holds the key that encrypts the grants (e.g. head -c 32 /dev/urandom | base64 > FILE; chmod 600 FILE)")
-	}
-	sealer, err := grants.LoadSealer(cfg.State.SecretFile)
-	if err != nil {
-		return nil, err
-	}
-	gs, ps, err := stores(cfg, store)
+	sealer, gs, ps, err := stores(cfg, store)
 	if err != nil {
 		return nil, err
 	}
@@ -123,13 +116,21 @@ func manager(o config.OAuth2, gs grants.Store, sealer *grants.Sealer, opts grant
 // Close closes the store.
 func (u *User) Close() error { return u.store.Close() }
 
-// stores are store's grants and app passwords: bolt and postgres keep
-// them, the memory store (the demo's) does not.
-func stores(cfg *config.Config, store uidmap.Store) (grants.Store, apppass.Store, error) {
+// stores are the sealer of the grants (state.secret_file) and store's
+// grants and app passwords: bolt and postgres keep them, the memory store
+// (the demo's) does not.
+func stores(cfg *config.Config, store uidmap.Store) (*grants.Sealer, grants.Store, apppass.Store, error) {
+	if cfg.State.SecretFile == "" {
+		return nil, nil, nil, errors.New("state.secret_file is not set: it holds the key that encrypts the grants (e.g. head -c 32 /dev/urandom | base64 > FILE; chmod 600 FILE)")
+	}
+	sealer, err := grants.LoadSealer(cfg.State.SecretFile)
+	if err != nil {
+		return nil, nil, nil, err
+	}
 	gs, ok1 := store.(grants.Store)
 	ps, ok2 := store.(apppass.Store)
 	if !ok1 || !ok2 {
-		return nil, nil, fmt.Errorf("state.driver %s keeps no OAuth2 grants: use bolt or postgres", cfg.State.Driver)
+		return nil, nil, nil, fmt.Errorf("state.driver %s keeps no OAuth2 grants: use bolt or postgres", cfg.State.Driver)
 	}
-	return gs, ps, nil
+	return sealer, gs, ps, nil
 }

@@ -1,7 +1,6 @@
 package oauth2user
 
 import (
-	"errors"
 	"fmt"
 	"reflect"
 	"strings"
@@ -41,14 +40,7 @@ func Upstreams(cfg *config.Config, store uidmap.Store, observe func(grants.Key, 
 	if len(blocks) == 0 {
 		return nil, nil
 	}
-	if cfg.State.SecretFile == "" {
-		return nil, errors.New("state.secret_file is required with upstream.oauth2: it holds the key that encrypts the grants")
-	}
-	sealer, err := grants.LoadSealer(cfg.State.SecretFile)
-	if err != nil {
-		return nil, err
-	}
-	gs, ps, err := stores(cfg, store)
+	sealer, gs, ps, err := stores(cfg, store)
 	if err != nil {
 		return nil, err
 	}
