@@ -29,10 +29,7 @@ func TestOAuth2AppOnlyServe(t *testing.T) {
 	imap.Append(t, user, "INBOX", []byte("Subject: app-only\r\n\r\nthrough the app's token\r\n"))
 
 	dir := t.TempDir()
-	secretFile := filepath.Join(dir, "secret")
-	clientSecretFile := filepath.Join(dir, "client-secret")
-	os.WriteFile(secretFile, []byte("a test secret of at least 32 bytes, not a real one\n"), 0o600)
-	os.WriteFile(clientSecretFile, []byte(as.AppClientSecret+"\n"), 0o600)
+	secretFile, clientSecretFile := oauth2Secrets(t, dir, as.AppClientSecret)
 	addr := freeAddr(t)
 	cfgPath := filepath.Join(dir, "config.yaml")
 	cfg := fmt.Sprintf(`listeners:

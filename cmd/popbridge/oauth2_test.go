@@ -34,10 +34,7 @@ func TestOAuth2EnrollAndPasswords(t *testing.T) {
 	as.AddUser(user, "pw")
 
 	dir := t.TempDir()
-	secretFile := filepath.Join(dir, "secret")
-	clientSecretFile := filepath.Join(dir, "client-secret")
-	os.WriteFile(secretFile, []byte("a test secret of at least 32 bytes, not a real one\n"), 0o600)
-	os.WriteFile(clientSecretFile, []byte(as.ClientSecret+"\n"), 0o600)
+	secretFile, clientSecretFile := oauth2Secrets(t, dir, as.ClientSecret)
 	cfgPath := filepath.Join(dir, "config.yaml")
 	cfg := fmt.Sprintf(`upstream:
   address: %q
@@ -205,8 +202,7 @@ state:
 // secret; the oauth2 commands refuse a user whose upstream has none.
 func TestOAuth2CheckConfigAndStatus(t *testing.T) {
 	dir := t.TempDir()
-	secretFile := filepath.Join(dir, "secret")
-	os.WriteFile(secretFile, []byte("a test secret of at least 32 bytes, not a real one\n"), 0o600)
+	secretFile, _ := oauth2Secrets(t, dir, "")
 	cfgPath := filepath.Join(dir, "config.yaml")
 	os.WriteFile(cfgPath, []byte(fmt.Sprintf(`upstream:
   address: "127.0.0.1:1"
@@ -244,8 +240,7 @@ func TestOAuth2EnrollCode(t *testing.T) {
 	user := dovecot.User(t) + "@example.org"
 	as.AddUser(user, "pw")
 	dir := t.TempDir()
-	secretFile := filepath.Join(dir, "secret")
-	os.WriteFile(secretFile, []byte("a test secret of at least 32 bytes, not a real one\n"), 0o600)
+	secretFile, _ := oauth2Secrets(t, dir, "")
 	cfgPath := filepath.Join(dir, "config.yaml")
 	os.WriteFile(cfgPath, []byte(fmt.Sprintf(`upstream:
   address: %q
@@ -319,4 +314,22 @@ state:
 		t.Fatalf("XOAUTH2 with the code flow's grant: %v", err)
 	}
 	c.Close()
+}
+
+// oauth2Secrets writes state.secret_file and, unless clientSecret is "",
+// the client secret's file into dir, mode 600.
+func oauth2Secrets(t *testing.T, dir, clientSecret string) (secretFile, clientSecretFile string) {
+	t.Helper()
+	secretFile = filepath.Join(dir, "secret")
+	if err := os.WriteFile(secretFile, []byte("a test secret of at least 32 bytes, not a real one\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if clientSecret == "" {
+		return secretFile, ""
+	}
+	clientSecretFile = filepath.Join(dir, "client-secret")
+	if err := os.WriteFile(clientSecretFile, []byte(clientSecret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return secretFile, clientSecretFile
 }
