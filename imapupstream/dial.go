@@ -31,6 +31,8 @@ type Dialer struct {
 	// TLS).
 	trace    io.Writer
 	wrapConn func(net.Conn) net.Conn
+
+	rcvbuf int // the sockets' receive buffer (sockbuf.go); 0: the kernel's own sizing
 }
 
 // NewDialer validates cfg, fills in defaults and loads CAFile (once).
@@ -43,7 +45,7 @@ func NewDialer(cfg Config, log *zap.Logger) (*Dialer, error) {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	d := &Dialer{cfg: cfg, log: log}
+	d := &Dialer{cfg: cfg, log: log, rcvbuf: receiveBufferSize()}
 	if cfg.MasterUser != "" {
 		log.Warn("upstream master user configured: the upstream will not check users' own passwords or tokens; popbridge must authenticate users itself",
 			zap.String("master_user", cfg.MasterUser))
@@ -128,6 +130,7 @@ func (d *Dialer) login(ctx context.Context, cred Credentials, asMaster bool) (_ 
 		return nil, fmt.Errorf("%w: connect %s: %w", ErrUnavailable, d.cfg.Address, err)
 	}
 
+	d.sizeBuffer(raw)
 	c := &Conn{log: log, cfg: d.cfg, raw: raw}
 	// TLS, the greeting and the pre-login steps are bounded by cctx: when
 	// it ends, the socket is closed and whatever blocks returns. The login
