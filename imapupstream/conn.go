@@ -39,9 +39,8 @@ type Conn struct {
 	lean   *lean.Conn // under go-imap: answers read without its decoder (internal/lean)
 	caps   Caps
 	mbox   *Mailbox
-	reader io.Closer          // the message reader still open, if any
-	ahead  *aheadFetch        // a UID FETCH sent ahead by FetchAhead, its answer not taken yet
-	later  []*laterCompletion // fetches read whose completion is collected later (see ahead.go)
+	reader io.Closer    // the message reader still open, if any
+	direct *directState // the connection taken from go-imap by Fetch (direct.go), nil when not
 
 	mu     sync.Mutex // guards dead and closed (guards' callbacks run on other goroutines)
 	dead   error      // why the connection ended, once it has
@@ -207,16 +206,13 @@ func (c *Conn) Close() error {
 		dead = errConnClosed
 	}
 	c.reader = nil
-	if c.ahead != nil {
-		// The command sent ahead must be answered before LOGOUT is:
-		// drain it briefly (it is small), or give it up if the
-		// connection is gone or the drain ended it.
-		c.drainAhead(context.Background(), logoutTimeout)
-	}
-	if dead == nil && len(c.later) > 0 {
-		g := c.guard(context.Background(), logoutTimeout)
-		c.awaitLater()
-		g.Stop()
+	if ds := c.direct; ds != nil {
+		// Commands sent ahead must be answered before LOGOUT is: drain
+		// them briefly (they are small), or give them up if the
+		// connection is gone or the drain ended it. Either way go-imap
+		// gets its reader back, for LOGOUT or to end.
+		ds.ctx = context.Background()
+		c.releaseDirectWithin(logoutTimeout)
 	}
 	if dead == nil {
 		dead = c.deadCause()
@@ -231,7 +227,6 @@ func (c *Conn) Close() error {
 	}
 	c.kill(errConnClosed)
 	c.client.Close() // waits for go-imap's reading goroutine; its error is moot now
-	c.awaitLater()   // the reader completed every command as it ended
 	return nil
 }
 
@@ -260,8 +255,7 @@ func (c *Conn) deadCause() error {
 // checks that the connection is usable.
 func (c *Conn) begin(op string) error {
 	c.closeReader()
-	c.dropAhead()  // its answer comes after the reader's: drained second
-	c.awaitLater() // nothing more can wait for us to read: safe to block
+	c.releaseDirect() // go-imap reads the connection again
 	return c.usable(op)
 }
 

@@ -2,7 +2,6 @@ package imapupstream
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 
@@ -52,28 +51,20 @@ func (o fetchOp) String() string { return fmt.Sprintf("UID FETCH %d (%s)", o.uid
 // fetchStream is one UID FETCH command in flight whose answer carries one
 // body-section literal that is being read.
 type fetchStream struct {
-	c         *Conn
-	op        fetchOp
-	g         *watchdog.Guard
-	cmd       *imapclient.FetchCommand
-	msg       *imapclient.FetchMessageData // the answer, for the items after the literal
-	check     answerCheck
-	lit       imap.LiteralReader
-	litDone   bool  // lit returned an error (io.EOF included): never read it again
-	size      int64 // the literal's size
-	remaining int64
-	err       error // sticky: io.EOF once complete, or the failure
-	closed    bool
-	// rest are the messages of the same command (a batch sent ahead)
-	// that follow this one; restCtx is the context that sent it.
-	rest    []uint32
-	restCtx context.Context
+	op      fetchOp
+	cmd     *imapclient.FetchCommand
+	msg     *imapclient.FetchMessageData // the answer, for the items after the literal
+	check   answerCheck
+	lit     imap.LiteralReader
+	litDone bool  // lit returned an error (io.EOF included): never read it again
+	size    int64 // the literal's size
+	litStream
 }
 
-// litRead reads the literal. Once the literal has returned an error (even
+// rawRead reads the literal. Once the literal has returned an error (even
 // io.EOF) go-imap's reading goroutine goes on with the same buffered reader,
 // so the literal must not be read again.
-func (s *fetchStream) litRead(p []byte) (int, error) {
+func (s *fetchStream) rawRead(p []byte) (int, error) {
 	if s.litDone {
 		return 0, io.EOF
 	}
@@ -96,31 +87,25 @@ func (s *fetchStream) drainLit() error {
 
 type litReader struct{ s *fetchStream }
 
-func (r litReader) Read(p []byte) (int, error) { return r.s.litRead(p) }
+func (r litReader) Read(p []byte) (int, error) { return r.s.rawRead(p) }
 
 // startFetch sends the UID FETCH that want describes and waits until the
 // section's literal starts (see awaitFetch).
 func (c *Conn) startFetch(ctx context.Context, op fetchOp, want answerCheck) (*fetchStream, error) {
 	cmd := c.client.Fetch(imap.UIDSetNum(imap.UID(op.uid)), want.options())
-	return c.awaitFetch(ctx, c.guard(ctx, c.cfg.CommandTimeout), op, cmd, nil, want)
+	return c.awaitFetch(ctx, c.guard(ctx, c.cfg.CommandTimeout), op, cmd, want)
 }
 
 // awaitFetch waits, under g, until the answer to cmd (a UID FETCH of op.uid
 // for one body section) starts the section's literal, checks that the
 // answer is the message want describes, and returns the stream that reads
-// it; g then belongs to the stream. For a command sent ahead, a is its
-// aheadFetch, whose goroutine takes the first message. A section answered
-// NIL, or a message missing from the answer, is ErrNoSuchMessage.
-func (c *Conn) awaitFetch(ctx context.Context, g *watchdog.Guard, op fetchOp, cmd *imapclient.FetchCommand, a *aheadFetch, want answerCheck) (*fetchStream, error) {
-	s := &fetchStream{c: c, op: op, g: g, cmd: cmd, check: want}
+// it; g then belongs to the stream. A section answered NIL, or a message
+// missing from the answer, is ErrNoSuchMessage.
+func (c *Conn) awaitFetch(ctx context.Context, g *watchdog.Guard, op fetchOp, cmd *imapclient.FetchCommand, want answerCheck) (*fetchStream, error) {
+	s := &fetchStream{op: op, cmd: cmd, check: want}
+	s.litStream = litStream{c: c, g: g, src: s}
 	for {
-		var msg *imapclient.FetchMessageData
-		if a != nil {
-			msg = a.first() // the cmd is ours from now on
-			a = nil
-		} else {
-			msg = cmd.Next()
-		}
+		msg := cmd.Next()
 		if msg == nil {
 			break
 		}
@@ -142,9 +127,7 @@ func (c *Conn) awaitFetch(ctx context.Context, g *watchdog.Guard, op fetchOp, cm
 			// until we have read it to the end. Our guard bounds each
 			// Read, so a slow consumer is not the server's fault; no
 			// deadline is on the socket (go-imap's own, for the whole
-			// literal, never reaches it: leanConn drops them), so the
-			// answer to a command sent ahead may wait here, unread, for
-			// as long as the client takes.
+			// literal, never reaches it: lean.Conn drops them).
 			s.msg, s.lit = msg, body.Literal
 			s.size = body.Literal.Size()
 			s.remaining = s.size
@@ -163,44 +146,11 @@ func (c *Conn) awaitFetch(ctx context.Context, g *watchdog.Guard, op fetchOp, cm
 	return nil, fmt.Errorf("%w: UID %d (%s answered without it)", ErrNoSuchMessage, op.uid, op)
 }
 
-func (s *fetchStream) Read(p []byte) (int, error) {
-	if s.err != nil {
-		return 0, s.err
-	}
-	if s.remaining == 0 {
-		s.err = s.finish()
-		return 0, s.err
-	}
-	if int64(len(p)) > s.remaining {
-		p = p[:s.remaining]
-	}
+func (s *fetchStream) readLit(p []byte) (int, error) {
 	s.g.Resume()
-	n, err := s.litRead(p)
+	n, err := s.rawRead(p)
 	s.g.Pause()
-	s.remaining -= int64(n)
-	switch {
-	case s.remaining == 0:
-		// All of it: complete the command now (unless a command went out
-		// ahead, see finish), so that the caller's last Read already knows
-		// whether the server agreed.
-		if ferr := s.finish(); ferr != io.EOF {
-			s.err = ferr
-			return n, ferr
-		}
-		s.err = io.EOF
-		if n > 0 {
-			return n, nil
-		}
-		return 0, io.EOF
-	case err == io.EOF:
-		// The literal ended early: the connection broke off.
-		s.err = s.broken(io.ErrUnexpectedEOF)
-		return n, s.err
-	case err != nil:
-		s.err = s.broken(err)
-		return n, s.err
-	}
-	return n, nil
+	return n, err
 }
 
 // broken ends the connection after a failed read and returns the error to report.
@@ -235,42 +185,6 @@ func (s *fetchStream) finish() error {
 		}
 		return fmt.Errorf("%w: %s: %s", ErrNoSuchMessage, s.op, bad)
 	}
-	if len(s.rest) > 0 {
-		// More messages of this command follow: they are the command
-		// ahead now, and its completion comes after the last of them.
-		s.c.ahead = awaitNext(s.restCtx, s.rest, s.cmd)
-		s.release()
-		return io.EOF
-	}
-	if a := s.c.ahead; a != nil {
-		// The answer of the command sent ahead may come before this one's
-		// completion (servers run pipelined FETCHes side by side; Dovecot
-		// does), and go-imap's reader then waits for us to read its
-		// literal: the completion would never come. So wait for the
-		// completion only until that answer has started; then the message
-		// is whole (the literal had its full size) and the completion is
-		// collected later.
-		lc := s.c.completion(s.op, s.cmd)
-		select {
-		case <-lc.done:
-		case <-a.ready:
-			if a.msg == nil {
-				// The command ahead ended without an answer (the
-				// message is gone, or so is the connection): nothing
-				// can be waiting to be read.
-				<-lc.done
-				break
-			}
-			select {
-			case <-lc.done:
-			default:
-				s.c.later = append(s.c.later, lc)
-				s.release()
-				return io.EOF
-			}
-		}
-		return s.completed(lc.err)
-	}
 	return s.completed(s.cmd.Close())
 }
 
@@ -293,13 +207,8 @@ func (s *fetchStream) completed(err error) error {
 
 // release ends the stream's hold on the Conn.
 func (s *fetchStream) release() {
-	if s.closed {
+	if !s.letGo(s) {
 		return
-	}
-	s.closed = true
-	s.g.Stop()
-	if s.c.reader == s {
-		s.c.reader = nil
 	}
 	if s.c.deadCause() != nil {
 		// go-imap's reading goroutine may still wait for the literal to be
@@ -310,30 +219,4 @@ func (s *fetchStream) release() {
 		// connection, and Conn.Close waits for it.
 		s.drainLit()
 	}
-}
-
-// Close drains whatever was not read and waits for the command's end. It
-// returns nil when the Conn is still usable.
-func (s *fetchStream) Close() error {
-	if s.closed {
-		if errors.Is(s.err, io.EOF) || s.err == nil {
-			return nil
-		}
-		return s.err
-	}
-	_, err := io.Copy(io.Discard, s)
-	if err != nil {
-		return err
-	}
-	return nil
-}
-
-// abandon gives the stream up after the connection was ended (Conn.Close):
-// reads fail at once, which unblocks go-imap's reader.
-func (s *fetchStream) abandon() {
-	if s.closed {
-		return
-	}
-	s.err = fmt.Errorf("%w: %w", ErrUnavailable, errConnClosed)
-	s.release()
 }

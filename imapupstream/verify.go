@@ -122,7 +122,6 @@ func (c *Conn) mismatched(ctx context.Context, s *fetchStream, bad string) (*fet
 	if err != nil {
 		return nil, c.fail(s.op.String(), err)
 	}
-	c.awaitLater()
 	if err := c.usable(s.op.String()); err != nil {
 		return nil, err
 	}

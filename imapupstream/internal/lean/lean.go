@@ -32,7 +32,9 @@ type Conn struct {
 	tags int // lean commands sent, for their tags (owner's goroutine only)
 
 	mu  sync.Mutex
-	cmd *Command // armed or running lean command, nil when none
+	cmd *Command  // armed or running lean command, nil when none
+	tk  *takeover // the connection taken from go-imap's reader (take.go), nil when not
+	end error     // the read error go-imap's reader met, once it has
 }
 
 // bufSize is the read buffer of a running lean command.
@@ -101,9 +103,14 @@ func (l *Conn) Read(p []byte) (int, error) {
 			l.pass = l.pass[n:]
 			return n, nil
 		}
-		// pass is empty: buf and out are free again. With no lean command
-		// running, read straight into p (a literal's 64 KiB at a time);
-		// a command armed meanwhile gets the bytes sorted from there.
+		// pass is empty: buf and out are free again, and the connection
+		// can be taken (take.go).
+		if l.park() {
+			continue
+		}
+		// With no lean command running, read straight into p (a
+		// literal's 64 KiB at a time); a command armed meanwhile gets the
+		// bytes sorted from there.
 		l.mu.Lock()
 		direct := l.cmd == nil
 		l.mu.Unlock()
@@ -112,6 +119,9 @@ func (l *Conn) Read(p []byte) (int, error) {
 			// session's memory is the budget (64 KiB in all).
 			l.buf, l.out = nil, nil
 			n, err := l.Conn.Read(p)
+			if interrupted(err) {
+				err = nil // Take's, to park this reader
+			}
 			if n > 0 {
 				l.mu.Lock()
 				direct = l.cmd == nil
@@ -141,6 +151,9 @@ func (l *Conn) Read(p []byte) (int, error) {
 			l.buf = make([]byte, bufSize)
 		}
 		n, err := l.Conn.Read(l.buf)
+		if interrupted(err) {
+			err = nil
+		}
 		if n > 0 {
 			l.handle(l.buf[:n])
 		}
@@ -158,6 +171,13 @@ func (l *Conn) readFailed(p []byte, err error) (int, error) {
 	if cmd := l.cmd; cmd != nil {
 		l.cmd = nil
 		cmd.done <- fmt.Errorf("reading the answer: %w", err)
+	}
+	if l.end == nil {
+		l.end = err
+		if tk := l.tk; tk != nil && !tk.signaled {
+			tk.signaled = true
+			close(tk.parked) // a Take waiting for this reader: it is gone
+		}
 	}
 	l.mu.Unlock()
 	if len(l.pass) > 0 {
