@@ -34,7 +34,7 @@ func (c *conn) listing(rest, header string, line func(prefix string, n int, m Me
 	case 0:
 		c.ok(header)
 		// 50,000 lines are a megabyte or more: through the body writer,
-		// in 64 KiB writes rather than 4 KiB ones.
+		// in 128 KiB writes rather than 4 KiB ones.
 		saved, big := c.useBodyWriter()
 		for n, m := range c.drop.listed() {
 			line("", n, m)

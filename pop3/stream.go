@@ -78,11 +78,16 @@ func (c *conn) sendBody(cmd string, n int, status string, r io.ReadCloser) (sent
 // only. A connection's own writer is small, as it lives as long as the
 // connection, idle or not; a message written through it would leave in as
 // many small writes, each a system call with its own write deadline. Reads
-// of 64 KiB take what the backend's connection has in one system call
-// (bufio.Reader, go-imap's included, reads that much straight into them).
+// of up to 128 KiB take what the backend's connection has in one system
+// call (bufio.Reader, go-imap's included, reads that much straight into
+// them), and a typical message (most are under 100 KB) then leaves in one
+// write, which wakes the client once: against 64 KiB buffers, popbench's
+// retr of 2,000 messages of 100 KB went from 0.91× to 0.99× the IMAP
+// ceiling in the same run. The cost is 256 KiB a session while it sends a
+// message, none while it idles.
 const (
-	bodyWriterSize = 64 << 10
-	bodyReadSize   = 64 << 10
+	bodyWriterSize = 128 << 10
+	bodyReadSize   = 128 << 10
 )
 
 func (s *Server) getBodyWriter() *bufio.Writer {
