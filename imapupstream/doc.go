@@ -25,8 +25,8 @@
 //     other clients' \Deleted messages along (see Conn.Expunge).
 //   - Message readers stream from the IMAP literal (no message is held in
 //     memory), end with io.EOF only after the exact literal size arrived and
-//     the server completed the command (or, with a command sent ahead by
-//     FetchAhead, that command's answer started), and otherwise fail with
+//     the server completed the command (or, for a message asked for ahead
+//     by FetchAhead, the next answer started), and otherwise fail with
 //     ErrUnavailable.
 //   - Fetch and Top hand out nothing of an answer that does not show the
 //     listed message's UID and size (verify.go): Courier answers for a
@@ -42,8 +42,13 @@
 // imap.IDData cannot carry, then replays the greeting to go-imap. The lean
 // reader (internal/lean) reads the snapshot's 50,000-line answers with a
 // parser of its own, about a sixteenth of go-imap's cost, and passes every
-// other response through to go-imap in order. internal/watchdog bounds
-// every wait on the server (see below).
+// other response through to go-imap in order. For Fetch and FetchAhead it
+// parks go-imap's reader and hands the connection to the caller's
+// goroutine, which sends the UID FETCH (BODY.PEEK[]) commands and reads
+// their answers itself (direct.go), so that messages stream without a
+// hand-off between goroutines; what else the server says meanwhile is
+// passed on to go-imap, in order, when it gets the connection back.
+// internal/watchdog bounds every wait on the server (see below).
 //
 // # Errors and timeouts
 //
