@@ -135,6 +135,14 @@ func (c *Conn) Select(ctx context.Context) (_ *Mailbox, err error) {
 	g := c.guard(ctx, c.cfg.CommandTimeout)
 	data, err := c.client.Select(c.cfg.Mailbox, nil).Wait()
 	g.Stop()
+	return c.selected(data, err)
+}
+
+// selected is the end of Select: the answer to a SELECT of the configured
+// mailbox (Select's own, or one sent right behind the login, see
+// Dialer.LoginSelect) made the Conn's Mailbox.
+func (c *Conn) selected(data *imap.SelectData, err error) (*Mailbox, error) {
+	const op = "SELECT"
 	if err != nil {
 		var imapErr *imap.Error
 		if errors.As(err, &imapErr) && imapErr.Type == imap.StatusResponseTypeNo && imapErr.Code == "" {

@@ -68,8 +68,61 @@ func (d *Dialer) Config() Config { return d.cfg }
 //
 // Errors wrap ErrAuthFailed, ErrInUse, ErrUnavailable or ErrConfig.
 func (d *Dialer) Login(ctx context.Context, cred Credentials) (*Conn, error) {
-	return d.login(ctx, cred, d.cfg.MasterUser != "")
+	return d.login(ctx, cred, d.cfg.MasterUser != "", nil)
 }
+
+// LoginSelect is Login followed by Select, with one round trip fewer
+// where the server is known to take a SELECT sent right behind the LOGIN,
+// before the LOGIN's answer: Dovecot, recognised by the name in its answer
+// to the ID that Login sends when the greeting advertises ID and cred has
+// a client address. Other servers get the SELECT after the LOGIN's answer,
+// as from Select: Courier, for one, never answers a SELECT pipelined so
+// (its login process hands the connection to another one, and what the
+// client sent after the LOGIN is lost). Only a password LOGIN is
+// pipelined, never an AUTHENTICATE.
+//
+// A failed login returns what Login would (nil Conn), whatever the server
+// answered the SELECT sent behind it. After a successful login the Conn is
+// returned with Select's result: the Mailbox, or Select's error (the Conn
+// is then still the caller's to close).
+func (d *Dialer) LoginSelect(ctx context.Context, cred Credentials) (*Conn, *Mailbox, error) {
+	var sel selectAhead
+	c, err := d.login(ctx, cred, d.cfg.MasterUser != "", &sel)
+	if err != nil {
+		return nil, nil, err
+	}
+	if sel.cmd == nil {
+		mb, err := c.Select(ctx)
+		return c, mb, err
+	}
+	mb, err := c.finishSelectAhead(ctx, &sel)
+	return c, mb, err
+}
+
+// selectAhead is a SELECT sent right behind the login (LoginSelect).
+type selectAhead struct {
+	cmd  *imapclient.SelectCommand // nil: not sent
+	sent time.Time
+}
+
+// finishSelectAhead waits for the answer to the SELECT that login sent
+// behind the LOGIN and makes it the Conn's Mailbox, as Select would.
+func (c *Conn) finishSelectAhead(ctx context.Context, sel *selectAhead) (_ *Mailbox, err error) {
+	if o := c.cfg.Observer; o != nil {
+		defer observeCommand(o, "select", sel.sent, &err)
+	}
+	if err := c.usable("SELECT"); err != nil {
+		return nil, err
+	}
+	g := c.guard(ctx, c.cfg.CommandTimeout)
+	data, err := sel.cmd.Wait()
+	g.Stop()
+	return c.selected(data, err)
+}
+
+// pipelinesSelect reports whether a server that gave name in its ID answer
+// is known to answer a SELECT sent behind a LOGIN before its answer.
+func pipelinesSelect(name string) bool { return strings.EqualFold(name, "Dovecot") }
 
 // Verify checks cred with the upstream itself: it logs in as the user with
 // the user's own password or token, even when Config has a master user,
@@ -77,7 +130,7 @@ func (d *Dialer) Login(ctx context.Context, cred Credentials) (*Conn, error) {
 // without a master user. A caller that then logs in through the master
 // user knows the user's own credentials are right.
 func (d *Dialer) Verify(ctx context.Context, cred Credentials) error {
-	c, err := d.login(ctx, cred, false)
+	c, err := d.login(ctx, cred, false, nil)
 	if err != nil {
 		return err
 	}
@@ -104,7 +157,9 @@ func (d *Dialer) WithMailbox(mailbox string) *Dialer {
 	return &nd
 }
 
-func (d *Dialer) login(ctx context.Context, cred Credentials, asMaster bool) (_ *Conn, err error) {
+// login is Login; with sel, a SELECT goes out right behind a LOGIN to a
+// server known to take it (sel.cmd, LoginSelect).
+func (d *Dialer) login(ctx context.Context, cred Credentials, asMaster bool, sel *selectAhead) (_ *Conn, err error) {
 	start := time.Now()
 	if o := d.cfg.Observer; o != nil {
 		defer func() { o.LoginDone(time.Since(start), err) }()
@@ -138,15 +193,18 @@ func (d *Dialer) login(ctx context.Context, cred Credentials, asMaster bool) (_ 
 	// hold a refusal back for seconds, and a refusal must reach the client
 	// as one, not as an unreachable upstream.
 	g := c.guard(cctx, d.cfg.ConnectTimeout+time.Second)
-	err = d.connect(cctx, c, cred)
+	serverName, err := d.connect(cctx, c, cred)
 	g.Stop()
+	if sel != nil && !pipelinesSelect(serverName) {
+		sel = nil
+	}
 	cancel()
 	var mech string
 	if err == nil {
 		lctx, lcancel := context.WithTimeoutCause(ctx, d.cfg.CommandTimeout,
 			fmt.Errorf("login timeout (%v): %w", d.cfg.CommandTimeout, context.DeadlineExceeded))
 		g = c.guard(lctx, d.cfg.CommandTimeout+time.Second)
-		mech, err = d.authenticate(c, cred, asMaster)
+		mech, err = d.authenticate(c, cred, asMaster, sel)
 		g.Stop()
 		lcancel()
 	}
@@ -186,8 +244,8 @@ func (c *Conn) step(what string, err error) error {
 
 // connect runs TLS, the greeting and the pre-login steps (ID with cred's
 // client address) on c.raw, up to the point where the server waits for the
-// login.
-func (d *Dialer) connect(ctx context.Context, c *Conn, cred Credentials) error {
+// login. It returns the name the server gave in its ID answer, if any.
+func (d *Dialer) connect(ctx context.Context, c *Conn, cred Credentials) (string, error) {
 	opts := &imapclient.Options{DebugWriter: d.trace}
 	step := c.step
 
@@ -197,7 +255,7 @@ func (d *Dialer) connect(ctx context.Context, c *Conn, cred Credentials) error {
 		tc.NextProtos = []string{"imap"}
 		tlsConn := tls.Client(c.raw, tc)
 		if err := tlsConn.HandshakeContext(ctx); err != nil {
-			return step("TLS handshake", err)
+			return "", step("TLS handshake", err)
 		}
 		conn = d.wrap(tlsConn)
 	}
@@ -207,35 +265,37 @@ func (d *Dialer) connect(ctx context.Context, c *Conn, cred Credentials) error {
 	if d.cfg.TLS == TLSStartTLS {
 		pre.StartTLS = d.tls
 	}
-	conn, err := prelogin.Run(ctx, conn, pre, step)
+	conn, name, err := prelogin.Run(ctx, conn, pre, step)
 	if errors.Is(err, prelogin.ErrPreauth) {
-		return errPreauth
+		return "", errPreauth
 	}
 	if err != nil {
-		return err
+		return "", err
 	}
 	c.lean = lean.New(conn)
 	c.client = imapclient.New(c.lean, opts)
 
 	if err := c.client.WaitGreeting(); err != nil {
-		return step("greeting", err)
+		return "", step("greeting", err)
 	}
 	switch c.client.State() {
 	case imap.ConnStateNotAuthenticated:
 	case imap.ConnStateAuthenticated:
-		return errPreauth
+		return "", errPreauth
 	default:
-		return step("greeting", errors.New("unexpected state after greeting"))
+		return "", step("greeting", errors.New("unexpected state after greeting"))
 	}
 	if c.client.Caps() == nil {
-		return step("CAPABILITY", errors.New("no capabilities"))
+		return "", step("CAPABILITY", errors.New("no capabilities"))
 	}
-	return nil
+	return name, nil
 }
 
 // authenticate logs in on a connection that connect has set up. It returns
-// the mechanism used (for logs).
-func (d *Dialer) authenticate(c *Conn, cred Credentials, asMaster bool) (mech string, err error) {
+// the mechanism used (for logs). With sel, a LOGIN has the SELECT of the
+// configured mailbox sent right behind it (sel.cmd); an AUTHENTICATE has
+// not.
+func (d *Dialer) authenticate(c *Conn, cred Credentials, asMaster bool, sel *selectAhead) (mech string, err error) {
 	step := c.step
 	caps := c.client.Caps()
 
@@ -268,7 +328,15 @@ func (d *Dialer) authenticate(c *Conn, cred Credentials, asMaster bool) (mech st
 	}
 
 	if saslClient == nil {
-		err = c.client.Login(cred.Username, cred.Password).Wait()
+		login := c.client.Login(cred.Username, cred.Password)
+		if sel != nil {
+			// Behind the LOGIN, before its answer. Should the login fail,
+			// the connection is closed: the SELECT's answer (a NO or BAD
+			// in the not-authenticated state) is never looked at.
+			sel.sent = time.Now()
+			sel.cmd = c.client.Select(c.cfg.Mailbox, nil)
+		}
+		err = login.Wait()
 	} else {
 		err = c.client.Authenticate(saslClient)
 	}

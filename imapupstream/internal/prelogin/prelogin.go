@@ -39,25 +39,32 @@ type Options struct {
 }
 
 // Run runs the pre-login phase on conn and returns the connection to give
-// imapclient. step wraps an error with the step that failed ("greeting",
+// imapclient, and the "name" the server gave in its ID answer ("" without
+// an ID, or without a name in the answer). step wraps an error with the step that failed ("greeting",
 // "STARTTLS", "TLS handshake", "ID", "CAPABILITY"); a PREAUTH greeting with
 // StartTLS is ErrPreauth, unwrapped.
-func Run(ctx context.Context, conn net.Conn, o Options, step func(string, error) error) (net.Conn, error) {
+func Run(ctx context.Context, conn net.Conn, o Options, step func(string, error) error) (_ net.Conn, name string, err error) {
 	p := NewConn(conn, o.Trace)
 	greeting, err := p.ReadResponse(false) // replayed, and traced, by imapclient
 	if err != nil {
-		return nil, step("greeting", err)
+		return nil, "", step("greeting", err)
 	}
 	status, caps := parseGreeting(greeting)
 	sendID := o.ID != "" && status == "OK" && hasCap(caps, "ID")
+	idName := func(resp string) {
+		if n, ok := IDName(resp); ok {
+			name = n
+		}
+	}
 
 	if o.StartTLS == nil {
 		if sendID {
-			if _, err := p.Command("ID "+o.ID, nil); err != nil {
-				return nil, step("ID", err)
+			if _, err := p.Command("ID "+o.ID, idName); err != nil {
+				return nil, "", step("ID", err)
 			}
 		}
-		return p.handover(conn, []byte(greeting))
+		c, err := p.handover(conn, []byte(greeting))
+		return c, name, err
 	}
 
 	// STARTTLS: nothing but STARTTLS is said in the clear.
@@ -65,23 +72,23 @@ func Run(ctx context.Context, conn net.Conn, o Options, step func(string, error)
 	switch status {
 	case "OK":
 	case "PREAUTH":
-		return nil, ErrPreauth
+		return nil, "", ErrPreauth
 	default:
-		return nil, step("greeting", fmt.Errorf("server said %q", strings.TrimSpace(greeting)))
+		return nil, "", step("greeting", fmt.Errorf("server said %q", strings.TrimSpace(greeting)))
 	}
 	if st, err := p.Command("STARTTLS", nil); err != nil {
-		return nil, step("STARTTLS", err)
+		return nil, "", step("STARTTLS", err)
 	} else if st != "OK" {
-		return nil, step("STARTTLS", fmt.Errorf("server answered %s", st))
+		return nil, "", step("STARTTLS", fmt.Errorf("server answered %s", st))
 	}
 	if p.br.Buffered() > 0 {
 		// Injected before the handshake (CVE-2011-0411 in reverse): it
 		// must not be read as if it came over TLS.
-		return nil, step("STARTTLS", errors.New("the server sent data after its STARTTLS answer, before TLS"))
+		return nil, "", step("STARTTLS", errors.New("the server sent data after its STARTTLS answer, before TLS"))
 	}
 	tlsConn := tls.Client(conn, o.StartTLS.Clone())
 	if err := tlsConn.HandshakeContext(ctx); err != nil {
-		return nil, step("TLS handshake", err)
+		return nil, "", step("TLS handshake", err)
 	}
 	p = NewConn(tlsConn, o.Trace)
 	var tlsCaps []string
@@ -89,6 +96,7 @@ func Run(ctx context.Context, conn net.Conn, o Options, step func(string, error)
 		if rest, ok := strings.CutPrefix(resp, "* CAPABILITY "); ok {
 			tlsCaps = strings.Fields(strings.TrimSpace(rest))
 		}
+		idName(resp)
 	}
 	cmds := []string{"CAPABILITY"}
 	if sendID {
@@ -96,13 +104,63 @@ func Run(ctx context.Context, conn net.Conn, o Options, step func(string, error)
 	}
 	sts, err := p.pipeline(cmds, collect)
 	if err != nil {
-		return nil, step("CAPABILITY", err)
+		return nil, "", step("CAPABILITY", err)
 	}
 	if sts[0] != "OK" || len(tlsCaps) == 0 {
-		return nil, step("CAPABILITY", fmt.Errorf("server answered %s without capabilities", sts[0]))
+		return nil, "", step("CAPABILITY", fmt.Errorf("server answered %s without capabilities", sts[0]))
 	}
 	replay := "* OK [CAPABILITY " + strings.Join(tlsCaps, " ") + "] ready (greeting replayed after STARTTLS)\r\n"
-	return p.handover(tlsConn, []byte(replay))
+	c, err := p.handover(tlsConn, []byte(replay))
+	return c, name, err
+}
+
+// IDName returns the value of the "name" field of an ID answer (RFC 2971,
+// "* ID (...)"), and whether resp is one with that field. Only quoted
+// strings are understood: a server that sends its name as a literal is
+// not recognised, which only costs what recognising it would save.
+func IDName(resp string) (string, bool) {
+	if len(resp) < 6 || !strings.EqualFold(resp[:5], "* ID ") {
+		return "", false
+	}
+	rest := strings.TrimRight(resp[5:], "\r\n")
+	rest, ok := strings.CutPrefix(rest, "(")
+	if !ok {
+		return "", false // NIL
+	}
+	var fields []string
+	for {
+		rest = strings.TrimLeft(rest, " ")
+		if rest == "" || rest[0] == ')' {
+			break
+		}
+		if len(rest) >= 3 && strings.EqualFold(rest[:3], "NIL") {
+			fields = append(fields, "")
+			rest = rest[3:]
+			continue
+		}
+		if rest[0] != '"' {
+			return "", false // a literal, or not an ID answer
+		}
+		var b strings.Builder
+		i := 1
+		for ; i < len(rest) && rest[i] != '"'; i++ {
+			if rest[i] == '\\' && i+1 < len(rest) {
+				i++
+			}
+			b.WriteByte(rest[i])
+		}
+		if i >= len(rest) {
+			return "", false
+		}
+		fields = append(fields, b.String())
+		rest = rest[i+1:]
+	}
+	for i := 0; i+1 < len(fields); i += 2 {
+		if strings.EqualFold(fields[i], "name") {
+			return fields[i+1], true
+		}
+	}
+	return "", false
 }
 
 // IDArguments is the ID command's parameter list for the client's
