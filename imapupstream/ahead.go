@@ -45,6 +45,7 @@ func (c *Conn) FetchAhead(ctx context.Context, m MessageMeta, next ...uint32) (_
 		defer observeCommand(o, "fetch", time.Now(), &err)
 	}
 	c.closeReader()
+	c.settleSelect(ctx)
 	if err := c.usable("UID FETCH"); err != nil {
 		return nil, err
 	}

@@ -41,6 +41,9 @@ type Conn struct {
 	mbox   *Mailbox
 	reader io.Closer    // the message reader still open, if any
 	direct *directState // the connection taken from go-imap by Fetch (direct.go), nil when not
+	// selecting is the SELECT sent behind the login (Login), until the
+	// first Select takes its answer.
+	selecting *selectAhead
 
 	mu     sync.Mutex // guards dead and closed (guards' callbacks run on other goroutines)
 	dead   error      // why the connection ended, once it has
@@ -125,6 +128,9 @@ func (m *Mailbox) CanStoreFlag(flag string) bool {
 // again is allowed: if UIDVALIDITY changed meanwhile, the new Mailbox is
 // returned together with an error wrapping ErrMailboxChanged.
 func (c *Conn) Select(ctx context.Context) (_ *Mailbox, err error) {
+	if c.selecting != nil {
+		return c.takeSelect(ctx)
+	}
 	if o := c.cfg.Observer; o != nil {
 		defer observeCommand(o, "select", time.Now(), &err)
 	}
@@ -140,7 +146,7 @@ func (c *Conn) Select(ctx context.Context) (_ *Mailbox, err error) {
 
 // selected is the end of Select: the answer to a SELECT of the configured
 // mailbox (Select's own, or one sent right behind the login, see
-// Dialer.LoginSelect) made the Conn's Mailbox.
+// Login, see Conn.takeSelect) made the Conn's Mailbox.
 func (c *Conn) selected(data *imap.SelectData, err error) (*Mailbox, error) {
 	const op = "SELECT"
 	if err != nil {
@@ -264,6 +270,7 @@ func (c *Conn) deadCause() error {
 func (c *Conn) begin(op string) error {
 	c.closeReader()
 	c.releaseDirect() // go-imap reads the connection again
+	c.settleSelect(context.Background())
 	return c.usable(op)
 }
 

@@ -66,58 +66,58 @@ func (d *Dialer) Config() Config { return d.cfg }
 // InsecureSkipVerify), waits for the greeting and authenticates, all within
 // ConnectTimeout (and ctx). It makes exactly one upstream connection.
 //
+// Where the server is known to take it, Login sends the SELECT of the
+// configured mailbox right behind a password LOGIN, before the LOGIN's
+// answer, and the Conn's first Select takes that SELECT's answer: one round
+// trip fewer for a session. Known is Dovecot, by the name in its answer to
+// the ID that Login sends when the greeting advertises ID and cred has a
+// client address. Courier, for one, never answers a SELECT sent so (its
+// login process hands the connection over to another one, and what the
+// client sent after the LOGIN is lost); an AUTHENTICATE is never followed
+// so either. A failed login is reported as it would be without: the
+// SELECT's answer is not looked at.
+//
 // Errors wrap ErrAuthFailed, ErrInUse, ErrUnavailable or ErrConfig.
 func (d *Dialer) Login(ctx context.Context, cred Credentials) (*Conn, error) {
-	return d.login(ctx, cred, d.cfg.MasterUser != "", nil)
+	return d.login(ctx, cred, d.cfg.MasterUser != "", true)
 }
 
-// LoginSelect is Login followed by Select, with one round trip fewer
-// where the server is known to take a SELECT sent right behind the LOGIN,
-// before the LOGIN's answer: Dovecot, recognised by the name in its answer
-// to the ID that Login sends when the greeting advertises ID and cred has
-// a client address. Other servers get the SELECT after the LOGIN's answer,
-// as from Select: Courier, for one, never answers a SELECT pipelined so
-// (its login process hands the connection to another one, and what the
-// client sent after the LOGIN is lost). Only a password LOGIN is
-// pipelined, never an AUTHENTICATE.
-//
-// A failed login returns what Login would (nil Conn), whatever the server
-// answered the SELECT sent behind it. After a successful login the Conn is
-// returned with Select's result: the Mailbox, or Select's error (the Conn
-// is then still the caller's to close).
-func (d *Dialer) LoginSelect(ctx context.Context, cred Credentials) (*Conn, *Mailbox, error) {
-	var sel selectAhead
-	c, err := d.login(ctx, cred, d.cfg.MasterUser != "", &sel)
-	if err != nil {
-		return nil, nil, err
-	}
-	if sel.cmd == nil {
-		mb, err := c.Select(ctx)
-		return c, mb, err
-	}
-	mb, err := c.finishSelectAhead(ctx, &sel)
-	return c, mb, err
-}
-
-// selectAhead is a SELECT sent right behind the login (LoginSelect).
+// selectAhead is a SELECT sent right behind the login (Login), until the
+// first Select takes its answer.
 type selectAhead struct {
-	cmd  *imapclient.SelectCommand // nil: not sent
-	sent time.Time
+	cmd     *imapclient.SelectCommand
+	sent    time.Time
+	settled bool // its answer came: data, err
+	data    *imap.SelectData
+	err     error
 }
 
-// finishSelectAhead waits for the answer to the SELECT that login sent
-// behind the LOGIN and makes it the Conn's Mailbox, as Select would.
-func (c *Conn) finishSelectAhead(ctx context.Context, sel *selectAhead) (_ *Mailbox, err error) {
+// settleSelect waits for the answer to a SELECT sent behind the login, if
+// one is pending: nothing that reads the connection below go-imap (a lean
+// command, Fetch) may start while a command of go-imap's is in flight.
+func (c *Conn) settleSelect(ctx context.Context) {
+	sel := c.selecting
+	if sel == nil || sel.settled {
+		return
+	}
+	g := c.guard(ctx, c.cfg.CommandTimeout)
+	sel.data, sel.err = sel.cmd.Wait()
+	g.Stop()
+	sel.settled = true
+}
+
+// takeSelect is Select's answer from the SELECT sent behind the login.
+func (c *Conn) takeSelect(ctx context.Context) (_ *Mailbox, err error) {
+	sel := c.selecting
 	if o := c.cfg.Observer; o != nil {
 		defer observeCommand(o, "select", sel.sent, &err)
 	}
+	c.settleSelect(ctx)
+	c.selecting = nil
 	if err := c.usable("SELECT"); err != nil {
 		return nil, err
 	}
-	g := c.guard(ctx, c.cfg.CommandTimeout)
-	data, err := sel.cmd.Wait()
-	g.Stop()
-	return c.selected(data, err)
+	return c.selected(sel.data, sel.err)
 }
 
 // pipelinesSelect reports whether a server that gave name in its ID answer
@@ -130,7 +130,7 @@ func pipelinesSelect(name string) bool { return strings.EqualFold(name, "Dovecot
 // without a master user. A caller that then logs in through the master
 // user knows the user's own credentials are right.
 func (d *Dialer) Verify(ctx context.Context, cred Credentials) error {
-	c, err := d.login(ctx, cred, false, nil)
+	c, err := d.login(ctx, cred, false, false)
 	if err != nil {
 		return err
 	}
@@ -157,9 +157,9 @@ func (d *Dialer) WithMailbox(mailbox string) *Dialer {
 	return &nd
 }
 
-// login is Login; with sel, a SELECT goes out right behind a LOGIN to a
-// server known to take it (sel.cmd, LoginSelect).
-func (d *Dialer) login(ctx context.Context, cred Credentials, asMaster bool, sel *selectAhead) (_ *Conn, err error) {
+// login is Login; with pipeline, a SELECT goes out right behind a LOGIN to
+// a server known to take it.
+func (d *Dialer) login(ctx context.Context, cred Credentials, asMaster, pipeline bool) (_ *Conn, err error) {
 	start := time.Now()
 	if o := d.cfg.Observer; o != nil {
 		defer func() { o.LoginDone(time.Since(start), err) }()
@@ -195,8 +195,9 @@ func (d *Dialer) login(ctx context.Context, cred Credentials, asMaster bool, sel
 	g := c.guard(cctx, d.cfg.ConnectTimeout+time.Second)
 	serverName, err := d.connect(cctx, c, cred)
 	g.Stop()
-	if sel != nil && !pipelinesSelect(serverName) {
-		sel = nil
+	var sel *selectAhead
+	if pipeline && pipelinesSelect(serverName) {
+		sel = &selectAhead{}
 	}
 	cancel()
 	var mech string
@@ -226,6 +227,9 @@ func (d *Dialer) login(ctx context.Context, cred Credentials, asMaster bool, sel
 	}
 	log.Debug("upstream login ok", zap.String("upstream_mechanism", mech), zap.String("tls", string(d.cfg.TLS)),
 		zap.Duration("took", time.Since(start)))
+	if sel != nil && sel.cmd != nil {
+		c.selecting = sel
+	}
 	return c, nil
 }
 

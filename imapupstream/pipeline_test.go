@@ -14,18 +14,29 @@ import (
 
 var clientAddr = &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 40000}
 
+// loginSelect is Login, then the first Select, which takes the answer to
+// the SELECT that Login sent behind the LOGIN, if it did.
+func loginSelect(d *Dialer, cred Credentials) (*Conn, *Mailbox, error) {
+	c, err := d.Login(context.Background(), cred)
+	if err != nil {
+		return nil, nil, err
+	}
+	mb, err := c.Select(context.Background())
+	return c, mb, err
+}
+
 // TestLoginSelectPipelined: Dovecot names itself in its ID answer, and
-// LoginSelect's SELECT goes out before the LOGIN's answer is read; the
-// Mailbox is Select's.
+// Login's SELECT goes out before the LOGIN's answer is read; the first
+// Select's Mailbox is its answer.
 func TestLoginSelectPipelined(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	e.append(t, msg("one", "x"))
 	trace := &wire{}
-	c, mb, err := e.dialer(t, e.config(), trace).LoginSelect(context.Background(),
+	c, mb, err := loginSelect(e.dialer(t, e.config(), trace),
 		Credentials{Username: e.user, Password: e.srv.Password, ClientAddr: clientAddr})
 	if err != nil {
-		t.Fatalf("LoginSelect: %v", err)
+		t.Fatalf("Login and Select: %v", err)
 	}
 	defer c.Close()
 	if mb.Name != "INBOX" || mb.UIDValidity == 0 || mb.NumMessages != 1 || mb.UIDNext != 2 || c.Mailbox() != mb {
@@ -55,10 +66,10 @@ func TestLoginSelectWrongPassword(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	trace := &wire{}
-	c, mb, err := e.dialer(t, e.config(), trace).LoginSelect(context.Background(),
+	c, mb, err := loginSelect(e.dialer(t, e.config(), trace),
 		Credentials{Username: e.user, Password: "Wr0ng-Pa55", ClientAddr: clientAddr})
 	if c != nil || mb != nil || !errors.Is(err, ErrAuthFailed) || errors.Is(err, ErrUnavailable) || errors.Is(err, ErrNoMailbox) {
-		t.Fatalf("LoginSelect = %v, %v, %v; want ErrAuthFailed", c, mb, err)
+		t.Fatalf("Login and Select = %v, %v, %v; want ErrAuthFailed", c, mb, err)
 	}
 	var imapErr *imap.Error
 	if !errors.As(err, &imapErr) || imapErr.Code != imap.ResponseCodeAuthenticationFailed {
@@ -78,10 +89,10 @@ func TestLoginSelectNoMailbox(t *testing.T) {
 	cfg := e.config()
 	cfg.Mailbox = "Nonexistent"
 	trace := &wire{}
-	c, mb, err := e.dialer(t, cfg, trace).LoginSelect(context.Background(),
+	c, mb, err := loginSelect(e.dialer(t, cfg, trace),
 		Credentials{Username: e.user, Password: e.srv.Password, ClientAddr: clientAddr})
 	if c == nil || mb != nil || !errors.Is(err, ErrNoMailbox) {
-		t.Fatalf("LoginSelect = %v, %v, %v; want a Conn and ErrNoMailbox", c, mb, err)
+		t.Fatalf("Login and Select = %v, %v, %v; want a Conn and ErrNoMailbox", c, mb, err)
 	}
 	c.Close()
 	if trace.countCommands("SELECT") != 1 {
@@ -95,10 +106,10 @@ func TestLoginSelectWithoutID(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	trace := &wire{}
-	c, mb, err := e.dialer(t, e.config(), trace).LoginSelect(context.Background(),
+	c, mb, err := loginSelect(e.dialer(t, e.config(), trace),
 		Credentials{Username: e.user, Password: e.srv.Password}) // no client address: no ID
 	if err != nil || mb == nil {
-		t.Fatalf("LoginSelect: %v", err)
+		t.Fatalf("Login and Select: %v", err)
 	}
 	defer c.Close()
 	both := trace.String()
@@ -119,5 +130,32 @@ func TestIDName(t *testing.T) {
 		if got, _ := prelogin.IDName(resp); got != want {
 			t.Errorf("IDName(%q) = %q, want %q", resp, got, want)
 		}
+	}
+}
+
+// TestLoginSelectPendingBeforeFetch: a Fetch (which reads the connection
+// below go-imap) right after Login waits for the answer to the SELECT sent
+// behind the LOGIN first; the first Select then still returns that answer.
+func TestLoginSelectPendingBeforeFetch(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	body := msg("one", "x")
+	uid := e.append(t, body)
+	trace := &wire{}
+	c, err := e.dialer(t, e.config(), trace).Login(context.Background(),
+		Credentials{Username: e.user, Password: e.srv.Password, ClientAddr: clientAddr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if got, err := e.fetchAll(t, c, uid); err != nil || string(got) != body {
+		t.Fatalf("Fetch right after Login: %q, %v", got, err)
+	}
+	mb, err := c.Select(context.Background())
+	if err != nil || mb.NumMessages != 1 {
+		t.Fatalf("Select: %+v, %v", mb, err)
+	}
+	if n := trace.countCommands("SELECT"); n != 1 {
+		t.Fatalf("SELECT sent %d times: %q", n, trace.commands())
 	}
 }

@@ -225,13 +225,13 @@ func (b *Backend) login(ctx context.Context, ci *pop3.ConnInfo, cred *pop3.Crede
 	if len(a.opts.Folders) > 1 {
 		return b.loginFolders(ctx, ci, a, start)
 	}
-	conn, sel, err := a.dialSelect(ctx, a.opts.Dialer)
+	conn, err := a.dial(ctx, a.opts.Dialer)
 	if err != nil {
 		return nil, clientError(err)
 	}
 	a.warnUnmet(conn)
 	s := newSession(ci.ID, a.opts, conn, a)
-	if err := b.open(ctx, s, a.opts.Key(a.upCred.Username), start, sel); err != nil {
+	if err := b.open(ctx, s, a.opts.Key(a.upCred.Username), start); err != nil {
 		s.Close()
 		return nil, err
 	}

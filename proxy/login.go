@@ -117,41 +117,7 @@ func (b *Backend) authenticate(ctx context.Context, ci *pop3.ConnInfo, cred *pop
 // the upstream refuses (the provider revoked it before its expiry) is
 // replaced once, and the login tried again.
 func (a *authenticated) dial(ctx context.Context, d *imapupstream.Dialer) (*imapupstream.Conn, error) {
-	conn, err := a.loginWith(ctx, d.Login)
-	return conn, err
-}
-
-// selected is the answer to the SELECT that dialSelect made: what Select
-// would have returned.
-type selected struct {
-	mbox *imapupstream.Mailbox
-	err  error
-}
-
-// dialSelect is dial, and the SELECT of d's mailbox, sent right behind
-// the login where the upstream takes it (Dialer.LoginSelect). Its answer
-// is kept for when the session would have selected (open), so that the
-// order of what a client is told stays that of Login, then Select.
-func (a *authenticated) dialSelect(ctx context.Context, d *imapupstream.Dialer) (*imapupstream.Conn, *selected, error) {
-	sel := &selected{}
-	conn, err := a.loginWith(ctx, func(ctx context.Context, cred imapupstream.Credentials) (*imapupstream.Conn, error) {
-		c, mb, err := d.LoginSelect(ctx, cred)
-		if c == nil {
-			return nil, err
-		}
-		sel.mbox, sel.err = mb, err
-		return c, nil
-	})
-	if err != nil {
-		return nil, nil, err
-	}
-	return conn, sel, nil
-}
-
-// loginWith logs in upstream with login as a says, and again once with a
-// new token of popbridge's when the upstream refused the first.
-func (a *authenticated) loginWith(ctx context.Context, login func(context.Context, imapupstream.Credentials) (*imapupstream.Conn, error)) (*imapupstream.Conn, error) {
-	conn, err := login(ctx, a.upCred)
+	conn, err := d.Login(ctx, a.upCred)
 	if a.bearer == nil || !errors.Is(err, imapupstream.ErrAuthFailed) {
 		return conn, err
 	}
@@ -162,7 +128,7 @@ func (a *authenticated) loginWith(ctx context.Context, login func(context.Contex
 	}
 	if next != a.upCred.Token {
 		a.upCred.Token = next
-		conn, err = login(ctx, a.upCred)
+		conn, err = d.Login(ctx, a.upCred)
 	}
 	if errors.Is(err, imapupstream.ErrAuthFailed) {
 		// Refused with a new token too: the mailbox does not take
@@ -173,20 +139,13 @@ func (a *authenticated) loginWith(ctx context.Context, login func(context.Contex
 }
 
 // open makes s, logged in upstream, a session: the login delay and the
-// maildrop lock of its view, the mailbox selected (sel: already, by
-// dialSelect) and snapshotted, every message named in the shared
-// maildrop, and its listing.
-func (b *Backend) open(ctx context.Context, s *session, shared uidmap.Key, start time.Time, sel *selected) error {
+// maildrop lock of its view, the mailbox selected and snapshotted, every
+// message named in the shared maildrop, and its listing.
+func (b *Backend) open(ctx context.Context, s *session, shared uidmap.Key, start time.Time) error {
 	if err := b.claim(ctx, s, true); err != nil {
 		return err
 	}
-	var md *Maildrop
-	var err error
-	if sel != nil {
-		md, err = snapshotSelected(ctx, s.conn, sel, shared, &b.snaps)
-	} else {
-		md, err = snapshotMaildrop(ctx, s.conn, shared, &b.snaps)
-	}
+	md, err := snapshotMaildrop(ctx, s.conn, shared, &b.snaps)
 	if err != nil {
 		return clientError(err)
 	}
@@ -198,29 +157,6 @@ func (b *Backend) open(ctx context.Context, s *session, shared uidmap.Key, start
 	}
 	b.loggedIn(ctx, s, md, start)
 	return nil
-}
-
-// snapshotSelected is snapshotMaildrop on a connection whose mailbox
-// dialSelect selected: sel is what the SELECT answered.
-func snapshotSelected(ctx context.Context, conn *imapupstream.Conn, sel *selected, key uidmap.Key, cache *snapshots) (*Maildrop, error) {
-	if sel.err != nil {
-		return nil, sel.err
-	}
-	mbox := sel.mbox
-	metas, cached := cache.get(key, mbox)
-	if !cached {
-		var err error
-		if metas, err = conn.Snapshot(ctx); err != nil {
-			return nil, err
-		}
-		cache.put(key, mbox, metas)
-	}
-	md := &Maildrop{Conn: conn, Key: key, UIDValidity: mbox.UIDValidity, Metas: metas, Cached: cached,
-		Messages: make([]uidmap.Message, len(metas))}
-	for i, meta := range metas {
-		md.Messages[i] = uidmap.Message{UID: meta.UID, Size: meta.Size}
-	}
-	return md, nil
 }
 
 // claim takes what a session of s's view must hold before it reads the
