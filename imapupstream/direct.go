@@ -316,7 +316,8 @@ func (c *Conn) awaitHead(g *watchdog.Guard, uid uint32) error {
 
 // fetchDirect is Fetch and FetchAhead: it streams m, sending UID FETCH
 // for it unless a command sent earlier asked for it, and sends UID FETCH
-// next right away when the messages asked for run out with m.
+// next once m's answer has started, when the messages asked for run out
+// with m.
 func (c *Conn) fetchDirect(ctx context.Context, m MessageMeta, want answerCheck, next []uint32) (io.ReadCloser, error) {
 	g := c.guard(ctx, c.cfg.CommandTimeout)
 	if err := c.takeDirect(ctx, g); err != nil {
