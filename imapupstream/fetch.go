@@ -36,10 +36,6 @@ func (c *Conn) Fetch(ctx context.Context, m MessageMeta) (io.ReadCloser, error) 
 	return c.FetchAhead(ctx, m, 0)
 }
 
-// bodyPeek is what Fetch asks for. go-imap only reads it, so one value
-// serves every command.
-var bodyPeek = &imap.FetchOptions{UID: true, BodySection: []*imap.FetchItemBodySection{{Peek: true}}}
-
 // fetchOp names a UID FETCH in errors, formatted only when one is needed.
 type fetchOp struct {
 	uid   uint32

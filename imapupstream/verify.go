@@ -44,9 +44,6 @@ func wantPart(m MessageMeta, section *imap.FetchItemBodySection) answerCheck {
 	return answerCheck{uid: m.UID, section: section, size: m.Size}
 }
 
-// wantAny accepts the answer of BODY[] for uid as it comes (to drain it).
-func wantAny(uid uint32) answerCheck { return answerCheck{uid: uid, size: -1} }
-
 // whole reports whether the section is BODY[], whose literal's length is
 // the message's size.
 func (w answerCheck) whole() bool { return w.section == nil }
@@ -55,7 +52,7 @@ func (w answerCheck) whole() bool { return w.section == nil }
 // needs.
 func (w answerCheck) options() *imap.FetchOptions {
 	if w.section == nil {
-		return bodyPeek
+		return &imap.FetchOptions{UID: true, BodySection: []*imap.FetchItemBodySection{{Peek: true}}}
 	}
 	return &imap.FetchOptions{
 		UID:         true,
