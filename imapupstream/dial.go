@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -77,6 +78,12 @@ func (d *Dialer) Config() Config { return d.cfg }
 // so either. A failed login is reported as it would be without: the
 // SELECT's answer is not looked at.
 //
+// LOGIN and SELECT then leave in one write (when the server has LITERAL+).
+// When the greeting itself names Dovecot (idAhead), the server is taken at
+// its word and the ID does not wait for its answer either: ID, LOGIN and
+// SELECT leave together, and the session's setup costs one round trip
+// after the greeting instead of two.
+//
 // Errors wrap ErrAuthFailed, ErrInUse, ErrUnavailable or ErrConfig.
 func (d *Dialer) Login(ctx context.Context, cred Credentials) (*Conn, error) {
 	return d.login(ctx, cred, d.cfg.MasterUser != "", true)
@@ -123,6 +130,18 @@ func (c *Conn) takeSelect(ctx context.Context) (_ *Mailbox, err error) {
 // pipelinesSelect reports whether a server that gave name in its ID answer
 // is known to answer a SELECT sent behind a LOGIN before its answer.
 func pipelinesSelect(name string) bool { return strings.EqualFold(name, "Dovecot") }
+
+// idAhead reports whether a server that greeted with text and caps is
+// known to take the ID, the login and the SELECT behind it in one write:
+// Dovecot, whose greeting says so unless its login_greeting was changed
+// (then the ID's answer still tells, a round trip later). LITERAL+ is
+// required too: a login whose user name or password goes as a literal must
+// not wait for a continuation while its write is held back.
+func idAhead(text string, caps []string) bool {
+	name, _, _ := strings.Cut(text, " ")
+	return strings.EqualFold(strings.TrimRight(name, "."), "Dovecot") &&
+		slices.ContainsFunc(caps, func(c string) bool { return strings.EqualFold(c, "LITERAL+") })
+}
 
 // Verify checks cred with the upstream itself: it logs in as the user with
 // the user's own password or token, even when Config has a master user,
@@ -193,10 +212,10 @@ func (d *Dialer) login(ctx context.Context, cred Credentials, asMaster, pipeline
 	// hold a refusal back for seconds, and a refusal must reach the client
 	// as one, not as an unreachable upstream.
 	g := c.guard(cctx, d.cfg.ConnectTimeout+time.Second)
-	serverName, err := d.connect(cctx, c, cred)
+	serverName, idAhead, err := d.connect(cctx, c, cred)
 	g.Stop()
 	var sel *selectAhead
-	if pipeline && pipelinesSelect(serverName) {
+	if pipeline && (idAhead || pipelinesSelect(serverName)) {
 		sel = &selectAhead{}
 	}
 	cancel()
@@ -248,8 +267,9 @@ func (c *Conn) step(what string, err error) error {
 
 // connect runs TLS, the greeting and the pre-login steps (ID with cred's
 // client address) on c.raw, up to the point where the server waits for the
-// login. It returns the name the server gave in its ID answer, if any.
-func (d *Dialer) connect(ctx context.Context, c *Conn, cred Credentials) (string, error) {
+// login. It returns the name the server gave in its ID answer, if any, and
+// whether the ID goes out with the login instead, its answer not yet read.
+func (d *Dialer) connect(ctx context.Context, c *Conn, cred Credentials) (string, bool, error) {
 	opts := &imapclient.Options{DebugWriter: d.trace}
 	step := c.step
 
@@ -259,40 +279,40 @@ func (d *Dialer) connect(ctx context.Context, c *Conn, cred Credentials) (string
 		tc.NextProtos = []string{"imap"}
 		tlsConn := tls.Client(c.raw, tc)
 		if err := tlsConn.HandshakeContext(ctx); err != nil {
-			return "", step("TLS handshake", err)
+			return "", false, step("TLS handshake", err)
 		}
 		conn = d.wrap(tlsConn)
 	}
 	// The greeting, STARTTLS and the ID command with the client's address
 	// (internal/prelogin); then go-imap takes over.
-	pre := prelogin.Options{ID: prelogin.IDArguments(cred.ClientAddr, cred.ConnectedAddr), Trace: d.trace}
+	pre := prelogin.Options{ID: prelogin.IDArguments(cred.ClientAddr, cred.ConnectedAddr), Trace: d.trace, Ahead: idAhead}
 	if d.cfg.TLS == TLSStartTLS {
 		pre.StartTLS = d.tls
 	}
-	conn, name, err := prelogin.Run(ctx, conn, pre, step)
+	res, err := prelogin.Run(ctx, conn, pre, step)
 	if errors.Is(err, prelogin.ErrPreauth) {
-		return "", errPreauth
+		return "", false, errPreauth
 	}
 	if err != nil {
-		return "", err
+		return "", false, err
 	}
-	c.lean = lean.New(conn)
+	c.lean = lean.New(res.Conn)
 	c.client = imapclient.New(c.lean, opts)
 
 	if err := c.client.WaitGreeting(); err != nil {
-		return "", step("greeting", err)
+		return "", false, step("greeting", err)
 	}
 	switch c.client.State() {
 	case imap.ConnStateNotAuthenticated:
 	case imap.ConnStateAuthenticated:
-		return "", errPreauth
+		return "", false, errPreauth
 	default:
-		return "", step("greeting", errors.New("unexpected state after greeting"))
+		return "", false, step("greeting", errors.New("unexpected state after greeting"))
 	}
 	if c.client.Caps() == nil {
-		return "", step("CAPABILITY", errors.New("no capabilities"))
+		return "", false, step("CAPABILITY", errors.New("no capabilities"))
 	}
-	return name, nil
+	return res.Name, res.IDAhead, nil
 }
 
 // authenticate logs in on a connection that connect has set up. It returns
@@ -332,6 +352,12 @@ func (d *Dialer) authenticate(c *Conn, cred Credentials, asMaster bool, sel *sel
 	}
 
 	if saslClient == nil {
+		if sel != nil && c.client.Caps().Has(imap.CapLiteralPlus) {
+			// LOGIN and SELECT in one write (with an ID gone ahead, that
+			// too). Without LITERAL+ a user name or password sent as a
+			// literal would wait for a continuation while held back.
+			c.lean.Hold()
+		}
 		login := c.client.Login(cred.Username, cred.Password)
 		if sel != nil {
 			// Behind the LOGIN, before its answer. Should the login fail,
@@ -339,6 +365,9 @@ func (d *Dialer) authenticate(c *Conn, cred Credentials, asMaster bool, sel *sel
 			// in the not-authenticated state) is never looked at.
 			sel.sent = time.Now()
 			sel.cmd = c.client.Select(c.cfg.Mailbox, nil)
+		}
+		if err := c.lean.Flush(); err != nil {
+			c.kill(err) // the login's Wait ends with it
 		}
 		err = login.Wait()
 	} else {

@@ -27,9 +27,10 @@ func TestMain(m *testing.M) {
 // wire records the raw protocol: both ways mixed (as go-imap's DebugWriter
 // sees it) and, separately, what the client sent.
 type wire struct {
-	mu  sync.Mutex
-	buf bytes.Buffer // both ways
-	out bytes.Buffer // client to server (plaintext unless STARTTLS)
+	mu     sync.Mutex
+	buf    bytes.Buffer // both ways
+	out    bytes.Buffer // client to server (plaintext unless STARTTLS)
+	writes []string     // out, one element per write
 }
 
 func (w *wire) Write(p []byte) (int, error) {
@@ -55,6 +56,7 @@ type wireConn struct {
 func (c *wireConn) Write(p []byte) (int, error) {
 	c.w.mu.Lock()
 	c.w.out.Write(p)
+	c.w.writes = append(c.w.writes, string(p))
 	c.w.mu.Unlock()
 	return c.Conn.Write(p)
 }
@@ -64,6 +66,13 @@ func (w *wire) sent() string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.out.String()
+}
+
+// writeList returns what the client wrote, one element per write.
+func (w *wire) writeList() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return slices.Clone(w.writes)
 }
 
 // commands returns the command lines the client sent, without their tags.

@@ -31,6 +31,10 @@ type Conn struct {
 
 	tags int // lean commands sent, for their tags (owner's goroutine only)
 
+	wmu     sync.Mutex // hold.go
+	held    []byte
+	holding bool
+
 	mu  sync.Mutex
 	cmd *Command  // armed or running lean command, nil when none
 	tk  *takeover // the connection taken from go-imap's reader (take.go), nil when not

@@ -8,8 +8,10 @@
 //     asks CAPABILITY over TLS (RFC 3501 section 6.2.1: what the server said
 //     before TLS is forgotten), which go-imap would have asked anyway;
 //   - when the greeting advertised ID and Options.ID is set, it sends ID:
-//     pipelined with that CAPABILITY after STARTTLS (no extra round trip),
-//     or as one round trip of its own otherwise;
+//     pipelined with that CAPABILITY after STARTTLS (no extra round trip);
+//     without STARTTLS, in front of the login's write when Options.Ahead
+//     says the server takes that (AheadConn, which reads the ID's answer
+//     off before imapclient sees it), or else as one round trip of its own;
 //   - it returns a connection for imapclient that first replays a greeting:
 //     the server's own (its capabilities are still true: ID changes none),
 //     or after STARTTLS one carrying the capabilities the server gave over

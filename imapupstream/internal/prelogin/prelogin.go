@@ -36,21 +36,39 @@ type Options struct {
 	// Trace, if not nil, gets the conversation both ways; the greeting
 	// only with StartTLS (otherwise imapclient traces its replay).
 	Trace io.Writer
+	// Ahead, if not nil, says from the greeting's text (after its response
+	// code) and capabilities whether the ID goes out with the login instead
+	// of in a round trip of its own (only without StartTLS). Then Run does
+	// not wait for the ID's answer: the returned connection (AheadConn)
+	// sends the ID in front of the first write, and leaves the ID's answer
+	// out of what is read.
+	Ahead func(text string, caps []string) bool
 }
 
-// Run runs the pre-login phase on conn and returns the connection to give
-// imapclient, and the "name" the server gave in its ID answer ("" without
-// an ID, or without a name in the answer). step wraps an error with the step that failed ("greeting",
-// "STARTTLS", "TLS handshake", "ID", "CAPABILITY"); a PREAUTH greeting with
-// StartTLS is ErrPreauth, unwrapped.
-func Run(ctx context.Context, conn net.Conn, o Options, step func(string, error) error) (_ net.Conn, name string, err error) {
+// Result is what Run hands on.
+type Result struct {
+	// Conn is the connection to give imapclient.
+	Conn net.Conn
+	// Name is the "name" in the server's ID answer, when Run read it ("" if
+	// it did not, or the answer had none).
+	Name string
+	// IDAhead says that the ID goes out with the first write on Conn
+	// (Options.Ahead), its answer unread.
+	IDAhead bool
+}
+
+// Run runs the pre-login phase on conn. step wraps an error with the step
+// that failed ("greeting", "STARTTLS", "TLS handshake", "ID",
+// "CAPABILITY"); a PREAUTH greeting with StartTLS is ErrPreauth, unwrapped.
+func Run(ctx context.Context, conn net.Conn, o Options, step func(string, error) error) (Result, error) {
 	p := NewConn(conn, o.Trace)
 	greeting, err := p.ReadResponse(false) // replayed, and traced, by imapclient
 	if err != nil {
-		return nil, "", step("greeting", err)
+		return Result{}, step("greeting", err)
 	}
-	status, caps := parseGreeting(greeting)
+	status, text, caps := parseGreeting(greeting)
 	sendID := o.ID != "" && status == "OK" && hasCap(caps, "ID")
+	var name string
 	idName := func(resp string) {
 		if n, ok := IDName(resp); ok {
 			name = n
@@ -58,13 +76,15 @@ func Run(ctx context.Context, conn net.Conn, o Options, step func(string, error)
 	}
 
 	if o.StartTLS == nil {
+		if sendID && o.Ahead != nil && o.Ahead(text, caps) {
+			return Result{Conn: p.ahead(conn, []byte(greeting), "ID "+o.ID), IDAhead: true}, nil
+		}
 		if sendID {
 			if _, err := p.Command("ID "+o.ID, idName); err != nil {
-				return nil, "", step("ID", err)
+				return Result{}, step("ID", err)
 			}
 		}
-		c, err := p.handover(conn, []byte(greeting))
-		return c, name, err
+		return Result{Conn: p.handover(conn, []byte(greeting)), Name: name}, nil
 	}
 
 	// STARTTLS: nothing but STARTTLS is said in the clear.
@@ -72,23 +92,23 @@ func Run(ctx context.Context, conn net.Conn, o Options, step func(string, error)
 	switch status {
 	case "OK":
 	case "PREAUTH":
-		return nil, "", ErrPreauth
+		return Result{}, ErrPreauth
 	default:
-		return nil, "", step("greeting", fmt.Errorf("server said %q", strings.TrimSpace(greeting)))
+		return Result{}, step("greeting", fmt.Errorf("server said %q", strings.TrimSpace(greeting)))
 	}
 	if st, err := p.Command("STARTTLS", nil); err != nil {
-		return nil, "", step("STARTTLS", err)
+		return Result{}, step("STARTTLS", err)
 	} else if st != "OK" {
-		return nil, "", step("STARTTLS", fmt.Errorf("server answered %s", st))
+		return Result{}, step("STARTTLS", fmt.Errorf("server answered %s", st))
 	}
 	if p.br.Buffered() > 0 {
 		// Injected before the handshake (CVE-2011-0411 in reverse): it
 		// must not be read as if it came over TLS.
-		return nil, "", step("STARTTLS", errors.New("the server sent data after its STARTTLS answer, before TLS"))
+		return Result{}, step("STARTTLS", errors.New("the server sent data after its STARTTLS answer, before TLS"))
 	}
 	tlsConn := tls.Client(conn, o.StartTLS.Clone())
 	if err := tlsConn.HandshakeContext(ctx); err != nil {
-		return nil, "", step("TLS handshake", err)
+		return Result{}, step("TLS handshake", err)
 	}
 	p = NewConn(tlsConn, o.Trace)
 	var tlsCaps []string
@@ -104,14 +124,13 @@ func Run(ctx context.Context, conn net.Conn, o Options, step func(string, error)
 	}
 	sts, err := p.pipeline(cmds, collect)
 	if err != nil {
-		return nil, "", step("CAPABILITY", err)
+		return Result{}, step("CAPABILITY", err)
 	}
 	if sts[0] != "OK" || len(tlsCaps) == 0 {
-		return nil, "", step("CAPABILITY", fmt.Errorf("server answered %s without capabilities", sts[0]))
+		return Result{}, step("CAPABILITY", fmt.Errorf("server answered %s without capabilities", sts[0]))
 	}
 	replay := "* OK [CAPABILITY " + strings.Join(tlsCaps, " ") + "] ready (greeting replayed after STARTTLS)\r\n"
-	c, err := p.handover(tlsConn, []byte(replay))
-	return c, name, err
+	return Result{Conn: p.handover(tlsConn, []byte(replay)), Name: name}, nil
 }
 
 // IDName returns the value of the "name" field of an ID answer (RFC 2971,
@@ -210,21 +229,27 @@ func addrParts(addr net.Addr) (ip string, port int) {
 	return parsed.String(), port
 }
 
-// parseGreeting returns the greeting's status (OK, PREAUTH, BYE) and the
-// capabilities of its [CAPABILITY …] code, if any.
-func parseGreeting(line string) (status string, caps []string) {
+// parseGreeting returns the greeting's status (OK, PREAUTH, BYE), its
+// text after the response code, and the capabilities of its
+// [CAPABILITY …] code, if any.
+func parseGreeting(line string) (status, text string, caps []string) {
 	rest, ok := strings.CutPrefix(strings.TrimRight(line, "\r\n"), "* ")
 	if !ok {
-		return "", nil
+		return "", "", nil
 	}
 	status, rest, _ = strings.Cut(rest, " ")
 	status = strings.ToUpper(status)
 	if len(rest) > len("[CAPABILITY ") && strings.EqualFold(rest[:len("[CAPABILITY ")], "[CAPABILITY ") {
-		if list, _, ok := strings.Cut(rest[len("[CAPABILITY "):], "]"); ok {
+		if list, after, ok := strings.Cut(rest[len("[CAPABILITY "):], "]"); ok {
 			caps = strings.Fields(list)
+			rest = after
+		}
+	} else if strings.HasPrefix(rest, "[") {
+		if _, after, ok := strings.Cut(rest, "]"); ok {
+			rest = after
 		}
 	}
-	return status, caps
+	return status, strings.TrimSpace(rest), caps
 }
 
 func hasCap(caps []string, name string) bool {
@@ -353,13 +378,13 @@ func (p *Conn) traceIn(s string) {
 
 // handover returns the connection for imapclient: conn, first replaying
 // greeting and whatever the pre-login phase read past its last response.
-func (p *Conn) handover(conn net.Conn, greeting []byte) (net.Conn, error) {
+func (p *Conn) handover(conn net.Conn, greeting []byte) net.Conn {
 	pending := greeting
 	if n := p.br.Buffered(); n > 0 {
 		rest, _ := p.br.Peek(n)
 		pending = append(pending, rest...)
 	}
-	return &replayConn{Conn: conn, pending: pending}, nil
+	return &replayConn{Conn: conn, pending: pending}
 }
 
 // replayConn returns pending before reading on from its connection.
@@ -371,7 +396,9 @@ type replayConn struct {
 func (r *replayConn) Read(b []byte) (int, error) {
 	if len(r.pending) > 0 {
 		n := copy(b, r.pending)
-		r.pending = r.pending[n:]
+		if r.pending = r.pending[n:]; len(r.pending) == 0 {
+			r.pending = nil // an idle session keeps no buffer
+		}
 		return n, nil
 	}
 	return r.Conn.Read(b)
