@@ -242,18 +242,34 @@ func (c *Conn) skipHead(g *watchdog.Guard) error {
 	if h.inLine {
 		return nil
 	}
-	buf := make([]byte, 32<<10)
-	for left := h.size; left > 0; {
-		g.Resume()
-		n, err := ds.d.Read(buf[:min(int64(len(buf)), left)])
-		g.Pause()
-		left -= int64(n)
-		if err != nil && left > 0 {
-			c.kill(err)
-			return c.fail("UID FETCH", err)
-		}
+	if err := c.skipLiteral(g, h.size); err != nil {
+		return err
 	}
 	return c.endOfAnswer(g)
+}
+
+// skipLiteral reads n octets of a literal and throws them away (through
+// io.Discard's pooled buffer: a wrong guess ahead costs no allocation).
+func (c *Conn) skipLiteral(g *watchdog.Guard, n int64) error {
+	if _, err := io.CopyN(io.Discard, guardedReader{g, c.direct.d}, n); err != nil {
+		c.kill(err)
+		return c.fail("UID FETCH", err)
+	}
+	return nil
+}
+
+// guardedReader runs g during each read only: the server is waited on
+// then, and every read that returns is progress.
+type guardedReader struct {
+	g *watchdog.Guard
+	r io.Reader
+}
+
+func (gr guardedReader) Read(b []byte) (int, error) {
+	gr.g.Resume()
+	n, err := gr.r.Read(b)
+	gr.g.Pause()
+	return n, err
 }
 
 // endOfAnswer reads the rest of an answer after its body's literal: more
@@ -268,15 +284,8 @@ func (c *Conn) endOfAnswer(g *watchdog.Guard) error {
 		if !ok {
 			return nil
 		}
-		for left := n; left > 0; {
-			g.Resume()
-			k, err := c.direct.d.Read(make([]byte, min(left, 32<<10)))
-			g.Pause()
-			left -= int64(k)
-			if err != nil && left > 0 {
-				c.kill(err)
-				return c.fail("UID FETCH", err)
-			}
+		if err := c.skipLiteral(g, n); err != nil {
+			return err
 		}
 	}
 }
