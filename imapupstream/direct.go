@@ -442,10 +442,13 @@ func (s *directStream) readLit(p []byte) (int, error) {
 	if s.quoted != nil {
 		return copy(p, s.quoted[s.size-s.remaining:]), nil
 	}
+	d := s.c.direct.d
 	s.g.Resume()
-	n, err := s.c.direct.d.Read(p)
-	s.g.Pause()
-	return n, err
+	defer s.g.Pause()
+	if int64(len(p)) == s.remaining {
+		return d.ReadLast(p)
+	}
+	return d.Read(p)
 }
 
 // finish reads the rest of the answer after the literal and, if this was

@@ -238,6 +238,20 @@ func (d *Direct) Read(p []byte) (int, error) {
 	return d.l.Conn.Read(p)
 }
 
+// ReadLast is Read for the last octets of a literal, p all that is left
+// of it. Up to a buffer's worth go through the buffer: the read that
+// brings them most likely brings what follows the literal too (the
+// answer's end), which a read bounded to the literal would leave for one
+// more system call (measured: about one read fewer per RETR of 4–40 KB).
+func (d *Direct) ReadLast(p []byte) (int, error) {
+	if d.r == d.w && len(p) <= directBufSize {
+		if err := d.fill(); err != nil {
+			return 0, err
+		}
+	}
+	return d.Read(p)
+}
+
 // Pass queues b for go-imap, which reads it after Release.
 func (d *Direct) Pass(b []byte) { d.tk.queued = append(d.tk.queued, b...) }
 

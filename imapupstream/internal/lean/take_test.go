@@ -180,3 +180,45 @@ func TestTakeReaderEnds(t *testing.T) {
 type noDeadlineConn struct{ net.Conn }
 
 func (noDeadlineConn) SetReadDeadline(time.Time) error { return nil }
+
+// TestReadLast: the last octets of a literal come through the buffer,
+// with the answer's end read in the same read: once the server has hung
+// up, the lines after the literal are still there.
+func TestReadLast(t *testing.T) {
+	client, server := net.Pipe()
+	defer client.Close()
+	l := New(client)
+	readLikeGoIMAP(l)
+	d, err := l.Take()
+	if err != nil {
+		t.Fatal(err)
+	}
+	go server.Write([]byte("* 4 FETCH (UID 9 BODY[] {6}\r\nhel"))
+	if line, err := d.Line(); err != nil || string(line) != "* 4 FETCH (UID 9 BODY[] {6}\r\n" {
+		t.Fatalf("%q, %v", line, err)
+	}
+	body := make([]byte, 6)
+	if n, err := d.Read(body); err != nil || string(body[:n]) != "hel" {
+		t.Fatalf("Read %q, %v", body[:n], err)
+	}
+	wrote := make(chan error, 1)
+	go func() { _, err := server.Write([]byte("lo!)\r\nL1 OK done\r\n")); wrote <- err }()
+	if n, err := d.ReadLast(body[3:]); err != nil || string(body[3:3+n]) != "lo!" {
+		t.Fatalf("ReadLast %q, %v", body[3:3+n], err)
+	}
+	select {
+	case err := <-wrote:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("the answer's end was not read with the literal's last octets")
+	}
+	server.Close()
+	for _, want := range []string{")\r\n", "L1 OK done\r\n"} {
+		if line, err := d.Line(); err != nil || string(line) != want {
+			t.Fatalf("Line = %q, %v; want %q", line, err, want)
+		}
+	}
+	d.Release()
+}
