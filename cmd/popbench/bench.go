@@ -545,6 +545,10 @@ func (b *bench) scenarioSessions(ctx context.Context) error {
 			b.record("sessions", "sessions/s", true, t.name, res.rate, foreign)
 			b.record("sessions p50", "ms", false, t.name, res.p50, foreign)
 			b.record("sessions p99", "ms", false, t.name, res.p99, foreign)
+			if res.proxyCPU > 0 {
+				b.record("sessions CPU, proxy", "ms/session", false, t.name, res.proxyCPU, foreign)
+			}
+			b.record("sessions CPU, upstream", "ms/session", false, t.name, res.upstreamCPU, foreign)
 			b.progress("sessions", r, t, fmt.Sprintf("%.1f sessions/s, p50 %.1f ms, p99 %.1f ms (%d sessions)",
 				res.rate, res.p50, res.p99, res.n), foreign)
 			time.Sleep(time.Second) // let the servers' session processes end
@@ -563,6 +567,26 @@ type sessionsResult struct {
 	errs          int
 	firstErr      error
 	elapsedSecond float64
+	// CPU time per completed session (ms) of the proxy's processes
+	// (popbridge, or Dovecot's POP3 over imapc; 0 for the ceiling) and of
+	// the upstream Dovecot's: on a machine the two share, what the proxy
+	// uses is taken from the upstream, and these say where it goes
+	// independently of how fast the runs happen to be.
+	proxyCPU, upstreamCPU float64
+}
+
+// proxyGroup is the process group of t's proxy: popbridge's, or the
+// Dovecot that serves POP3 over imapc; 0 for the ceiling.
+func (b *bench) proxyGroup(t *target) int {
+	switch {
+	case t.name == targetBridge && b.br != nil && b.br.cmd != nil:
+		return b.br.pid()
+	case t.name == targetBase && b.base != nil && b.base.cmd != nil:
+		return b.base.pid()
+	case t.name == targetPeer && b.peer != nil:
+		return b.peer.PID()
+	}
+	return 0
 }
 
 // runSessions runs o.workers workers for o.duration. Worker w takes the
@@ -580,6 +604,8 @@ func (b *bench) runSessions(ctx context.Context, t *target, users []string, run 
 		errCount atomic.Int64
 		firstErr error
 	)
+	proxy := b.proxyGroup(t)
+	cpu0 := groupTicks(proxy, b.up.PID())
 	start := time.Now()
 	deadline := start.Add(b.o.duration)
 	for w := range workers {
@@ -614,10 +640,18 @@ func (b *bench) runSessions(ctx context.Context, t *target, users []string, run 
 	}
 	wg.Wait()
 	elapsed := time.Since(start).Seconds()
+	cpu1 := groupTicks(proxy, b.up.PID())
 	if err := ctx.Err(); err != nil {
 		return sessionsResult{}, err
 	}
 	res := sessionsResult{n: len(lats), errs: int(errCount.Load()), firstErr: firstErr, elapsedSecond: elapsed}
+	if n := float64(len(lats)); n > 0 {
+		const msPerTick = 10 // USER_HZ 100
+		if proxy != 0 {
+			res.proxyCPU = float64(cpu1[0]-cpu0[0]) * msPerTick / n
+		}
+		res.upstreamCPU = float64(cpu1[1]-cpu0[1]) * msPerTick / n
+	}
 	if res.errs > 0 {
 		b.rep.notes = append(b.rep.notes, fmt.Sprintf("sessions on %s, run %d: %d sessions failed, e.g. %v", t.name, run+1, res.errs, firstErr))
 		b.logf("sessions on %s: %d sessions failed, e.g. %v", t.name, res.errs, firstErr)

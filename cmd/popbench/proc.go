@@ -251,3 +251,22 @@ func exists(path string) bool {
 	_, err := os.Stat(filepath.Clean(path))
 	return err == nil
 }
+
+// groupTicks is the CPU time, in clock ticks, of the processes of each
+// process group in groups (0 for none), the children a group leader has
+// reaped included.
+func groupTicks(groups ...int) []int64 {
+	out := make([]int64, len(groups))
+	for _, p := range allProcs() {
+		for i, g := range groups {
+			if g == 0 || p.pgrp != g {
+				continue
+			}
+			out[i] += p.cpu
+			if p.pid == p.pgrp {
+				out[i] += p.childCPU
+			}
+		}
+	}
+	return out
+}
