@@ -270,10 +270,15 @@ type Conn struct {
 	bye   string // the last untagged BYE, for the error when the server hangs up
 }
 
+// readSize is the pre-login reader's buffer: greetings and ID answers are
+// a line of a hundred octets or so, and a longer response is read in
+// pieces all the same.
+const readSize = 1024
+
 // NewConn starts the pre-login phase on conn; trace (if not nil) gets what
 // is said both ways.
 func NewConn(conn net.Conn, trace io.Writer) *Conn {
-	return &Conn{conn: conn, br: bufio.NewReader(conn), trace: trace}
+	return &Conn{conn: conn, br: bufio.NewReaderSize(conn, readSize), trace: trace}
 }
 
 // Command sends one command and waits for its completion, passing every

@@ -1,7 +1,9 @@
 package prelogin
 
 import (
+	"net"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -20,5 +22,25 @@ func TestParseGreeting(t *testing.T) {
 		if status != tc.status || text != tc.text || !slices.Equal(caps, tc.caps) {
 			t.Errorf("parseGreeting(%q) = %q, %q, %q; want %q, %q, %q", tc.line, status, text, caps, tc.status, tc.text, tc.caps)
 		}
+	}
+}
+
+// TestReadResponseLong: a response longer than the reader's buffer, with a
+// literal, comes back whole.
+func TestReadResponseLong(t *testing.T) {
+	client, server := net.Pipe()
+	defer client.Close()
+	long := "* CAPABILITY " + strings.Repeat("X-CAP ", 3*readSize/6) + "{5}\r\nhello\r\n"
+	go func() {
+		server.Write([]byte(long + "* OK next\r\n"))
+		server.Close()
+	}()
+	p := NewConn(client, nil)
+	got, err := p.ReadResponse(false)
+	if err != nil || got != long {
+		t.Fatalf("ReadResponse = %d octets, %v; want %d", len(got), err, len(long))
+	}
+	if got, err = p.ReadResponse(false); err != nil || got != "* OK next\r\n" {
+		t.Fatalf("next = %q, %v", got, err)
 	}
 }
