@@ -105,7 +105,8 @@ func (r *report) writeChart(path string) error {
 	var groups []group
 	var others []string
 	for _, s := range r.sorted() {
-		if s.target != targetCeiling || len(s.values) == 0 {
+		// CPU per session is a breakdown of the sessions row, for the table.
+		if s.target != targetCeiling || len(s.values) == 0 || strings.HasPrefix(s.scenario, "sessions CPU") {
 			continue
 		}
 		g := group{scenario: s.scenario, higherBetter: s.higherBetter}

@@ -370,7 +370,10 @@ func (r *report) markdownSection(w io.Writer, mdPath string) {
 	var disturbed []string
 	seen := map[string]bool{}
 	for _, s := range r.sorted() {
-		if seen[s.scenario] || strings.Contains(s.scenario, " p") || strings.HasPrefix(s.scenario, "idle ") && s.scenario != r.idleMemScenario {
+		// p50, p99 and CPU come from the sessions measurements, the idle
+		// details from the idle ones.
+		if seen[s.scenario] || strings.Contains(s.scenario, " p") || strings.HasPrefix(s.scenario, "sessions CPU") ||
+			strings.HasPrefix(s.scenario, "idle ") && s.scenario != r.idleMemScenario {
 			continue
 		}
 		seen[s.scenario] = true
