@@ -39,7 +39,9 @@
 // go-imap v2 does the IMAP work, with two exceptions that sit below it on
 // the connection. The pre-login step (internal/prelogin) reads the
 // greeting, runs STARTTLS and sends ID with the client's address, which
-// imap.IDData cannot carry, then replays the greeting to go-imap. The lean
+// imap.IDData cannot carry, then replays the greeting to go-imap (to a
+// Dovecot that names itself in its greeting, the ID goes out in front of
+// the LOGIN, and its answer is read off before go-imap reads on). The lean
 // reader (internal/lean) reads the snapshot's 50,000-line answers with a
 // parser of its own, about a sixteenth of go-imap's cost, and passes every
 // other response through to go-imap in order. For Fetch and FetchAhead it
