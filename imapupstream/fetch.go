@@ -127,7 +127,7 @@ func (c *Conn) awaitFetch(ctx context.Context, g *watchdog.Guard, op fetchOp, cm
 			s.msg, s.lit = msg, body.Literal
 			s.size = body.Literal.Size()
 			s.remaining = s.size
-			if bad := s.check.before(s.size); bad != "" {
+			if bad := s.check.before(); bad != "" {
 				return c.mismatched(ctx, s, bad)
 			}
 			g.Pause() // until the first Read: the consumer may be busy

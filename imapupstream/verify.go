@@ -22,11 +22,13 @@ import (
 // thrown away, and the server is asked whether the message still exists.
 
 // answerCheck is what an answer to a UID FETCH must show, and what it has
-// shown so far.
+// shown so far. A whole message (BODY.PEEK[], section nil) is read and
+// checked by fetchDirect (direct.go), by its literal's length; a part goes
+// through go-imap (startFetch) and is checked by its RFC822.SIZE.
 type answerCheck struct {
 	uid     uint32
 	section *imap.FetchItemBodySection // nil: BODY.PEEK[]
-	size    int64                      // RFC822.SIZE as listed; -1: nothing to compare (a drain)
+	size    int64                      // RFC822.SIZE as listed; -1: nothing to compare
 	retry   bool                       // a second try after a mismatch: no third
 
 	gotUID  uint32
@@ -44,16 +46,9 @@ func wantPart(m MessageMeta, section *imap.FetchItemBodySection) answerCheck {
 	return answerCheck{uid: m.UID, section: section, size: m.Size}
 }
 
-// whole reports whether the section is BODY[], whose literal's length is
-// the message's size.
-func (w answerCheck) whole() bool { return w.section == nil }
-
-// options are the FETCH items to ask for: the section, and what the check
-// needs.
+// options are the FETCH items to ask for a part: the section, and what the
+// check needs.
 func (w answerCheck) options() *imap.FetchOptions {
-	if w.section == nil {
-		return &imap.FetchOptions{UID: true, BodySection: []*imap.FetchItemBodySection{{Peek: true}}}
-	}
 	return &imap.FetchOptions{
 		UID:         true,
 		RFC822Size:  w.size >= 0,
@@ -72,19 +67,17 @@ func (w *answerCheck) note(item imapclient.FetchItemData) {
 	}
 }
 
-// before judges the answer when its literal of litSize octets starts: ""
-// if it may be streamed, else what is wrong. go-imap hands a UID FETCH
+// before judges the answer when its literal starts: "" if it may be
+// streamed, else what is wrong (the RFC822.SIZE, if it came first). go-imap hands a UID FETCH
 // only answers whose UID came before the literal and is the one asked for;
 // the check says so again rather than rely on it.
-func (w *answerCheck) before(litSize int64) string {
+func (w *answerCheck) before() string {
 	switch {
 	case w.size < 0:
 		return ""
 	case w.gotUID != w.uid:
 		return fmt.Sprintf("the answer is for UID %d", w.gotUID)
-	case w.whole() && litSize != w.size:
-		return fmt.Sprintf("%d octets sent for a message of %d", litSize, w.size)
-	case !w.whole() && w.gotSize >= 0 && w.gotSize != w.size:
+	case w.gotSize >= 0 && w.gotSize != w.size:
 		return fmt.Sprintf("RFC822.SIZE %d for a message of %d", w.gotSize, w.size)
 	}
 	return ""
@@ -94,7 +87,7 @@ func (w *answerCheck) before(litSize int64) string {
 // that sends RFC822.SIZE after it.
 func (w *answerCheck) after() string {
 	switch {
-	case w.whole() || w.size < 0:
+	case w.size < 0:
 		return ""
 	case w.gotSize < 0:
 		return "the answer has no RFC822.SIZE"
@@ -136,11 +129,7 @@ func (c *Conn) mismatched(ctx context.Context, s *fetchStream, bad string) (*fet
 		zap.Stringer("op", s.op), zap.String("problem", bad))
 	want := s.check
 	want.retry = true
-	if want.whole() {
-		want.size = s.size
-	} else {
-		want.size = want.gotSize
-	}
+	want.size = want.gotSize
 	return c.startFetch(ctx, s.op, want)
 }
 
