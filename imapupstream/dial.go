@@ -133,13 +133,14 @@ func pipelinesSelect(name string) bool { return strings.EqualFold(name, "Dovecot
 
 // idAhead reports whether a server that greeted with text and caps is
 // known to take the ID, the login and the SELECT behind it in one write:
-// Dovecot, whose greeting says so unless its login_greeting was changed
-// (then the ID's answer still tells, a round trip later). LITERAL+ is
-// required too: a login whose user name or password goes as a literal must
-// not wait for a continuation while its write is held back.
+// the server pipelinesSelect knows, named by its greeting's first word
+// (Dovecot's, unless its login_greeting was changed; then the ID's answer
+// still tells, a round trip later). LITERAL+ is required too, because the
+// ID goes ahead only where LOGIN and SELECT then leave with it in one
+// write, which authenticate does only with LITERAL+.
 func idAhead(text string, caps []string) bool {
 	name, _, _ := strings.Cut(text, " ")
-	return strings.EqualFold(strings.TrimRight(name, "."), "Dovecot") &&
+	return pipelinesSelect(strings.TrimRight(name, ".")) &&
 		slices.ContainsFunc(caps, func(c string) bool { return strings.EqualFold(c, "LITERAL+") })
 }
 
