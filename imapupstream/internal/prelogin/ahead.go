@@ -7,14 +7,14 @@ import (
 	"sync"
 )
 
-// AheadConn is the connection for imapclient when the ID goes out with the
+// aheadConn is the connection for imapclient when the ID goes out with the
 // login (Options.Ahead). Writes: the ID command goes out in front of the
 // first write (the login's, with what is pipelined behind it), so that the
 // setup costs one round trip after the greeting. Reads: after the
 // greeting's replay, the ID's answer is read off before anything reaches
 // imapclient, which knows neither the command nor its tag; other responses
 // pass on in order.
-type AheadConn struct {
+type aheadConn struct {
 	net.Conn
 
 	mu sync.Mutex
@@ -28,15 +28,15 @@ type AheadConn struct {
 	err      error // what ended reading the ID's answer, after pending
 }
 
-// ahead returns the AheadConn for conn, with cmd to go out first.
-func (p *Conn) ahead(conn net.Conn, greeting []byte, cmd string) *AheadConn {
+// ahead returns the aheadConn for conn, with cmd to go out first.
+func (p *Conn) ahead(conn net.Conn, greeting []byte, cmd string) *aheadConn {
 	p.tag++
 	tag := TagPrefix + strconv.Itoa(p.tag)
 	line := tag + " " + cmd + "\r\n"
 	if p.trace != nil {
 		p.trace.Write([]byte(line)) // the order it goes out in: before the login
 	}
-	a := &AheadConn{Conn: conn, id: []byte(line), p: p, tag: tag, pending: greeting}
+	a := &aheadConn{Conn: conn, id: []byte(line), p: p, tag: tag, pending: greeting}
 	if n := p.br.Buffered(); n > 0 {
 		rest, _ := p.br.Peek(n)
 		a.pending = append(a.pending, rest...)
@@ -45,7 +45,7 @@ func (p *Conn) ahead(conn net.Conn, greeting []byte, cmd string) *AheadConn {
 	return a
 }
 
-func (a *AheadConn) Write(b []byte) (int, error) {
+func (a *aheadConn) Write(b []byte) (int, error) {
 	a.mu.Lock()
 	id := a.id
 	a.id = nil
@@ -59,7 +59,7 @@ func (a *AheadConn) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
-func (a *AheadConn) Read(b []byte) (int, error) {
+func (a *aheadConn) Read(b []byte) (int, error) {
 	if len(a.pending) == 0 && !a.answered {
 		a.readAnswer()
 	}
@@ -87,7 +87,7 @@ func (a *AheadConn) Read(b []byte) (int, error) {
 // error (the server hung up, say) is returned after pending. (Nothing sets
 // a read deadline on the connection before the login's answer is read,
 // which comes after the ID's: an error here is final.)
-func (a *AheadConn) readAnswer() {
+func (a *aheadConn) readAnswer() {
 	for !a.answered {
 		resp, err := a.p.ReadResponse(true)
 		if err != nil {

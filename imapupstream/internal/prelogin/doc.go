@@ -10,7 +10,7 @@
 //   - when the greeting advertised ID and Options.ID is set, it sends ID:
 //     pipelined with that CAPABILITY after STARTTLS (no extra round trip);
 //     without STARTTLS, in front of the login's write when Options.Ahead
-//     says the server takes that (AheadConn, which reads the ID's answer
+//     says the server takes that (aheadConn, which reads the ID's answer
 //     off before imapclient sees it), or else as one round trip of its own;
 //   - it returns a connection for imapclient that first replays a greeting:
 //     the server's own (its capabilities are still true: ID changes none),

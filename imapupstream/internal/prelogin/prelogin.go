@@ -39,7 +39,7 @@ type Options struct {
 	// Ahead, if not nil, says from the greeting's text (after its response
 	// code) and capabilities whether the ID goes out with the login instead
 	// of in a round trip of its own (only without StartTLS). Then Run does
-	// not wait for the ID's answer: the returned connection (AheadConn)
+	// not wait for the ID's answer: the returned connection (aheadConn)
 	// sends the ID in front of the first write, and leaves the ID's answer
 	// out of what is read.
 	Ahead func(text string, caps []string) bool
