@@ -113,7 +113,7 @@ func (c *conn) login(cred *Credentials, errorChallenge []byte) {
 	c.flush() // answers to earlier pipelined commands go out before we wait
 	start := time.Now()
 	c.info.LoginAttempt++
-	sess, err := c.cfg.backend.Login(c.ctx, &c.info, cred)
+	sess, err := c.loginAside(cred)
 	took := zap.Duration("took", time.Since(start))
 	switch {
 	case err == nil && sess == nil:

@@ -299,8 +299,12 @@ func (c *conn) finish() {
 		c.log = zap.NewNop()
 	}
 	if r != nil {
+		stack := zap.Stack("stack")
+		if p, ok := r.(*asidePanic); ok {
+			r, stack = p.value, zap.ByteString("stack", p.stack)
+		}
 		c.log.Error("panic in POP3 session; connection closed",
-			zap.Any("panic", r), zap.Stack("stack"), zap.Stringer("state", c.state))
+			zap.Any("panic", r), stack, zap.Stringer("state", c.state))
 		// A status line in the middle of a message body would be taken
 		// for message text; there the client only sees the connection end
 		// without the terminating ".".

@@ -3,6 +3,7 @@ package pop3
 import (
 	"bufio"
 	"net"
+	"runtime/debug"
 	"syscall"
 )
 
@@ -15,6 +16,13 @@ import (
 // (syscall.RawConn.Read), which reads nothing. Over TLS the buffers stay:
 // crypto/tls keeps buffered records of its own that such a wait would not
 // see.
+//
+// The goroutine that waits keeps its stack. A login is the deepest work a
+// session does (for a proxy: an upstream connection, its TLS, a database
+// read), and Go shrinks a stack only at a GC and by half at a time, so the
+// connection's goroutine would keep a login's stack for as long as the
+// session idles: Backend.Login runs on a goroutine of its own instead, and
+// its stack goes when it returns.
 
 // lineBufSize is the size of a connection's line reader and writer.
 const lineBufSize = 4096
@@ -90,4 +98,38 @@ func (c *conn) putLineBufs() {
 	c.bw.Reset(nil)
 	c.srv.lineWriters.Put(c.bw)
 	c.br, c.bw = nil, nil
+}
+
+// loginAside calls Backend.Login on a goroutine of its own (see above) and
+// waits for it. A panic there is carried back and raised again here, where
+// finish recovers it, with the stack of where it happened.
+func (c *conn) loginAside(cred *Credentials) (Session, error) {
+	type result struct {
+		sess Session
+		err  error
+		p    *asidePanic
+	}
+	done := make(chan result, 1)
+	go func() {
+		var r result
+		defer func() {
+			if v := recover(); v != nil {
+				r.p = &asidePanic{value: v, stack: debug.Stack()}
+			}
+			done <- r
+		}()
+		r.sess, r.err = c.cfg.backend.Login(c.ctx, &c.info, cred)
+	}()
+	r := <-done
+	if r.p != nil {
+		panic(r.p)
+	}
+	return r.sess, r.err
+}
+
+// asidePanic is a panic of another goroutine, raised again on the
+// connection's: value is what was raised, stack where.
+type asidePanic struct {
+	value any
+	stack []byte
 }

@@ -46,14 +46,15 @@ type memBackend struct {
 	msgs  [][]byte
 	setup func(*memSession) // adjusts each new session before use
 
-	mu       sync.Mutex
-	users    map[string]string
-	tokens   map[string]string // bearer tokens, for OAUTHBEARER and XOAUTH2
-	loginErr error             // returned by every Login when set
-	logins   int
-	creds    []Credentials
-	infos    []ConnInfo
-	sessions []*memSession
+	mu        sync.Mutex
+	users     map[string]string
+	tokens    map[string]string // bearer tokens, for OAUTHBEARER and XOAUTH2
+	loginErr  error             // returned by every Login when set
+	loginHook func()            // called by every Login when set (before loginErr)
+	logins    int
+	creds     []Credentials
+	infos     []ConnInfo
+	sessions  []*memSession
 }
 
 func newMemBackend(msgs ...string) *memBackend {
@@ -70,6 +71,9 @@ func (b *memBackend) Login(_ context.Context, ci *ConnInfo, cred *Credentials) (
 	b.logins++
 	b.creds = append(b.creds, *cred)
 	b.infos = append(b.infos, *ci)
+	if b.loginHook != nil {
+		b.loginHook()
+	}
 	if b.loginErr != nil {
 		return nil, b.loginErr
 	}

@@ -14,6 +14,7 @@ import (
 	"math/big"
 	"net"
 	"regexp"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"testing"
@@ -42,6 +43,54 @@ func TestPanicInRetrieve(t *testing.T) {
 	c = e.dial()
 	c.login()
 	c.expectOK("LIST 1")
+}
+
+// A panic in Backend.Login, which runs on a goroutine of its own, ends the
+// connection as one on the connection's goroutine does, and its log line
+// has the stack of where it happened.
+func TestPanicInLogin(t *testing.T) {
+	b := newMemBackend(testMessages...)
+	b.loginHook = func() { panic("test panic in Login") }
+	core, logs := observer.New(zap.DebugLevel)
+	e := startServer(t, b, func(s *Server) { s.Logger = zap.New(core) })
+	c := e.dial()
+	c.expectOK("USER alice")
+	c.expectErr("PASS secret", "[SYS/TEMP] internal server error")
+	c.expectEOF()
+	var found bool
+	for _, l := range logs.FilterMessage("panic in POP3 session; connection closed").All() {
+		f := l.ContextMap()
+		stack, _ := f["stack"].(string)
+		if f["panic"] == "test panic in Login" && strings.Contains(stack, "memBackend).Login") {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatalf("no log line with the panic and the stack of Login: %v", logs.All())
+	}
+	b.mu.Lock()
+	b.loginHook = nil
+	b.mu.Unlock()
+	c = e.dial()
+	c.login()
+	c.expectOK("STAT")
+}
+
+// Login runs on a goroutine other than the connection's, so that the
+// connection's goroutine does not keep the stack a login grew while the
+// session idles.
+func TestLoginRunsAside(t *testing.T) {
+	b := newMemBackend(testMessages...)
+	stacks := make(chan string, 1)
+	b.loginHook = func() { stacks <- string(debug.Stack()) }
+	e := startServer(t, b, nil)
+	c := e.dial()
+	c.login()
+	stack := <-stacks
+	if !strings.Contains(stack, "memBackend).Login") || strings.Contains(stack, "(*conn).serve") {
+		t.Fatalf("Login ran on the connection's goroutine:\n%s", stack)
+	}
+	c.expectOK("STAT")
 }
 
 func TestPanicInMessages(t *testing.T) {
