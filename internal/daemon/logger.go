@@ -33,5 +33,5 @@ func NewLogger(w io.Writer, level, format string) (*zap.Logger, zap.AtomicLevel,
 	if lvl <= zapcore.DebugLevel {
 		opts = append(opts, zap.AddStacktrace(zapcore.ErrorLevel))
 	}
-	return zap.New(zapcore.NewCore(enc, out, atom), opts...), atom, nil
+	return zap.New(&keptFields{Core: zapcore.NewCore(enc, out, atom)}, opts...), atom, nil
 }
