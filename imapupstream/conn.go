@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -58,30 +57,24 @@ type Caps struct {
 	ObjectID  bool // EMAILID/THREADID (OBJECTID, RFC 8474)
 	CondStore bool // MODSEQ (CONDSTORE or QRESYNC)
 	ESearch   bool
-	// All is every capability advertised, as sent.
-	All []string
+	// set is every capability advertised: go-imap's own set, shared with
+	// it and never changed (go-imap replaces its set, it does not edit it).
+	set imap.CapSet
 }
 
 // Has reports whether the capability name was advertised (case-insensitive),
-// or is implied by IMAP4rev2.
+// or is implied by one that was (IMAP4rev2 implies UIDPLUS, MOVE and more).
 func (c Caps) Has(name string) bool {
-	return capSetOf(c.All).Has(imap.Cap(strings.ToUpper(name)))
-}
-
-func capSetOf(all []string) imap.CapSet {
-	set := make(imap.CapSet, len(all))
-	for _, s := range all {
-		set[imap.Cap(strings.ToUpper(s))] = struct{}{}
+	// go-imap's set has every name upper-case but IMAP4rev1 and IMAP4rev2.
+	for _, mixed := range []imap.Cap{imap.CapIMAP4rev1, imap.CapIMAP4rev2} {
+		if strings.EqualFold(name, string(mixed)) {
+			return c.set.Has(mixed)
+		}
 	}
-	return set
+	return c.set.Has(imap.Cap(strings.ToUpper(name)))
 }
 
 func capsFrom(set imap.CapSet) Caps {
-	all := make([]string, 0, len(set))
-	for c := range set {
-		all = append(all, string(c))
-	}
-	sort.Strings(all)
 	return Caps{
 		IMAP4rev2: set.Has(imap.CapIMAP4rev2),
 		UIDPlus:   set.Has(imap.CapUIDPlus),
@@ -89,7 +82,7 @@ func capsFrom(set imap.CapSet) Caps {
 		ObjectID:  set.Has(imap.CapObjectID),
 		CondStore: set.Has(imap.CapCondStore),
 		ESearch:   set.Has(imap.CapESearch),
-		All:       all,
+		set:       set,
 	}
 }
 

@@ -75,7 +75,7 @@ func TestIdentifyGmailMsgID(t *testing.T) {
 		t.Fatal(err)
 	}
 	if !c.Caps().Has(CapGmail) {
-		t.Fatalf("caps %v", c.Caps().All)
+		t.Fatalf("caps %+v", c.Caps())
 	}
 	ids, err := c.IdentifyWith(ctx, gmailListed, IdentifyOptions{GmailMsgID: true})
 	if err != nil {

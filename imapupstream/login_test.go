@@ -28,7 +28,7 @@ func TestLoginSelect(t *testing.T) {
 		t.Fatalf("permanent flags %v", mb.PermanentFlags)
 	}
 	caps := c.Caps()
-	if !caps.UIDPlus || !caps.Move || !caps.Has("uidplus") || len(caps.All) == 0 {
+	if !caps.UIDPlus || !caps.Move || !caps.Has("uidplus") || !caps.Has("imap4REV1") {
 		t.Fatalf("caps %+v", caps)
 	}
 	// The UIDVALIDITY that Dovecot reports elsewhere.
