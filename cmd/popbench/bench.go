@@ -778,14 +778,16 @@ func (b *bench) idleBridge(t *target, scen string, users []string, r int, br **b
 	rss := float64(after.rss-before.rss) / n
 	b.record(scen, "KiB/session", false, t.name, pss, foreign)
 	b.record(scen+" RSS", "KiB/session", false, t.name, rss, foreign)
-	extra := ""
+	file := float64(after.pssFile-before.pssFile) / n
+	b.record(scen+" PSS of files", "KiB/session", false, t.name, file, foreign)
+	extra := fmt.Sprintf("; of files %.1f KiB/session", file)
 	if okGo && okGo2 {
 		per := func(a, b float64) float64 { return (b - a) / 1024 / n }
 		b.record(scen+" Go heap (alloc)", "KiB/session", false, t.name, per(go0.heapAlloc, go1.heapAlloc), foreign)
 		b.record(scen+" Go heap (in use)", "KiB/session", false, t.name, per(go0.heapInuse, go1.heapInuse), foreign)
 		b.record(scen+" Go stacks", "KiB/session", false, t.name, per(go0.stackInuse, go1.stackInuse), foreign)
 		b.record(scen+" goroutines", "per session", false, t.name, (go1.goroutines-go0.goroutines)/n, foreign)
-		extra = fmt.Sprintf("; Go: heap alloc %.1f, heap in use %.1f, stacks %.1f KiB/session, %.1f goroutines/session, %.0f GCs meanwhile",
+		extra += fmt.Sprintf("; Go: heap alloc %.1f, heap in use %.1f, stacks %.1f KiB/session, %.1f goroutines/session, %.0f GCs meanwhile",
 			per(go0.heapAlloc, go1.heapAlloc), per(go0.heapInuse, go1.heapInuse), per(go0.stackInuse, go1.stackInuse),
 			(go1.goroutines-go0.goroutines)/n, go1.gcs-go0.gcs)
 	}

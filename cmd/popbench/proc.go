@@ -14,8 +14,10 @@ import (
 	"time"
 )
 
-// memInfo is a process's memory in KiB.
-type memInfo struct{ pss, rss int64 }
+// memInfo is a process's memory in KiB. pssFile is the part of pss that
+// maps files (bbolt's database is mmapped): the kernel may drop it at will,
+// anonymous memory it cannot.
+type memInfo struct{ pss, rss, pssFile int64 }
 
 // processMemory reads /proc/PID/smaps_rollup.
 func processMemory(pid int) (memInfo, error) {
@@ -37,6 +39,8 @@ func processMemory(pid int) (memInfo, error) {
 			m.pss = v
 		case "Rss:":
 			m.rss = v
+		case "Pss_File:":
+			m.pssFile = v
 		}
 	}
 	return m, sc.Err()
@@ -113,6 +117,7 @@ func groupMemory(pgid int, comm, title string) (memInfo, int) {
 		}
 		sum.pss += m.pss
 		sum.rss += m.rss
+		sum.pssFile += m.pssFile
 		n++
 	}
 	return sum, n
