@@ -304,9 +304,14 @@ func (l *Conn) track(b []byte) {
 }
 
 // keepTail keeps the end of the current line: enough to see a literal's
-// "{n}" before its CRLF.
+// "{n}" before its CRLF. Only that much is ever appended, so the tail never
+// grows past twice it: a connection keeps its tail for as long as it lives.
 func (l *Conn) keepTail(b []byte) {
 	const keep = imapwire.MarkerTail
+	if len(b) >= keep {
+		l.tail = append(l.tail[:0], b[len(b)-keep:]...)
+		return
+	}
 	l.tail = append(l.tail, b...)
 	if len(l.tail) > keep {
 		l.tail = append(l.tail[:0], l.tail[len(l.tail)-keep:]...)

@@ -204,3 +204,30 @@ func TestParseSizeFetch(t *testing.T) {
 		t.Error("isFetch")
 	}
 }
+
+// track finds a literal at the end of a line however long the line and
+// however it is cut, and the tail it keeps for that stays small: a
+// connection keeps it for as long as it lives.
+func TestTrackLongLines(t *testing.T) {
+	long := "* OK [CAPABILITY " + string(bytes.Repeat([]byte("X-SOME-CAPABILITY "), 40)) + "] {4}\r\n"
+	stream := long + "a\r\nb" + ")\r\n* 1 EXISTS\r\n"
+	for _, cut := range []int{1, 7, 31, 32, 33, 100, len(long) - 3, len(long)} {
+		l := New(nil)
+		for s := stream; len(s) > 0; {
+			n := min(cut, len(s))
+			l.track([]byte(s[:n]))
+			s = s[n:]
+			if cap(l.tail) > 64 {
+				t.Fatalf("cut %d: tail capacity %d", cut, cap(l.tail))
+			}
+		}
+		if !l.lineStart || l.literal != 0 {
+			t.Fatalf("cut %d: lineStart %v, literal %d after the stream", cut, l.lineStart, l.literal)
+		}
+		l = New(nil)
+		l.track([]byte(long))
+		if l.literal != 4 {
+			t.Fatalf("literal %d, want 4", l.literal)
+		}
+	}
+}
