@@ -28,8 +28,10 @@
 // message that fails part-way is never terminated with ".", so a client
 // cannot take a truncated message for a complete one.
 //
-// Concurrency: Backend.Login is called from many connection goroutines at
-// once. The methods of one Session, Close included, are only ever called
+// Concurrency: Backend.Login is called for many connections at once, each
+// call on a goroutine of its own that the connection waits for (so that the
+// stack a login grows is not kept by the connection while its session
+// idles). The methods of one Session, Close included, are only ever called
 // from its own connection goroutine, one at a time, so a Session needs no
 // locking of its own. The context passed to the backend is cancelled when the
 // connection ends or the server is closed.
