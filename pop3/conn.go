@@ -53,12 +53,13 @@ type conn struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	br      *bufio.Reader
-	bw      *bufio.Writer
-	line    []byte // the current command line, capacity cfg.maxLine
-	num     []byte // scratch for formatting numbers
-	dw      dotWriter
-	rawWait syscall.RawConn // raw's, to wait on while idle (idle.go); nil until needed
+	br          *bufio.Reader
+	bw          *bufio.Writer
+	line        []byte // the current command line, capacity cfg.maxLine
+	num         []byte // scratch for formatting numbers
+	dw          dotWriter
+	rawWait     syscall.RawConn       // raw's, to wait on while idle (idle.go); nil until needed
+	idleReadyFn func(fd uintptr) bool // c.idleReady, for rawWait.Read
 
 	state    state
 	user     string   // from USER, waiting for PASS; "" for none
@@ -334,6 +335,12 @@ func (c *conn) finish() {
 	}
 	if c.endSession != nil {
 		c.endSession()
+	}
+	// The line buffers serve the next connection: a busy server opens
+	// hundreds a second. (Not a body writer left stacked on bw by a
+	// stream that failed: its pool is another.)
+	if c.br != nil && c.bw != nil && c.bw.Size() == lineBufSize {
+		c.putLineBufs()
 	}
 	c.srv.untrackConn(c)
 }

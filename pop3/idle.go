@@ -15,7 +15,7 @@ import (
 // go back to the Server's pools; the wait itself is for readability only
 // (syscall.RawConn.Read), which reads nothing. Over TLS the buffers stay:
 // crypto/tls keeps buffered records of its own that such a wait would not
-// see.
+// see. A connection that ends gives them back too, for the next one.
 //
 // The goroutine that waits keeps its stack. A login is the deepest work a
 // session does (for a proxy: an upstream connection, its TLS, a database
@@ -49,14 +49,16 @@ func (c *conn) idleWaiter() syscall.RawConn {
 			return nil
 		}
 		c.rawWait = rc
+		c.idleReadyFn = c.idleReady // once: a method value passed on escapes
 	}
 	return c.rawWait
 }
 
 // waitIdle waits, before a command line is read, until the client has sent
 // something (or the read deadline passed, or the connection ended), with
-// the buffers given back meanwhile when nothing is buffered. Errors are
-// those a Read would have returned; the buffers are back in any case.
+// the buffers given back meanwhile when nothing is buffered and nothing has
+// arrived. Errors are those a Read would have returned; the buffers are
+// back in any case.
 func (c *conn) waitIdle() error {
 	if c.br.Buffered() > 0 || c.bw.Buffered() > 0 {
 		return nil
@@ -65,13 +67,27 @@ func (c *conn) waitIdle() error {
 	if rc == nil {
 		return nil
 	}
-	c.putLineBufs()
-	defer c.getLineBufs()
-	// Called at once, and again each time the runtime saw the socket
-	// become readable: whether something (or EOF, or an error) is there is
-	// asked without taking it. The runtime only reports readability that
-	// comes after the wait began, so the first call must look for itself.
-	return rc.Read(readable)
+	err := rc.Read(c.idleReadyFn)
+	if c.br == nil {
+		c.getLineBufs()
+	}
+	return err
+}
+
+// idleReady is waitIdle's callback, called at once and again each time the
+// runtime saw the socket become readable: whether something (or EOF, or an
+// error) is there is asked without taking it. The runtime only reports
+// readability that comes after the wait began, so the first call must look
+// for itself. The buffers go back only when there is a wait: a command
+// already there (a client that pipelines) needs them at once.
+func (c *conn) idleReady(fd uintptr) bool {
+	if readable(fd) {
+		return true
+	}
+	if c.br != nil {
+		c.putLineBufs()
+	}
+	return false
 }
 
 // getLineBufs gives the connection a line reader and writer, from the
