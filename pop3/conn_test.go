@@ -844,19 +844,10 @@ func TestLineBuffersReused(t *testing.T) {
 	// One P: sync.Pool keeps what is put back for the P that put it.
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
 	var made atomic.Int32
-	e := startServer(t, newMemBackend(testMessages...), func(s *Server) {
-		s.lineReaders.New = func() any { made.Add(1); return bufio.NewReaderSize(nil, lineBufSize) }
-		s.lineWriters.New = func() any { made.Add(1); return bufio.NewWriterSize(nil, lineBufSize) }
-	})
+	e := startServer(t, newMemBackend(testMessages...), func(s *Server) { countLineBufs(s, &made) })
 	const n = 40
 	for range n {
-		nc, err := net.Dial("tcp", e.addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := io.WriteString(nc, "USER "+testUser+"\r\nPASS "+testPass+"\r\nSTAT\r\nQUIT\r\n"); err != nil {
-			t.Fatal(err)
-		}
+		nc := dialSending(t, e, "USER "+testUser+"\r\nPASS "+testPass+"\r\nSTAT\r\nQUIT\r\n")
 		all, err := io.ReadAll(nc)
 		nc.Close()
 		if err != nil || strings.Count(string(all), "+OK") != 5 {
@@ -891,22 +882,12 @@ func TestLineBuffersReused(t *testing.T) {
 func TestIdleGivesLineBuffersBack(t *testing.T) {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1)) // see TestLineBuffersReused
 	var made atomic.Int32
-	e := startServer(t, newMemBackend(testMessages...), func(s *Server) {
-		s.lineReaders.New = func() any { made.Add(1); return bufio.NewReaderSize(nil, lineBufSize) }
-		s.lineWriters.New = func() any { made.Add(1); return bufio.NewWriterSize(nil, lineBufSize) }
-	})
+	e := startServer(t, newMemBackend(testMessages...), func(s *Server) { countLineBufs(s, &made) })
 	const n = 40
 	for range n {
-		nc, err := net.Dial("tcp", e.addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer nc.Close()
 		// Both commands are there before the first wait: that wait keeps
 		// the buffers, the one after PASS gives them back.
-		if _, err := io.WriteString(nc, "USER "+testUser+"\r\nPASS "+testPass+"\r\n"); err != nil {
-			t.Fatal(err)
-		}
+		nc := dialSending(t, e, "USER "+testUser+"\r\nPASS "+testPass+"\r\n")
 		r := bufio.NewReader(nc)
 		for range 3 { // greeting, USER, PASS
 			if l, err := r.ReadString('\n'); err != nil || !strings.HasPrefix(l, "+OK") {
@@ -917,4 +898,26 @@ func TestIdleGivesLineBuffersBack(t *testing.T) {
 	if got := made.Load(); got >= n {
 		t.Fatalf("%d line buffers made for %d idle connections", got, n)
 	}
+}
+
+// countLineBufs has the line buffer pools of s count in made the buffers
+// they had to make.
+func countLineBufs(s *Server, made *atomic.Int32) {
+	s.lineReaders.New = func() any { made.Add(1); return bufio.NewReaderSize(nil, lineBufSize) }
+	s.lineWriters.New = func() any { made.Add(1); return bufio.NewWriterSize(nil, lineBufSize) }
+}
+
+// dialSending connects to e and sends cmds at once, before the greeting
+// comes. The connection is closed at the end of the test.
+func dialSending(t *testing.T, e *testEnv, cmds string) net.Conn {
+	t.Helper()
+	nc, err := net.Dial("tcp", e.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nc.Close() })
+	if _, err := io.WriteString(nc, cmds); err != nil {
+		t.Fatal(err)
+	}
+	return nc
 }
