@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -140,8 +139,7 @@ func pipelinesSelect(name string) bool { return strings.EqualFold(name, "Dovecot
 // write, which authenticate does only with LITERAL+.
 func idAhead(text string, caps []string) bool {
 	name, _, _ := strings.Cut(text, " ")
-	return pipelinesSelect(strings.TrimRight(name, ".")) &&
-		slices.ContainsFunc(caps, func(c string) bool { return strings.EqualFold(c, "LITERAL+") })
+	return pipelinesSelect(strings.TrimRight(name, ".")) && prelogin.HasCap(caps, "LITERAL+")
 }
 
 // Verify checks cred with the upstream itself: it logs in as the user with

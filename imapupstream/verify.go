@@ -68,9 +68,9 @@ func (w *answerCheck) note(item imapclient.FetchItemData) {
 }
 
 // before judges the answer when its literal starts: "" if it may be
-// streamed, else what is wrong (the RFC822.SIZE, if it came first). go-imap hands a UID FETCH
-// only answers whose UID came before the literal and is the one asked for;
-// the check says so again rather than rely on it.
+// streamed, else what is wrong (the RFC822.SIZE, if it came first).
+// go-imap hands a UID FETCH only answers whose UID came before the literal
+// and is the one asked for; the check says so again rather than rely on it.
 func (w *answerCheck) before() string {
 	switch {
 	case w.size < 0:

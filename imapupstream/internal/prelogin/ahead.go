@@ -36,13 +36,7 @@ func (p *Conn) ahead(conn net.Conn, greeting []byte, cmd string) *aheadConn {
 	if p.trace != nil {
 		p.trace.Write([]byte(line)) // the order it goes out in: before the login
 	}
-	a := &aheadConn{Conn: conn, id: []byte(line), p: p, tag: tag, pending: greeting}
-	if n := p.br.Buffered(); n > 0 {
-		rest, _ := p.br.Peek(n)
-		a.pending = append(a.pending, rest...)
-		p.br.Discard(n)
-	}
-	return a
+	return &aheadConn{Conn: conn, id: []byte(line), p: p, tag: tag, pending: p.takeBuffered(greeting)}
 }
 
 func (a *aheadConn) Write(b []byte) (int, error) {

@@ -67,7 +67,7 @@ func Run(ctx context.Context, conn net.Conn, o Options, step func(string, error)
 		return Result{}, step("greeting", err)
 	}
 	status, text, caps := parseGreeting(greeting)
-	sendID := o.ID != "" && status == "OK" && hasCap(caps, "ID")
+	sendID := o.ID != "" && status == "OK" && HasCap(caps, "ID")
 	var name string
 	idName := func(resp string) {
 		if n, ok := IDName(resp); ok {
@@ -252,7 +252,9 @@ func parseGreeting(line string) (status, text string, caps []string) {
 	return status, strings.TrimSpace(rest), caps
 }
 
-func hasCap(caps []string, name string) bool {
+// HasCap reports whether caps (as the greeting listed them) has name, in
+// any case.
+func HasCap(caps []string, name string) bool {
 	for _, c := range caps {
 		if strings.EqualFold(c, name) {
 			return true
@@ -384,12 +386,18 @@ func (p *Conn) traceIn(s string) {
 // handover returns the connection for imapclient: conn, first replaying
 // greeting and whatever the pre-login phase read past its last response.
 func (p *Conn) handover(conn net.Conn, greeting []byte) net.Conn {
-	pending := greeting
+	return &replayConn{Conn: conn, pending: p.takeBuffered(greeting)}
+}
+
+// takeBuffered appends to b what the reader holds past the last response
+// it returned, and empties it.
+func (p *Conn) takeBuffered(b []byte) []byte {
 	if n := p.br.Buffered(); n > 0 {
 		rest, _ := p.br.Peek(n)
-		pending = append(pending, rest...)
+		b = append(b, rest...)
+		p.br.Discard(n)
 	}
-	return &replayConn{Conn: conn, pending: pending}
+	return b
 }
 
 // replayConn returns pending before reading on from its connection.
