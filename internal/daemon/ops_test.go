@@ -63,6 +63,12 @@ shutdown_grace: 2s
 		t.Fatalf("RETR 1: %q", l)
 	}
 	p.Multi()
+	// A RETR is counted once its last byte has left (so are the bytes
+	// sent), and the client can read the answer a moment before the
+	// counters move: wait for the RETR, the last thing counted.
+	e2e.WaitFor(t, "the RETR counted", func() bool {
+		return s.scrape()[`popbridge_commands_total{command="RETR",result="ok"}`] == 1
+	})
 	lbl := fmt.Sprintf(`{listener=%q}`, addr)
 	m := s.scrape() // during the session
 	m.want(t, fmt.Sprintf(`popbridge_sessions_total{listener=%q,tls="none"}`, addr), "==", 1)
