@@ -15,7 +15,11 @@
 // are armed and to later ones; they may be armed and disarmed at any time,
 // from any goroutine. Cuts close both sides with a FIN, after every byte
 // forwarded before the cut has been written, so a client sees exactly the
-// bytes the fault let through and then the end of the stream.
+// bytes the fault let through and then the end of the stream. A cut after a
+// forwarded command (CutAfterCommand) stops the way back before the command
+// leaves, so its answer never reaches the client, however fast the server
+// is; server bytes still on their way at that moment are dropped with it,
+// as on a real broken connection.
 //
 // Line-level faults (CutOnCommand, CutAfterCommand, HideCapabilities) read
 // the stream as IMAP: lines, and literals ({n}, {n+}, ~{n}; see

@@ -517,8 +517,9 @@ type conn struct {
 	client, server net.Conn
 	done           chan struct{} // closed when the connection is cut
 	cutOnce        sync.Once
-	raw            atomic.Bool  // after STARTTLS: no IMAP parsing
-	halfClosed     atomic.Int32 // directions that ended cleanly
+	raw            atomic.Bool    // after STARTTLS: no IMAP parsing
+	halfClosed     atomic.Int32   // directions that ended cleanly
+	muted          [2]atomic.Bool // by direction: writes stopped until the cut
 }
 
 // cut ends the connection: both sockets are closed and every goroutine of it
@@ -529,6 +530,20 @@ func (c *conn) cut() {
 		c.client.Close()
 		c.server.Close()
 	})
+}
+
+// mute stops direction i from writing anything more: a Write under way
+// ends and every later one fails, without cutting the connection (the
+// caller cuts it). A cut after a forwarded command mutes the way back
+// before the command leaves, so that the answer to it can never slip
+// through between the write and the cut.
+func (c *conn) mute(i int) {
+	c.muted[i].Store(true)
+	dst := c.server
+	if singleDirs[i] == ServerToClient {
+		dst = c.client
+	}
+	_ = dst.SetWriteDeadline(time.Unix(1, 0))
 }
 
 // event is what a reader hands its writer.
@@ -596,6 +611,9 @@ func (c *conn) write(i int, dst net.Conn, ch <-chan event) {
 			c.cut()
 			return
 		}
+		if ev.cut {
+			c.mute(1 - i) // the line goes out, its answer never comes back
+		}
 		if ev.eof != nil {
 			if !errors.Is(ev.eof, io.EOF) {
 				c.cut()
@@ -643,6 +661,10 @@ func (c *conn) write(i int, dst net.Conn, ch <-chan event) {
 			if k > 0 {
 				start := time.Now()
 				if _, err := dst.Write(data[:k]); err != nil {
+					if c.muted[i].Load() {
+						<-c.done // the other direction cuts
+						return
+					}
 					c.cut()
 					return
 				}

@@ -408,3 +408,40 @@ func TestCloseEndsEverything(t *testing.T) {
 		t.Error("still accepting after Close")
 	}
 }
+
+// TestCutAfterCommandLosesTheAnswer: the server answers at once, and the
+// answer to the forwarded command still never reaches the client (the
+// proxy's UPDATE fault tests rely on it: "the server got it, the client
+// never learns"). Many rounds, as the answer would only slip through when
+// the relay is slow to cut.
+func TestCutAfterCommandLosesTheAnswer(t *testing.T) {
+	addr := server(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		for {
+			line, err := br.ReadString('\n')
+			if err != nil {
+				return
+			}
+			tag, _, _ := strings.Cut(line, " ")
+			io.WriteString(c, tag+" OK done\r\n")
+		}
+	})
+	r := faultrelay.Start(t, addr)
+	for round := range 200 {
+		f := r.CutAfterCommand("UID EXPUNGE", "")
+		c := dial(t, r.Addr())
+		io.WriteString(c, "a1 NOOP\r\n")
+		if line, err := bufio.NewReader(c).ReadString('\n'); err != nil || line != "a1 OK done\r\n" {
+			t.Fatalf("round %d: NOOP: %q, %v", round, line, err)
+		}
+		io.WriteString(c, "a2 UID EXPUNGE 1\r\n")
+		rest, _ := io.ReadAll(c)
+		c.Close()
+		if !f.HasFired() {
+			t.Fatalf("round %d: the cut did not fire", round)
+		}
+		if len(rest) != 0 {
+			t.Fatalf("round %d: the client got %q after the forwarded command", round, rest)
+		}
+	}
+}
