@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 
@@ -85,19 +86,29 @@ func TestLoggerWithHoldsNoBuffer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	const n = 1000
-	keep := make([]*zap.Logger, n)
-	var before, after runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&before)
-	for i := range keep {
-		keep[i] = log.With(zap.String("session", "s1"), zap.String("user", "alice"))
+	// The heap is measured between two collections, and what an earlier
+	// test left running (a server still shutting down) may allocate or free
+	// meanwhile: many loggers, so that their share dominates, and the median
+	// of three tries.
+	const n, tries = 20000, 3
+	per := make([]float64, tries)
+	for i := range per {
+		keep := make([]*zap.Logger, n)
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		for j := range keep {
+			keep[j] = log.With(zap.String("session", "s1"), zap.String("user", "alice"))
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		runtime.KeepAlive(keep)
+		per[i] = (float64(after.HeapAlloc) - float64(before.HeapAlloc)) / n
 	}
-	runtime.GC()
-	runtime.ReadMemStats(&after)
-	per := float64(after.HeapAlloc-before.HeapAlloc) / n
-	runtime.KeepAlive(keep)
-	if per > 512 {
-		t.Fatalf("a logger With two fields holds %.0f bytes, want under 512", per)
+	slices.Sort(per)
+	median := per[tries/2]
+	t.Logf("a logger With two fields: %.0f bytes (tries: %.0f)", median, per)
+	if median > 512 {
+		t.Fatalf("a logger With two fields holds %.0f bytes, want under 512", median)
 	}
 }
