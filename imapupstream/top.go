@@ -27,7 +27,8 @@ const (
 // body of m: UID FETCH uid (UID RFC822.SIZE BODY.PEEK[HEADER]), then, only if
 // lines > 0, UID FETCH uid (UID RFC822.SIZE BODY.PEEK[TEXT]<offset.N>) in
 // growing chunks until lines lines (a line is up to and including LF) or the
-// end of the body. Nothing marks the message \Seen. Every answer must carry
+// end of the body; in one chunk of the whole body when the lines asked for
+// may well be all of it. Nothing marks the message \Seen. Every answer must carry
 // m's UID and RFC822.SIZE, as Fetch's must carry its size (verify.go). The
 // reader behaves like Fetch's (errors, Close, ctx, one open reader per
 // Conn). If the message is gone, the error wraps ErrNoSuchMessage.
@@ -46,8 +47,16 @@ func (c *Conn) Top(ctx context.Context, m MessageMeta, lines int) (_ io.ReadClos
 		return nil, err
 	}
 	chunk := int64(lines) * topBytesPerLine
-	chunk = max(chunk, topFirstChunk)
-	chunk = min(chunk, topMaxFirstChunk)
+	if chunk >= m.Size && m.Size > 0 {
+		// The lines asked for may well be the whole body ("TOP n
+		// 99999999"): one partial of it all. Besides a round trip each,
+		// every further partial is a FETCH that can find the message
+		// expunged by another client in the middle of the answer, when
+		// the caller can only cut the connection.
+		chunk = m.Size
+	} else {
+		chunk = min(max(chunk, topFirstChunk), topMaxFirstChunk)
+	}
 	r := &topReader{c: c, ctx: ctx, msg: m, linesLeft: lines, cur: hdr, chunk: chunk}
 	c.reader = r
 	if hdr.size <= topMaxBufferedHeader {

@@ -61,6 +61,8 @@ func TestTop(t *testing.T) {
 	uLong := e.append(t, long)
 	uHeader := e.append(t, headerOnly)
 	uMany := e.append(t, manyLines)
+	big := "Subject: big\r\n\r\n" + strings.Repeat(strings.Repeat("z", 98)+"\r\n", 6000) // 600 KB, over topMaxFirstChunk
+	uBig := e.append(t, big)
 
 	trace := &wire{}
 	c, _ := e.open(t, e.config(), trace)
@@ -93,7 +95,10 @@ func TestTop(t *testing.T) {
 		{"header only", uHeader, headerOnly, 5, 1},
 		{"many lines, 1", uMany, manyLines, 1, 1},
 		{"many lines, 3000", uMany, manyLines, 3000, 2},
-		{"whole message (fetchmail 99999999)", uMany, manyLines, 99999999, 2},
+		{"whole message (fetchmail 99999999)", uMany, manyLines, 99999999, 1},
+		{"whole message over the first chunk's limit", uBig, big, 99999999, 1},
+		{"big message, 5000 lines of 6000", uBig, big, 5000, 1},
+		{"big message, 10 lines", uBig, big, 10, 1},
 	}
 	for _, tc := range cases {
 		before := strings.Count(trace.sent(), "PEEK[TEXT]<")
@@ -141,4 +146,46 @@ func trunc(s string) string {
 		return s[:80]
 	}
 	return s
+}
+
+// TestTopWholeOutlivesExpunge: "TOP n 99999999" (fetchmail's way to read a
+// whole message without \Seen) on a message bigger than the first TEXT
+// partial, expunged by another client once Top has returned. Asked for in
+// one partial, the body still arrives whole (Dovecot has begun the literal
+// and serves it to the end); asked for in several, the next one would find
+// the message gone in the middle of the answer.
+func TestTopWholeOutlivesExpunge(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	big := "Subject: big\r\n\r\n" + strings.Repeat(strings.Repeat("w", 98)+"\r\n", 6000) // 600 KB
+	uid := e.append(t, big)
+	trace := &wire{}
+	c, _ := e.open(t, e.config(), trace)
+	r, err := c.Top(context.Background(), e.meta(uid), 99999999)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	first := make([]byte, 1024)
+	if _, err := io.ReadFull(r, first); err != nil {
+		t.Fatal(err)
+	}
+	o := e.other(t)
+	set := imap.UIDSetNum(imap.UID(uid))
+	if err := o.Store(set, &imap.StoreFlags{Op: imap.StoreFlagsAdd, Flags: []imap.Flag{imap.FlagDeleted}, Silent: true}, nil).Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.UIDExpunge(set).Close(); err != nil {
+		t.Fatal(err)
+	}
+	rest, err := io.ReadAll(r)
+	if err != nil {
+		t.Fatalf("reading on after the expunge: %v (%d TEXT fetches)", err, strings.Count(trace.sent(), "PEEK[TEXT]<"))
+	}
+	if got := string(first) + string(rest); got != big {
+		t.Fatalf("got %d octets, want the %d of the message", len(got), len(big))
+	}
+	if n := strings.Count(trace.sent(), "PEEK[TEXT]<"); n != 1 {
+		t.Fatalf("%d TEXT fetches, want 1", n)
+	}
 }
