@@ -27,11 +27,12 @@ const (
 // body of m: UID FETCH uid (UID RFC822.SIZE BODY.PEEK[HEADER]), then, only if
 // lines > 0, UID FETCH uid (UID RFC822.SIZE BODY.PEEK[TEXT]<offset.N>) in
 // growing chunks until lines lines (a line is up to and including LF) or the
-// end of the body; in one chunk of the whole body when the lines asked for
-// may well be all of it. Nothing marks the message \Seen. Every answer must carry
-// m's UID and RFC822.SIZE, as Fetch's must carry its size (verify.go). The
-// reader behaves like Fetch's (errors, Close, ctx, one open reader per
-// Conn). If the message is gone, the error wraps ErrNoSuchMessage.
+// end of the body, in one chunk of the whole body when the lines asked for
+// may well be all of it. Nothing marks the message \Seen. Every answer must
+// carry m's UID and RFC822.SIZE, as Fetch's must carry its size
+// (verify.go). The reader behaves like Fetch's (errors, Close, ctx, one open
+// reader per Conn). If the message is gone, the error wraps
+// ErrNoSuchMessage.
 func (c *Conn) Top(ctx context.Context, m MessageMeta, lines int) (_ io.ReadCloser, err error) {
 	if o := c.cfg.Observer; o != nil {
 		defer observeCommand(o, "top", time.Now(), &err)

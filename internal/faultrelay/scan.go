@@ -104,9 +104,9 @@ func (c *conn) scan(d Dir, s *scanner, p []byte) []event {
 			emit(out)
 			if cut {
 				if len(out) > 0 {
-					// Forwarded, then cut: by the writer right after the
-					// write, so that the server's answer has as little
-					// time as possible to reach the client first.
+					// Forwarded, then cut, by the writer: it mutes the
+					// way back before the write, so that the server's
+					// answer never reaches the client.
 					evs[len(evs)-1].cut = true
 					return evs
 				}
